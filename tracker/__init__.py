@@ -1,0 +1,1 @@
+"""Hot spot patrol dosage tracker: the core, free of Flask and MQTT."""

@@ -1,0 +1,365 @@
+"""The dosage engine: DESIGN section 5, rule by rule, vectorised over all pings.
+
+Times are integer microseconds since the epoch (UTC) throughout, so sums are exact and
+the result never depends on the order of the input. Minutes are rounded to 2 decimals
+(half up) only when the tables are built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from tracker.geofence import HotSpotSet
+from tracker.pings import ACCURACY_M, DEVICE_ID, LAT, LON, TIMESTAMP
+
+US_PER_S = 1_000_000
+US_PER_MINUTE = 60 * US_PER_S
+EARTH_RADIUS_KM = 6371.0088
+
+HOTSPOT_ID = "hotspot_id"
+DATE = "date"
+PRESENCE_MINUTES = "presence_minutes"
+OFFICER_MINUTES = "officer_minutes"
+VISITS = "visits"
+DAILY_COLUMNS = [HOTSPOT_ID, DATE, PRESENCE_MINUTES, OFFICER_MINUTES, VISITS]
+DEVICE_DAILY_COLUMNS = [HOTSPOT_ID, DEVICE_ID, DATE, OFFICER_MINUTES, VISITS]
+VISIT_COLUMNS = [HOTSPOT_ID, "start", "end", DATE, "minutes", "devices"]
+DEVICE_VISIT_COLUMNS = [HOTSPOT_ID, DEVICE_ID, "start", "end", DATE, "minutes"]
+
+
+@dataclass(frozen=True)
+class DosageParams:
+    """The parameters of DESIGN section 5, with its defaults."""
+
+    max_gap_s: float = 180
+    max_accuracy_m: float = 100
+    visit_merge_gap_s: float = 60
+    min_visit_s: float = 120
+    max_speed_kmh: float | None = None
+    tz: str = "Europe/London"
+
+    def __post_init__(self) -> None:
+        for name in ("max_gap_s", "max_accuracy_m", "visit_merge_gap_s", "min_visit_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if self.max_speed_kmh is not None and not self.max_speed_kmh > 0:
+            raise ValueError(f"max_speed_kmh must be > 0 or unset, not {self.max_speed_kmh!r}")
+        try:
+            ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.tz!r} (use an IANA name)") from None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+
+@dataclass
+class DosageResult:
+    """Dosage tables: per hot spot per day, per device, and the visits behind them."""
+
+    daily: pd.DataFrame
+    device_daily: pd.DataFrame
+    visits: pd.DataFrame
+    device_visits: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Spans:
+    """Credited spans [start_us, end_us] of one device in one hot spot (rule 3)."""
+
+    hot_spot: np.ndarray
+    device: np.ndarray
+    start_us: np.ndarray
+    end_us: np.ndarray
+
+
+def compute_dosage(
+    pings: pd.DataFrame, hot_spots: HotSpotSet, params: DosageParams | None = None
+) -> DosageResult:
+    """Return dosage for pings (columns of `tracker.pings.PING_COLUMNS`) in the hot spots."""
+    params = params or DosageParams()
+    devices, spans, counts = credited_spans(pings, hot_spots, params)
+    days = LocalDays.covering(spans.start_us, spans.end_us, params.zone)
+    ids = np.array(hot_spots.ids, dtype=object)
+
+    union = _merge_runs(spans.hot_spot, spans.start_us, spans.end_us, gap_us=0)
+    union_hot_spot = spans.hot_spot[union.first]
+    visits = _visits(union_hot_spot, union.start_us, union.end_us, union.end_us - union.start_us,
+                     params, days)
+    n_devices = max(len(devices), 1)
+    device_key = spans.hot_spot * n_devices + spans.device
+    device_runs = _visits(device_key, spans.start_us, spans.end_us, spans.end_us - spans.start_us,
+                          params, days)
+
+    presence = days.split_sum(union_hot_spot, union.start_us, union.end_us)
+    officer = days.split_sum(spans.hot_spot, spans.start_us, spans.end_us)
+    daily = _daily_table(presence, officer, visits.count_by_day(), ids, days)
+
+    device_officer = days.split_sum(device_key, spans.start_us, spans.end_us)
+    device_daily = _device_daily_table(device_officer, device_runs.count_by_day(), ids, devices,
+                                       days)
+    visit_table = _visit_table(visits, ids[visits.group], days)
+    # The devices behind each hot spot visit: each span maps to its union interval, and
+    # that interval to the visit containing it.
+    span_visit = visits.run_of_member[union.run_of_member]
+    visit_table["devices"] = _devices_per_run(span_visit, spans.device, len(visit_table))
+    visit_table = visit_table.sort_values([HOTSPOT_ID, "start"]).reset_index(drop=True)
+
+    device_visit_table = _visit_table(device_runs, ids[device_runs.group // n_devices], days)
+    device_visit_table.insert(1, DEVICE_ID, devices[device_runs.group % n_devices])
+    device_visit_table = device_visit_table.sort_values([HOTSPOT_ID, DEVICE_ID, "start"])
+    device_visit_table = device_visit_table.reset_index(drop=True)
+    counts.update(visits=len(visit_table), device_visits=len(device_visit_table))
+    return DosageResult(daily, device_daily, visit_table, device_visit_table, counts)
+
+
+def credited_spans(
+    pings: pd.DataFrame, hot_spots: HotSpotSet, params: DosageParams
+) -> tuple[np.ndarray, _Spans, dict[str, int]]:
+    """Apply rules 1-3: return the device ids, the credited spans and the ping counts."""
+    lat = pings[LAT].to_numpy(dtype=float)
+    lon = pings[LON].to_numpy(dtype=float)
+    accuracy = (
+        pings[ACCURACY_M].to_numpy(dtype=float) if ACCURACY_M in pings else np.full(len(lat), np.nan)
+    )
+    t_us = timestamps_us(pings[TIMESTAMP])
+
+    # Rule 1: usable pings.
+    in_range = (np.abs(lat) <= 90) & (np.abs(lon) <= 180)  # False for NaN too
+    usable = in_range & ~((lat == 0) & (lon == 0)) & ~(accuracy > params.max_accuracy_m)
+    codes, devices = pd.factorize(pings[DEVICE_ID].to_numpy(dtype=object), sort=True)
+    devices = np.asarray(devices, dtype=object)
+    keep = np.flatnonzero(usable)
+    device, t_us, lat, lon = codes[keep], t_us[keep], lat[keep], lon[keep]
+
+    # Rule 2: order per device; equal (device, timestamp) count once. The position breaks
+    # ties so that which duplicate survives never depends on input order.
+    order = np.lexsort((lon, lat, t_us, device))
+    device, t_us, lat, lon = device[order], t_us[order], lat[order], lon[order]
+    first = np.ones(len(device), dtype=bool)
+    first[1:] = (device[1:] != device[:-1]) | (t_us[1:] != t_us[:-1])
+    device, t_us, lat, lon = device[first], t_us[first], lat[first], lon[first]
+
+    # Rule 3: a pair a -> b of one device with 0 < dt <= max_gap_s credits every hot
+    # spot containing both ends.
+    dt_us = t_us[1:] - t_us[:-1]
+    pair_ok = (device[1:] == device[:-1]) & (dt_us > 0) & (dt_us <= params.max_gap_s * US_PER_S)
+    if params.max_speed_kmh is not None:
+        km = great_circle_km(lat[:-1], lon[:-1], lat[1:], lon[1:])
+        hours = np.maximum(dt_us, 1) / (3600 * US_PER_S)
+        pair_ok &= km / hours <= params.max_speed_kmh
+    point, hot_spot = hot_spots.classify(lon, lat)
+    n_hot_spots = max(len(hot_spots), 1)
+    membership = point.astype(np.int64) * n_hot_spots + hot_spot  # sorted ascending
+    starts = np.zeros(len(device), dtype=bool)
+    starts[:-1] = pair_ok
+    candidate = starts[point]
+    wanted = (point[candidate].astype(np.int64) + 1) * n_hot_spots + hot_spot[candidate]
+    found = np.searchsorted(membership, wanted)
+    found = np.minimum(found, max(len(membership) - 1, 0))
+    hit = (membership[found] == wanted) if len(membership) else np.zeros(0, dtype=bool)
+    a = point[candidate][hit]
+    spans = _Spans(
+        hot_spot=hot_spot[candidate][hit].astype(np.int64),
+        device=device[a].astype(np.int64),
+        start_us=t_us[a],
+        end_us=t_us[a + 1],
+    )
+    counts = {
+        "pings": len(usable),
+        "unusable": int(len(usable) - usable.sum()),
+        "duplicates": int(len(first) - first.sum()),
+        "credited_spans": len(spans.start_us),
+    }
+    return devices, spans, counts
+
+
+def timestamps_us(timestamps: pd.Series) -> np.ndarray:
+    """Return UTC microseconds since the epoch for a series of aware timestamps."""
+    utc = pd.to_datetime(timestamps, utc=True)
+    return utc.dt.as_unit("us").astype("int64").to_numpy()
+
+
+def great_circle_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Return haversine distances in kilometres between arrays of points in degrees."""
+    lat1, lon1, lat2, lon2 = map(np.radians, (lat1, lon1, lat2, lon2))
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+
+
+@dataclass(frozen=True)
+class LocalDays:
+    """Local midnights (as UTC microseconds) over a range of dates in one time zone."""
+
+    dates: tuple[date, ...]
+    midnight_us: np.ndarray
+
+    @classmethod
+    def covering(cls, start_us: np.ndarray, end_us: np.ndarray, zone: ZoneInfo) -> LocalDays:
+        """Return the local days from the day before the first start to after the last end."""
+        if not len(start_us):
+            return cls((), np.zeros(0, dtype=np.int64))
+        first = _local_date(int(start_us.min()), zone) - timedelta(days=1)
+        last = _local_date(int(end_us.max()), zone) + timedelta(days=1)
+        dates = tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
+        midnights = [local_midnight_us(d, zone) for d in dates]
+        return cls(dates, np.array(midnights, dtype=np.int64))
+
+    def day_of(self, t_us: np.ndarray) -> np.ndarray:
+        """Return the index of the local day each instant falls on."""
+        return np.searchsorted(self.midnight_us, t_us, side="right") - 1
+
+    def split_sum(self, group: np.ndarray, start_us: np.ndarray, end_us: np.ndarray) -> pd.Series:
+        """Split intervals at local midnight (rule 5); return microseconds per (group, day)."""
+        first_day = self.day_of(start_us)
+        # An interval ending exactly at midnight has nothing on the next day.
+        last_day = np.searchsorted(self.midnight_us, end_us, side="left") - 1
+        pieces = np.maximum(last_day - first_day + 1, 1)
+        row = np.repeat(np.arange(len(start_us)), pieces)
+        day = first_day[row] + (np.arange(len(row)) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+        # `covering` adds a day after the last end, so day + 1 is always in range.
+        lo = np.maximum(start_us[row], self.midnight_us[day])
+        hi = np.minimum(end_us[row], self.midnight_us[day + 1])
+        frame = pd.DataFrame({"group": group[row], "day": day, "us": hi - lo})
+        return frame.groupby(["group", "day"], sort=True)["us"].sum()
+
+
+def local_midnight_us(day: date, zone: ZoneInfo) -> int:
+    """Return the UTC instant (microseconds) at which a local day begins."""
+    moment = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _local_date(t_us: int, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(t_us / US_PER_S, tz=zone).date()
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Runs of intervals merged per group: the first member index of each run and more."""
+
+    first: np.ndarray
+    group: np.ndarray
+    start_us: np.ndarray
+    end_us: np.ndarray
+    covered_us: np.ndarray
+    run_of_member: np.ndarray
+    day: np.ndarray | None = None
+
+    def count_by_day(self) -> pd.Series:
+        return pd.Series(1, index=pd.MultiIndex.from_arrays([self.group, self.day])).groupby(
+            level=[0, 1], sort=True
+        ).sum()
+
+
+def _merge_runs(
+    group: np.ndarray, start_us: np.ndarray, end_us: np.ndarray, gap_us: float,
+    covered_us: np.ndarray | None = None,
+) -> _Runs:
+    """Merge intervals of each group into runs where no break exceeds gap_us.
+
+    The input is sorted here by (group, start); `run_of_member` maps each input
+    interval (in input order) to its run. A run's covered time is the sum of its members'
+    `covered_us` (members must then be disjoint), defaulting to the run's length.
+    """
+    order = np.lexsort((end_us, start_us, group))
+    g, s, e = group[order], start_us[order], end_us[order]
+    if not len(g):
+        empty = np.zeros(0, dtype=np.int64)
+        return _Runs(empty, empty, empty, empty, empty, empty)
+    reach = pd.Series(e).groupby(g).cummax().to_numpy()
+    new = np.ones(len(g), dtype=bool)
+    new[1:] = (g[1:] != g[:-1]) | (s[1:] - reach[:-1] > gap_us)
+    first = np.flatnonzero(new)
+    run_sorted = np.cumsum(new) - 1
+    run_of_member = np.empty(len(g), dtype=np.int64)
+    run_of_member[order] = run_sorted
+    run_end = np.maximum.reduceat(e, first)
+    covered = (
+        run_end - s[first] if covered_us is None else np.add.reduceat(covered_us[order], first)
+    )
+    return _Runs(order[first], g[first], s[first], run_end, covered, run_of_member)
+
+
+def _visits(group, start_us, end_us, covered_us, params: DosageParams, days: LocalDays) -> _Runs:
+    """Rule 6: runs with breaks <= visit_merge_gap_s, kept when >= min_visit_s of presence."""
+    runs = _merge_runs(group, start_us, end_us, params.visit_merge_gap_s * US_PER_S, covered_us)
+    long_enough = runs.covered_us >= params.min_visit_s * US_PER_S
+    # Renumber the kept runs; members of dropped runs map to -1.
+    renumber = np.full(len(long_enough), -1, dtype=np.int64)
+    renumber[long_enough] = np.arange(int(long_enough.sum()))
+    return _Runs(
+        runs.first[long_enough], runs.group[long_enough], runs.start_us[long_enough],
+        runs.end_us[long_enough], runs.covered_us[long_enough],
+        renumber[runs.run_of_member], days.day_of(runs.start_us[long_enough]),
+    )
+
+
+def rounded_minutes(us) -> np.ndarray:
+    """Return minutes rounded half up to 2 decimals, computed exactly from microseconds."""
+    hundredths = (np.asarray(us, dtype=np.int64) + US_PER_MINUTE // 200) // (US_PER_MINUTE // 100)
+    return hundredths / 100
+
+
+def _daily_table(presence, officer, visits, ids, days: LocalDays) -> pd.DataFrame:
+    table = pd.concat(
+        {PRESENCE_MINUTES: presence, OFFICER_MINUTES: officer, VISITS: visits}, axis=1
+    ).fillna(0)
+    table = table[(table[PRESENCE_MINUTES] > 0) | (table[OFFICER_MINUTES] > 0) | (table[VISITS] > 0)]
+    group, day = _index_arrays(table)
+    frame = pd.DataFrame({
+        HOTSPOT_ID: ids[group],
+        DATE: [days.dates[d] for d in day],
+        PRESENCE_MINUTES: rounded_minutes(table[PRESENCE_MINUTES].to_numpy()),
+        OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
+        VISITS: table[VISITS].to_numpy(dtype=np.int64),
+    }, columns=DAILY_COLUMNS)
+    return frame.sort_values([HOTSPOT_ID, DATE], kind="stable").reset_index(drop=True)
+
+
+def _device_daily_table(officer, visits, ids, devices, days: LocalDays) -> pd.DataFrame:
+    table = pd.concat({OFFICER_MINUTES: officer, VISITS: visits}, axis=1).fillna(0)
+    table = table[(table[OFFICER_MINUTES] > 0) | (table[VISITS] > 0)]
+    key, day = _index_arrays(table)
+    n_devices = max(len(devices), 1)
+    frame = pd.DataFrame({
+        HOTSPOT_ID: ids[key // n_devices],
+        DEVICE_ID: devices[key % n_devices],
+        DATE: [days.dates[d] for d in day],
+        OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
+        VISITS: table[VISITS].to_numpy(dtype=np.int64),
+    }, columns=DEVICE_DAILY_COLUMNS)
+    return frame.sort_values([HOTSPOT_ID, DEVICE_ID, DATE], kind="stable").reset_index(drop=True)
+
+
+def _index_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    if not len(table):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return (table.index.get_level_values(0).to_numpy(np.int64),
+            table.index.get_level_values(1).to_numpy(np.int64))
+
+
+def _visit_table(runs: _Runs, hot_spot_ids: np.ndarray, days: LocalDays) -> pd.DataFrame:
+    return pd.DataFrame({
+        HOTSPOT_ID: hot_spot_ids,
+        "start": pd.to_datetime(runs.start_us, unit="us", utc=True),
+        "end": pd.to_datetime(runs.end_us, unit="us", utc=True),
+        DATE: [days.dates[d] for d in runs.day],
+        "minutes": rounded_minutes(runs.covered_us),
+    })
+
+
+def _devices_per_run(member_run: np.ndarray, member_device: np.ndarray, n_runs: int) -> np.ndarray:
+    """Return how many distinct devices have a member interval in each run."""
+    in_run = member_run >= 0
+    pairs = np.unique(np.stack([member_run[in_run], member_device[in_run]]), axis=1)
+    return np.bincount(pairs[0], minlength=n_runs) if pairs.size else np.zeros(n_runs, np.int64)
