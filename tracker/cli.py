@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
+from pathlib import Path
 
 import click
+from alembic.util import CommandError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from tracker.dosage import DosageParams, compute_dosage
+from tracker import settings
+from tracker.db import make_engine, schema_is_current, session_factory, upgrade
+from tracker.devices import AssignmentError, load_assignments, parse_assignments
+from tracker.dosage import DAILY_COLUMNS, DosageParams, compute_dosage
 from tracker.geofence import GeofenceError, load_hot_spots
-from tracker.pings import PingFileError, read_pings
+from tracker.pings import PingFileError, parse_gpx, parse_ping_records, read_pings
+from tracker.recompute import bring_up_to_date, enqueue_all_device_days, replace_hot_spots
+from tracker.reports import daily_report, dead_letter_report
+from tracker.store import store_dead_letters, store_pings, stored_hot_spots
 from tracker.tables import FORMATS, write_table
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
     help="Output format.",
 )
+db_option = click.option(
+    "--db", "db_url", default=None, metavar="URL",
+    help="SQLAlchemy database URL (default: TRACKER_DATABASE_URL, then embedded SQLite).",
+)
+from_option = click.option("--from", "from_day", type=click.DateTime(["%Y-%m-%d"]),
+                           default=None, help="First local date (YYYY-MM-DD).")
+to_option = click.option("--to", "to_day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                         help="Last local date (YYYY-MM-DD).")
 
 
 def dosage_params_options(command):
@@ -47,6 +66,45 @@ def make_params(**values) -> DosageParams:
         raise click.UsageError(str(exc)) from exc
 
 
+def configured_params() -> DosageParams:
+    """Return the dosage parameters of the deployment (TRACKER_ settings)."""
+    try:
+        return DosageParams(
+            max_gap_s=settings.get("TRACKER_MAX_GAP_S"),
+            max_accuracy_m=settings.get("TRACKER_MAX_ACCURACY_M"),
+            visit_merge_gap_s=settings.get("TRACKER_VISIT_MERGE_GAP_S"),
+            min_visit_s=settings.get("TRACKER_MIN_VISIT_S"),
+            max_speed_kmh=settings.get("TRACKER_MAX_SPEED_KMH"),
+            tz=settings.get("TRACKER_TZ"),
+        )
+    except ValueError as exc:
+        raise click.ClickException(f"configuration: {exc}") from exc
+
+
+def open_database(db_url: str | None) -> sessionmaker[Session]:
+    """Return a session factory for an initialised database, or fail with what to run."""
+    url = settings.database_url(db_url)
+    try:
+        engine = make_engine(url)
+        current = schema_is_current(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        raise click.ClickException(f"cannot open the database: {exc}") from exc
+    if not current:
+        raise click.ClickException(
+            "the database schema is missing or old: run `python -m tracker init` first")
+    return session_factory(engine)
+
+
+def _day(value) -> date | None:
+    return value.date() if value is not None else None
+
+
+def _catch_up(factory: sessionmaker[Session], params: DosageParams) -> int:
+    with factory() as session:
+        hot_spots = stored_hot_spots(session)
+    return bring_up_to_date(factory.begin, hot_spots, params)
+
+
 @click.group()
 def main() -> None:
     """Hot spot patrol dosage tracker."""
@@ -72,6 +130,143 @@ def dosage(pings_path, geofences_path, fmt, **params) -> None:
     if bad_rows and pings.empty:
         raise click.ClickException(f"{pings_path}: no valid pings ({len(bad_rows)} bad rows)")
     result = compute_dosage(pings, hot_spots, parameters)
-    write_table(result.daily, fmt, sys.stdout)
+    write_table(result.daily[DAILY_COLUMNS], fmt, sys.stdout)
     if bad_rows:
         click.echo(f"{pings_path}: skipped {len(bad_rows)} bad rows", err=True)
+
+
+@main.command()
+@db_option
+def init(db_url) -> None:
+    """Create the database schema, or upgrade it to the newest version keeping all data."""
+    url = settings.database_url(db_url)
+    try:
+        upgrade(make_engine(url))
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        raise click.ClickException(f"cannot initialise {url}: {exc}") from exc
+    click.echo(f"database ready: {make_engine(url).url.render_as_string(hide_password=True)}")
+
+
+@main.group()
+def geofences() -> None:
+    """Hot spot polygons."""
+
+
+@geofences.command("load")
+@click.argument("path", type=click.Path(dir_okay=False))
+@db_option
+def geofences_load(path, db_url) -> None:
+    """Load or replace the hot spot set from a GeoJSON file, then recompute dosage."""
+    try:
+        hot_spots = load_hot_spots(path)
+    except GeofenceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    factory = open_database(db_url)
+    params = configured_params()
+    with factory.begin() as session:
+        queued = replace_hot_spots(session, hot_spots, params)
+    _catch_up(factory, params)
+    click.echo(f"loaded {len(hot_spots)} hot spots; recomputed {queued} device-days")
+
+
+@main.group()
+def devices() -> None:
+    """Devices and their assignment to officers."""
+
+
+@devices.command("load")
+@click.argument("path", type=click.Path(dir_okay=False))
+@db_option
+def devices_load(path, db_url) -> None:
+    """Load assignments (device_id,officer_id,officer_name,starts,ends[,label]) from CSV."""
+    try:
+        rows = parse_assignments(Path(path).read_text(encoding="utf-8"), source=path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: cannot read the file: {exc}") from exc
+    except AssignmentError as exc:
+        raise click.ClickException(f"nothing loaded:\n{exc}") from exc
+    factory = open_database(db_url)
+    with factory.begin() as session:
+        count = load_assignments(session, rows, actor="cli")
+    click.echo(f"loaded {count} assignments for {len({r.device_id for r in rows})} devices")
+
+
+@main.group()
+def pings() -> None:
+    """Stored GPS pings."""
+
+
+@pings.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--device", "device_id", default=None,
+              help="Device id for a GPX file (CSV and JSON lines carry their own).")
+@db_option
+def pings_import(path, device_id, db_url) -> None:
+    """Import historic pings (CSV, JSON lines or GPX) through the live ingest path."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+        if path.lower().endswith(".gpx") or text.lstrip().startswith("<"):
+            if not device_id:
+                raise click.UsageError("a GPX file needs --device ID")
+            records, bad_rows = parse_gpx(text, device_id, source=path)
+        else:
+            records, bad_rows = parse_ping_records(text, source=path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: cannot read the file: {exc}") from exc
+    except PingFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for bad in bad_rows:
+        click.echo(f"{path}: {bad}", err=True)
+    factory = open_database(db_url)
+    params = configured_params()
+    batch = 20_000
+    for start in range(0, len(records), batch):
+        with factory.begin() as session:
+            store_pings(session, records[start:start + batch], params, source="import")
+    if bad_rows:
+        with factory.begin() as session:
+            store_dead_letters(session, "import", [(f"{path}:{bad.line}", bad.reason, "")
+                                                   for bad in bad_rows])
+    _catch_up(factory, params)
+    click.echo(f"imported {len(records)} pings from {path}; skipped {len(bad_rows)} bad rows")
+    if bad_rows and not records:
+        raise click.ClickException(f"{path}: no valid pings")
+
+
+@main.command()
+@from_option
+@to_option
+@db_option
+def recompute(from_day, to_day, db_url) -> None:
+    """Rebuild stored dosage from the stored pings (all days, or a range of local dates)."""
+    factory = open_database(db_url)
+    params = configured_params()
+    with factory.begin() as session:
+        queued = enqueue_all_device_days(session, params, _day(from_day), _day(to_day))
+    processed = _catch_up(factory, params)
+    click.echo(f"recomputed {queued} device-days ({processed} queue entries)")
+
+
+@main.command()
+@from_option
+@to_option
+@db_option
+@format_option
+def report(from_day, to_day, db_url, fmt) -> None:
+    """Print stored dosage per hot spot and day, brought up to date with every stored ping."""
+    factory = open_database(db_url)
+    _catch_up(factory, configured_params())
+    with factory() as session:
+        table = daily_report(session, _day(from_day), _day(to_day))
+    write_table(table, fmt, sys.stdout)
+
+
+@main.command("dead-letters")
+@db_option
+@format_option
+@click.option("--limit", type=int, default=None, help="Only the newest N.")
+def dead_letters(db_url, fmt, limit) -> None:
+    """List dead letters: when, source, topic, reason and the payload (shortened)."""
+    factory = open_database(db_url)
+    with factory() as session:
+        write_table(dead_letter_report(session, limit), fmt, sys.stdout)

@@ -72,14 +72,7 @@ class DosageResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Spans:
-    """Credited spans [start_us, end_us] of one device in one hot spot (rule 3)."""
-
-    hot_spot: np.ndarray
-    device: np.ndarray
-    start_us: np.ndarray
-    end_us: np.ndarray
+SPAN_COLUMNS = [HOTSPOT_ID, DEVICE_ID, "start_us", "end_us"]
 
 
 def compute_dosage(
@@ -87,45 +80,60 @@ def compute_dosage(
 ) -> DosageResult:
     """Return dosage for pings (columns of `tracker.pings.PING_COLUMNS`) in the hot spots."""
     params = params or DosageParams()
-    devices, spans, counts = credited_spans(pings, hot_spots, params)
-    days = LocalDays.covering(spans.start_us, spans.end_us, params.zone)
-    ids = np.array(hot_spots.ids, dtype=object)
+    spans, counts = credited_spans(pings, hot_spots, params)
+    result = dosage_from_spans(spans, params)
+    result.counts = {**counts, **result.counts}
+    return result
 
-    union = _merge_runs(spans.hot_spot, spans.start_us, spans.end_us, gap_us=0)
-    union_hot_spot = spans.hot_spot[union.first]
-    visits = _visits(union_hot_spot, union.start_us, union.end_us, union.end_us - union.start_us,
-                     params, days)
+
+def dosage_from_spans(spans: pd.DataFrame, params: DosageParams) -> DosageResult:
+    """Apply rules 4-6 to credited spans (columns SPAN_COLUMNS, times in UTC microseconds).
+
+    Tables carry exact microsecond columns (`*_us`) beside the rounded minutes.
+    """
+    hot_spot, ids = pd.factorize(spans[HOTSPOT_ID].to_numpy(dtype=object), sort=True)
+    device, devices = pd.factorize(spans[DEVICE_ID].to_numpy(dtype=object), sort=True)
+    ids, devices = np.asarray(ids, dtype=object), np.asarray(devices, dtype=object)
+    hot_spot, device = hot_spot.astype(np.int64), device.astype(np.int64)
+    start_us = spans["start_us"].to_numpy(dtype=np.int64)
+    end_us = spans["end_us"].to_numpy(dtype=np.int64)
+    days = LocalDays.covering(start_us, end_us, params.zone)
+
+    # Rule 4: presence is the union of all devices' spans; officer time is their sum.
+    union = _merge_runs(hot_spot, start_us, end_us, gap_us=0)
+    union_hot_spot = hot_spot[union.first]
+    visits = _visits(union_hot_spot, union.start_us, union.end_us,
+                     union.end_us - union.start_us, params, days)
     n_devices = max(len(devices), 1)
-    device_key = spans.hot_spot * n_devices + spans.device
-    device_runs = _visits(device_key, spans.start_us, spans.end_us, spans.end_us - spans.start_us,
-                          params, days)
+    device_key = hot_spot * n_devices + device
+    device_runs = _visits(device_key, start_us, end_us, end_us - start_us, params, days)
 
     presence = days.split_sum(union_hot_spot, union.start_us, union.end_us)
-    officer = days.split_sum(spans.hot_spot, spans.start_us, spans.end_us)
+    officer = days.split_sum(hot_spot, start_us, end_us)
     daily = _daily_table(presence, officer, visits.count_by_day(), ids, days)
 
-    device_officer = days.split_sum(device_key, spans.start_us, spans.end_us)
+    device_officer = days.split_sum(device_key, start_us, end_us)
     device_daily = _device_daily_table(device_officer, device_runs.count_by_day(), ids, devices,
                                        days)
     visit_table = _visit_table(visits, ids[visits.group], days)
     # The devices behind each hot spot visit: each span maps to its union interval, and
     # that interval to the visit containing it.
     span_visit = visits.run_of_member[union.run_of_member]
-    visit_table["devices"] = _devices_per_run(span_visit, spans.device, len(visit_table))
+    visit_table["devices"] = _devices_per_run(span_visit, device, len(visit_table))
     visit_table = visit_table.sort_values([HOTSPOT_ID, "start"]).reset_index(drop=True)
 
     device_visit_table = _visit_table(device_runs, ids[device_runs.group // n_devices], days)
     device_visit_table.insert(1, DEVICE_ID, devices[device_runs.group % n_devices])
     device_visit_table = device_visit_table.sort_values([HOTSPOT_ID, DEVICE_ID, "start"])
     device_visit_table = device_visit_table.reset_index(drop=True)
-    counts.update(visits=len(visit_table), device_visits=len(device_visit_table))
+    counts = {"visits": len(visit_table), "device_visits": len(device_visit_table)}
     return DosageResult(daily, device_daily, visit_table, device_visit_table, counts)
 
 
 def credited_spans(
     pings: pd.DataFrame, hot_spots: HotSpotSet, params: DosageParams
-) -> tuple[np.ndarray, _Spans, dict[str, int]]:
-    """Apply rules 1-3: return the device ids, the credited spans and the ping counts."""
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Apply rules 1-3: return the credited spans (SPAN_COLUMNS) and counts of pings."""
     lat = pings[LAT].to_numpy(dtype=float)
     lon = pings[LON].to_numpy(dtype=float)
     accuracy = (
@@ -168,19 +176,20 @@ def credited_spans(
     found = np.minimum(found, max(len(membership) - 1, 0))
     hit = (membership[found] == wanted) if len(membership) else np.zeros(0, dtype=bool)
     a = point[candidate][hit]
-    spans = _Spans(
-        hot_spot=hot_spot[candidate][hit].astype(np.int64),
-        device=device[a].astype(np.int64),
-        start_us=t_us[a],
-        end_us=t_us[a + 1],
-    )
+    ids = np.asarray(hot_spots.ids, dtype=object)
+    spans = pd.DataFrame({
+        HOTSPOT_ID: ids[hot_spot[candidate][hit]],
+        DEVICE_ID: devices[device[a]],
+        "start_us": t_us[a],
+        "end_us": t_us[a + 1],
+    }, columns=SPAN_COLUMNS)
     counts = {
         "pings": len(usable),
         "unusable": int(len(usable) - usable.sum()),
         "duplicates": int(len(first) - first.sum()),
-        "credited_spans": len(spans.start_us),
+        "credited_spans": len(spans),
     }
-    return devices, spans, counts
+    return spans, counts
 
 
 def timestamps_us(timestamps: pd.Series) -> np.ndarray:
@@ -322,7 +331,9 @@ def _daily_table(presence, officer, visits, ids, days: LocalDays) -> pd.DataFram
         PRESENCE_MINUTES: rounded_minutes(table[PRESENCE_MINUTES].to_numpy()),
         OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
         VISITS: table[VISITS].to_numpy(dtype=np.int64),
-    }, columns=DAILY_COLUMNS)
+        "presence_us": table[PRESENCE_MINUTES].to_numpy(dtype=np.int64),
+        "officer_us": table[OFFICER_MINUTES].to_numpy(dtype=np.int64),
+    })
     return frame.sort_values([HOTSPOT_ID, DATE], kind="stable").reset_index(drop=True)
 
 
@@ -337,7 +348,8 @@ def _device_daily_table(officer, visits, ids, devices, days: LocalDays) -> pd.Da
         DATE: [days.dates[d] for d in day],
         OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
         VISITS: table[VISITS].to_numpy(dtype=np.int64),
-    }, columns=DEVICE_DAILY_COLUMNS)
+        "officer_us": table[OFFICER_MINUTES].to_numpy(dtype=np.int64),
+    })
     return frame.sort_values([HOTSPOT_ID, DEVICE_ID, DATE], kind="stable").reset_index(drop=True)
 
 
@@ -355,6 +367,9 @@ def _visit_table(runs: _Runs, hot_spot_ids: np.ndarray, days: LocalDays) -> pd.D
         "end": pd.to_datetime(runs.end_us, unit="us", utc=True),
         DATE: [days.dates[d] for d in runs.day],
         "minutes": rounded_minutes(runs.covered_us),
+        "start_us": runs.start_us,
+        "end_us": runs.end_us,
+        "presence_us": runs.covered_us,
     })
 
 

@@ -19,6 +19,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import gpxpy
+import gpxpy.gpx
 import numpy as np
 import pandas as pd
 
@@ -59,9 +61,10 @@ class BadRow:
 
     line: int
     reason: str
+    unit: str = "line"
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return f"{self.unit} {self.line}: {self.reason}"
 
 
 def parse_timestamp(value: Any) -> int:
@@ -186,6 +189,12 @@ def read_pings(path: str | Path) -> tuple[pd.DataFrame, list[BadRow]]:
 
 
 def parse_pings_text(text: str, source: str = "pings") -> tuple[pd.DataFrame, list[BadRow]]:
+    """Parse ping text (CSV or JSON lines) into the engine's frame and the skipped rows."""
+    pings, bad = parse_ping_records(text, source)
+    return pings_frame(pings), bad
+
+
+def parse_ping_records(text: str, source: str = "pings") -> tuple[list[Ping], list[BadRow]]:
     """Parse ping text, sniffing JSON lines (first character '{') from CSV."""
     if not text.strip():
         raise PingFileError(f"{source}: the file is empty")
@@ -200,7 +209,32 @@ def parse_pings_text(text: str, source: str = "pings") -> tuple[pd.DataFrame, li
             pings.append(make_ping(**{k: record.get(k) for k in PING_COLUMNS}))
         except PingError as exc:
             bad.append(BadRow(line, str(exc)))
-    return pings_frame(pings), bad
+    return pings, bad
+
+
+def parse_gpx(text: str, device_id: str, source: str = "GPX") -> tuple[list[Ping], list[BadRow]]:
+    """Parse GPX track, route and way points (which must carry times) as one device's pings."""
+    try:
+        gpx = gpxpy.parse(text)
+    except gpxpy.gpx.GPXException as exc:
+        raise PingFileError(f"{source}: not a readable GPX file ({exc})") from exc
+    points = [p for track in gpx.tracks for segment in track.segments for p in segment.points]
+    points += [p for route in gpx.routes for p in route.points] + list(gpx.waypoints)
+    if not points:
+        raise PingFileError(f"{source}: the GPX file has no points")
+    pings: list[Ping] = []
+    bad: list[BadRow] = []
+    for number, point in enumerate(points, start=1):
+        try:
+            if point.time is None:
+                raise PingError("point has no <time>")
+            # GPX speed is in m/s; it has no accuracy in metres (hdop is not one).
+            speed = None if point.speed is None else point.speed * 3.6
+            pings.append(make_ping(device_id, point.time.isoformat(), point.latitude,
+                                   point.longitude, speed_kmh=speed))
+        except PingError as exc:
+            bad.append(BadRow(number, str(exc), unit="point"))
+    return pings, bad
 
 
 def _csv_rows(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
