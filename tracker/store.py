@@ -150,3 +150,9 @@ def stored_hot_spots(session: Session) -> HotSpotSet:
     """Return the stored hot spot set (empty if none has been loaded)."""
     rows = session.scalars(select(HotSpotRow).order_by(HotSpotRow.id)).all()
     return HotSpotSet([HotSpot(r.id, r.name, shape(r.geometry), r.properties) for r in rows])
+
+
+def hot_spot_fingerprint(session: Session) -> tuple:
+    """Return a value that changes whenever the stored hot spot set is replaced."""
+    return tuple(session.execute(
+        select(func.count(), func.max(HotSpotRow.loaded_at)).select_from(HotSpotRow)).one())

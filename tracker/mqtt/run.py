@@ -1,0 +1,89 @@
+"""`ingest_mqtt.py`: the ingester's command line, on settings with flag overrides."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from tracker import settings
+from tracker.cli import configured_params, db_option, open_database
+from tracker.mqtt.broker import EMBEDDED_BROKER_MQTT_VERSIONS, EmbeddedBroker
+from tracker.mqtt.ingester import (
+    BrokerAddress,
+    IngestConfig,
+    Ingester,
+    install_signal_handlers,
+)
+from tracker.payloads import Limits
+
+EMBEDDED_PORT = 1884
+
+
+def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
+                 shared_group: str | None, ca_file: str | None, protocol: str) -> IngestConfig:
+    """Return the ingester configuration: flags first, then TRACKER_ settings."""
+    try:
+        config = IngestConfig(
+            broker=BrokerAddress.parse(mqtt_url),
+            client_id=client_id or settings.get("TRACKER_MQTT_CLIENT_ID"),
+            topics=topics or settings.get("TRACKER_MQTT_TOPICS"),
+            protocol=protocol,
+            shared_group=(shared_group if shared_group is not None
+                          else settings.get("TRACKER_MQTT_SHARED_GROUP")),
+            ca_file=ca_file or settings.get("TRACKER_MQTT_CA_FILE"),
+            session_expiry_s=settings.get("TRACKER_MQTT_SESSION_EXPIRY_S"),
+            batch_size=settings.get("TRACKER_INGEST_BATCH"),
+            flush_s=settings.get("TRACKER_INGEST_FLUSH_S"),
+            log_every_s=settings.get("TRACKER_INGEST_LOG_S"),
+            recompute_every_s=settings.get("TRACKER_RECOMPUTE_S"),
+            limits=Limits(max_payload_bytes=settings.get("TRACKER_MAX_PAYLOAD_BYTES"),
+                          max_future_s=settings.get("TRACKER_MAX_FUTURE_S")),
+        )
+        config.subscriptions()  # validates the shared group against the protocol
+    except (ValueError, settings.SettingsError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    return config
+
+
+@click.command()
+@click.option("--mqtt-url", default=None,
+              help="mqtt://[user:pass@]host:port or mqtts://...; default TRACKER_MQTT_URL; "
+                   "none starts the embedded broker (development only).")
+@db_option
+@click.option("--client-id", default=None, help="Stable client id (TRACKER_MQTT_CLIENT_ID).")
+@click.option("--topic", "topics", multiple=True,
+              help="Topic filter; repeat for several (TRACKER_MQTT_TOPICS).")
+@click.option("--shared-group", default=None,
+              help="Share the subscription with other ingesters (MQTT v5 brokers).")
+@click.option("--ca-file", default=None, help="CA certificate for mqtts:// (TRACKER_MQTT_CA_FILE).")
+@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default=None,
+              help="MQTT version (default 5; 3.1.1 with the embedded broker).")
+def main(mqtt_url, db_url, client_id, topics, shared_group, ca_file, protocol) -> None:
+    """Ingest officers' positions from MQTT into the database and keep dosage current."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    factory = open_database(db_url)
+    mqtt_url = mqtt_url or settings.get("TRACKER_MQTT_URL")
+    broker = None
+    if not mqtt_url:
+        if settings.is_production():
+            raise click.UsageError("TRACKER_MQTT_URL is required in production")
+        broker = EmbeddedBroker(port=EMBEDDED_PORT).start()
+        mqtt_url = broker.url
+        protocol = protocol or EMBEDDED_BROKER_MQTT_VERSIONS[-1]
+        logging.getLogger("tracker.ingest").warning(
+            "no broker configured: started the embedded broker at %s (MQTT %s only, no "
+            "shared subscriptions, no redelivery of unacknowledged messages; for "
+            "development only)", mqtt_url, "/".join(EMBEDDED_BROKER_MQTT_VERSIONS))
+    config = build_config(mqtt_url, client_id, topics, shared_group, ca_file, protocol or "5")
+    ingester = Ingester(config, factory, configured_params())
+    install_signal_handlers(ingester)
+    try:
+        code = ingester.run()
+    finally:
+        if broker is not None:
+            broker.stop()
+    sys.exit(code)
