@@ -69,6 +69,7 @@ class DosageResult:
     device_daily: pd.DataFrame
     visits: pd.DataFrame
     device_visits: pd.DataFrame
+    hourly: pd.DataFrame  # presence per hot spot and local clock hour
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -97,7 +98,7 @@ def dosage_from_spans(spans: pd.DataFrame, params: DosageParams) -> DosageResult
     hot_spot, device = hot_spot.astype(np.int64), device.astype(np.int64)
     start_us = spans["start_us"].to_numpy(dtype=np.int64)
     end_us = spans["end_us"].to_numpy(dtype=np.int64)
-    days = LocalDays.covering(start_us, end_us, params.zone)
+    days = LocalBins.days(start_us, end_us, params.zone)
 
     # Rule 4: presence is the union of all devices' spans; officer time is their sum.
     union = _merge_runs(hot_spot, start_us, end_us, gap_us=0)
@@ -111,6 +112,7 @@ def dosage_from_spans(spans: pd.DataFrame, params: DosageParams) -> DosageResult
     presence = days.split_sum(union_hot_spot, union.start_us, union.end_us)
     officer = days.split_sum(hot_spot, start_us, end_us)
     daily = _daily_table(presence, officer, visits.count_by_day(), ids, days)
+    hourly = _hourly_table(union_hot_spot, union.start_us, union.end_us, ids, params.zone)
 
     device_officer = days.split_sum(device_key, start_us, end_us)
     device_daily = _device_daily_table(device_officer, device_runs.count_by_day(), ids, devices,
@@ -127,7 +129,7 @@ def dosage_from_spans(spans: pd.DataFrame, params: DosageParams) -> DosageResult
     device_visit_table = device_visit_table.sort_values([HOTSPOT_ID, DEVICE_ID, "start"])
     device_visit_table = device_visit_table.reset_index(drop=True)
     counts = {"visits": len(visit_table), "device_visits": len(device_visit_table)}
-    return DosageResult(daily, device_daily, visit_table, device_visit_table, counts)
+    return DosageResult(daily, device_daily, visit_table, device_visit_table, hourly, counts)
 
 
 def credited_spans(
@@ -206,40 +208,65 @@ def great_circle_km(lat1, lon1, lat2, lon2) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class LocalDays:
-    """Local midnights (as UTC microseconds) over a range of dates in one time zone."""
+class LocalBins:
+    """Consecutive local periods (days or hours): their labels and UTC starts in microseconds.
 
-    dates: tuple[date, ...]
-    midnight_us: np.ndarray
+    Built with a spare period on each side of the data, so every instant of the data has a
+    period and a next period.
+    """
+
+    labels: tuple
+    starts_us: np.ndarray
 
     @classmethod
-    def covering(cls, start_us: np.ndarray, end_us: np.ndarray, zone: ZoneInfo) -> LocalDays:
+    def days(cls, start_us: np.ndarray, end_us: np.ndarray, zone: ZoneInfo) -> LocalBins:
         """Return the local days from the day before the first start to after the last end."""
-        if not len(start_us):
-            return cls((), np.zeros(0, dtype=np.int64))
-        first = _local_date(int(start_us.min()), zone) - timedelta(days=1)
-        last = _local_date(int(end_us.max()), zone) + timedelta(days=1)
-        dates = tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
-        midnights = [local_midnight_us(d, zone) for d in dates]
-        return cls(dates, np.array(midnights, dtype=np.int64))
+        dates = _date_range(start_us, end_us, zone)
+        return cls(dates, np.array([local_midnight_us(d, zone) for d in dates], dtype=np.int64))
 
-    def day_of(self, t_us: np.ndarray) -> np.ndarray:
-        """Return the index of the local day each instant falls on."""
-        return np.searchsorted(self.midnight_us, t_us, side="right") - 1
+    @classmethod
+    def hours(cls, start_us: np.ndarray, end_us: np.ndarray, zone: ZoneInfo) -> LocalBins:
+        """Return local clock hours labelled (date, hour); a repeated hour appears twice."""
+        dates = _date_range(start_us, end_us, zone)
+        if not dates:
+            return cls((), np.zeros(0, dtype=np.int64))
+        # Scan quarter hours in UTC: zone offsets are multiples of 15 minutes, and scanning
+        # handles skipped and repeated hours on DST days without special cases.
+        quarter = 15 * 60
+        first = local_midnight_us(dates[0], zone) // US_PER_S
+        last = local_midnight_us(dates[-1], zone) // US_PER_S
+        labels, starts = [], []
+        for t in range(first, last + 1, quarter):
+            local = datetime.fromtimestamp(t, tz=zone)
+            if local.minute == 0:
+                labels.append((local.date(), local.hour))
+                starts.append(t * US_PER_S)
+        return cls(tuple(labels), np.array(starts, dtype=np.int64))
+
+    def bin_of(self, t_us: np.ndarray) -> np.ndarray:
+        """Return the index of the period each instant falls in."""
+        return np.searchsorted(self.starts_us, t_us, side="right") - 1
 
     def split_sum(self, group: np.ndarray, start_us: np.ndarray, end_us: np.ndarray) -> pd.Series:
-        """Split intervals at local midnight (rule 5); return microseconds per (group, day)."""
-        first_day = self.day_of(start_us)
-        # An interval ending exactly at midnight has nothing on the next day.
-        last_day = np.searchsorted(self.midnight_us, end_us, side="left") - 1
-        pieces = np.maximum(last_day - first_day + 1, 1)
+        """Split intervals at period starts (rule 5); return microseconds per (group, period)."""
+        first = self.bin_of(start_us)
+        # An interval ending exactly at a boundary has nothing in the next period.
+        last = np.searchsorted(self.starts_us, end_us, side="left") - 1
+        pieces = np.maximum(last - first + 1, 1)
         row = np.repeat(np.arange(len(start_us)), pieces)
-        day = first_day[row] + (np.arange(len(row)) - np.repeat(np.cumsum(pieces) - pieces, pieces))
-        # `covering` adds a day after the last end, so day + 1 is always in range.
-        lo = np.maximum(start_us[row], self.midnight_us[day])
-        hi = np.minimum(end_us[row], self.midnight_us[day + 1])
-        frame = pd.DataFrame({"group": group[row], "day": day, "us": hi - lo})
-        return frame.groupby(["group", "day"], sort=True)["us"].sum()
+        period = first[row] + (np.arange(len(row)) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+        lo = np.maximum(start_us[row], self.starts_us[period])
+        hi = np.minimum(end_us[row], self.starts_us[period + 1])
+        frame = pd.DataFrame({"group": group[row], "period": period, "us": hi - lo})
+        return frame.groupby(["group", "period"], sort=True)["us"].sum()
+
+
+def _date_range(start_us: np.ndarray, end_us: np.ndarray, zone: ZoneInfo) -> tuple[date, ...]:
+    if not len(start_us):
+        return ()
+    first = _local_date(int(start_us.min()), zone) - timedelta(days=1)
+    last = _local_date(int(end_us.max()), zone) + timedelta(days=1)
+    return tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
 
 
 def local_midnight_us(day: date, zone: ZoneInfo) -> int:
@@ -299,7 +326,7 @@ def _merge_runs(
     return _Runs(order[first], g[first], s[first], run_end, covered, run_of_member)
 
 
-def _visits(group, start_us, end_us, covered_us, params: DosageParams, days: LocalDays) -> _Runs:
+def _visits(group, start_us, end_us, covered_us, params: DosageParams, days: LocalBins) -> _Runs:
     """Rule 6: runs with breaks <= visit_merge_gap_s, kept when >= min_visit_s of presence."""
     runs = _merge_runs(group, start_us, end_us, params.visit_merge_gap_s * US_PER_S, covered_us)
     long_enough = runs.covered_us >= params.min_visit_s * US_PER_S
@@ -309,7 +336,7 @@ def _visits(group, start_us, end_us, covered_us, params: DosageParams, days: Loc
     return _Runs(
         runs.first[long_enough], runs.group[long_enough], runs.start_us[long_enough],
         runs.end_us[long_enough], runs.covered_us[long_enough],
-        renumber[runs.run_of_member], days.day_of(runs.start_us[long_enough]),
+        renumber[runs.run_of_member], days.bin_of(runs.start_us[long_enough]),
     )
 
 
@@ -319,7 +346,7 @@ def rounded_minutes(us) -> np.ndarray:
     return hundredths / 100
 
 
-def _daily_table(presence, officer, visits, ids, days: LocalDays) -> pd.DataFrame:
+def _daily_table(presence, officer, visits, ids, days: LocalBins) -> pd.DataFrame:
     table = pd.concat(
         {PRESENCE_MINUTES: presence, OFFICER_MINUTES: officer, VISITS: visits}, axis=1
     ).fillna(0)
@@ -327,7 +354,7 @@ def _daily_table(presence, officer, visits, ids, days: LocalDays) -> pd.DataFram
     group, day = _index_arrays(table)
     frame = pd.DataFrame({
         HOTSPOT_ID: ids[group],
-        DATE: [days.dates[d] for d in day],
+        DATE: [days.labels[d] for d in day],
         PRESENCE_MINUTES: rounded_minutes(table[PRESENCE_MINUTES].to_numpy()),
         OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
         VISITS: table[VISITS].to_numpy(dtype=np.int64),
@@ -337,7 +364,24 @@ def _daily_table(presence, officer, visits, ids, days: LocalDays) -> pd.DataFram
     return frame.sort_values([HOTSPOT_ID, DATE], kind="stable").reset_index(drop=True)
 
 
-def _device_daily_table(officer, visits, ids, devices, days: LocalDays) -> pd.DataFrame:
+def _hourly_table(hot_spot, start_us, end_us, ids, zone: ZoneInfo) -> pd.DataFrame:
+    hours = LocalBins.hours(start_us, end_us, zone)
+    presence = hours.split_sum(hot_spot, start_us, end_us)
+    presence = presence[presence > 0]
+    group, period = _index_arrays(presence.to_frame())
+    labels = [hours.labels[p] for p in period]
+    frame = pd.DataFrame({
+        HOTSPOT_ID: ids[group],
+        DATE: [label[0] for label in labels],
+        "hour": np.array([label[1] for label in labels], dtype=np.int64),
+        "presence_us": presence.to_numpy(dtype=np.int64),
+    })
+    # A repeated clock hour (the autumn DST change) is one row: its two halves summed.
+    frame = frame.groupby([HOTSPOT_ID, DATE, "hour"], as_index=False, sort=True)["presence_us"]
+    return frame.sum()
+
+
+def _device_daily_table(officer, visits, ids, devices, days: LocalBins) -> pd.DataFrame:
     table = pd.concat({OFFICER_MINUTES: officer, VISITS: visits}, axis=1).fillna(0)
     table = table[(table[OFFICER_MINUTES] > 0) | (table[VISITS] > 0)]
     key, day = _index_arrays(table)
@@ -345,7 +389,7 @@ def _device_daily_table(officer, visits, ids, devices, days: LocalDays) -> pd.Da
     frame = pd.DataFrame({
         HOTSPOT_ID: ids[key // n_devices],
         DEVICE_ID: devices[key % n_devices],
-        DATE: [days.dates[d] for d in day],
+        DATE: [days.labels[d] for d in day],
         OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
         VISITS: table[VISITS].to_numpy(dtype=np.int64),
         "officer_us": table[OFFICER_MINUTES].to_numpy(dtype=np.int64),
@@ -360,12 +404,12 @@ def _index_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
             table.index.get_level_values(1).to_numpy(np.int64))
 
 
-def _visit_table(runs: _Runs, hot_spot_ids: np.ndarray, days: LocalDays) -> pd.DataFrame:
+def _visit_table(runs: _Runs, hot_spot_ids: np.ndarray, days: LocalBins) -> pd.DataFrame:
     return pd.DataFrame({
         HOTSPOT_ID: hot_spot_ids,
         "start": pd.to_datetime(runs.start_us, unit="us", utc=True),
         "end": pd.to_datetime(runs.end_us, unit="us", utc=True),
-        DATE: [days.dates[d] for d in runs.day],
+        DATE: [days.labels[d] for d in runs.day],
         "minutes": rounded_minutes(runs.covered_us),
         "start_us": runs.start_us,
         "end_us": runs.end_us,

@@ -163,6 +163,19 @@ class DailyDosage(Base):
     visits: Mapped[int] = mapped_column(Integer)
 
 
+class HourlyPresence(Base):
+    """Presence in one hot spot during one local clock hour (for patrol windows and heat maps).
+
+    On the autumn DST change the repeated hour is one row holding both occurrences.
+    """
+
+    __tablename__ = "hourly_presence"
+    hotspot_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    presence_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class DeviceDailyDosage(Base):
     """One device's officer time and visits in one hot spot on one local day."""
 
@@ -228,3 +241,30 @@ class AuditEvent(Base):
     subject: Mapped[str] = mapped_column(String(256), default="")
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class User(Base):
+    """Someone who logs in to the web app: admin, supervisor, assurance lead or officer."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    officer_id: Mapped[str | None] = mapped_column(ForeignKey("officers.id"))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_login: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """A bearer token an admin issued for a BI tool; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_used: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(default=False)

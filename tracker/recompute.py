@@ -47,6 +47,7 @@ from tracker.models import (
     DirtyDeviceDay,
     DirtyHotSpotDay,
     HotSpotRow,
+    HourlyPresence,
     PingRow,
     Visit,
     utc_now,
@@ -204,9 +205,9 @@ def _rebuild_window(session: Session, hotspot_id: str, first: date, last: date,
     days_in_window = and_(DailyDosage.day >= first, DailyDosage.day <= last)
     session.execute(delete(DailyDosage).where(DailyDosage.hotspot_id == hotspot_id,
                                               days_in_window))
-    session.execute(delete(DeviceDailyDosage).where(
-        DeviceDailyDosage.hotspot_id == hotspot_id,
-        DeviceDailyDosage.day >= first, DeviceDailyDosage.day <= last))
+    for model in (DeviceDailyDosage, HourlyPresence):
+        session.execute(delete(model).where(model.hotspot_id == hotspot_id,
+                                            model.day >= first, model.day <= last))
     session.execute(delete(Visit).where(Visit.hotspot_id == hotspot_id,
                                         Visit.start_us >= start_us, Visit.start_us < end_us))
     _insert_records(session, DailyDosage, result.daily,
@@ -215,6 +216,9 @@ def _rebuild_window(session: Session, hotspot_id: str, first: date, last: date,
     _insert_records(session, DeviceDailyDosage, result.device_daily,
                     {HOTSPOT_ID: "hotspot_id", DEVICE_ID: "device_id", DATE: "day",
                      "officer_us": "officer_us", "visits": "visits"})
+    _insert_records(session, HourlyPresence, result.hourly,
+                    {HOTSPOT_ID: "hotspot_id", DATE: "day", "hour": "hour",
+                     "presence_us": "presence_us"})
     visit_columns = {HOTSPOT_ID: "hotspot_id", DATE: "day", "start_us": "start_us",
                      "end_us": "end_us", "presence_us": "presence_us"}
     _insert_records(session, Visit, result.visits.assign(device_id=""),
@@ -276,8 +280,8 @@ def enqueue_all_device_days(session: Session, params: DosageParams,
 
 def replace_hot_spots(session: Session, hot_spots: HotSpotSet, params: DosageParams) -> int:
     """Make `hot_spots` the stored set, clear all dosage and queue every device-day again."""
-    for model in (CreditedSpan, DailyDosage, DeviceDailyDosage, Visit, DirtyHotSpotDay,
-                  HotSpotRow):
+    for model in (CreditedSpan, DailyDosage, DeviceDailyDosage, HourlyPresence, Visit,
+                  DirtyHotSpotDay, HotSpotRow):
         session.execute(delete(model))
     session.execute(HotSpotRow.__table__.insert(), [
         {"id": h.id, "name": h.name, "geometry": mapping(h.geometry),

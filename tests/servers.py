@@ -1,0 +1,99 @@
+"""Fixtures for the real servers the integration tests use: databases and MQTT brokers.
+
+Where a server is unreachable the test skips, except when TRACKER_TEST_REQUIRE_SERVICES=1
+(set by .ci/run): then it fails, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import text
+
+from tracker.db import make_engine, session_factory, upgrade
+from tracker.mqtt.broker import EMBEDDED_BROKER_MQTT_VERSIONS, EmbeddedBroker
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_MOSQUITTO_URL = "mqtt://127.0.0.1:1883"
+
+
+def services_required() -> bool:
+    return os.environ.get("TRACKER_TEST_REQUIRE_SERVICES", "") == "1"
+
+
+def unavailable(what: str) -> None:
+    """Skip (or, when services are required, fail) because a server is not reachable."""
+    if services_required():
+        pytest.fail(f"{what} is required (TRACKER_TEST_REQUIRE_SERVICES=1) but unreachable")
+    pytest.skip(f"{what} is not reachable")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, migrated database: a SQLite file, or a private schema in PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tracker.db'}"
+        upgrade(make_engine(url))
+        yield url
+        return
+    base = os.environ.get("TRACKER_TEST_DATABASE_URL", DEFAULT_POSTGRES_URL)
+    parts = urlsplit(base.replace("postgresql+psycopg", "postgresql"))
+    if not port_open(parts.hostname or "127.0.0.1", parts.port or 5432):
+        unavailable(f"PostgreSQL at {parts.hostname}:{parts.port or 5432}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    url = f"{base}{separator}options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    upgrade(engine)
+    yield url
+    engine.dispose()
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(database_url):
+    """A session factory on the fresh database."""
+    engine = make_engine(database_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@dataclass(frozen=True)
+class BrokerUnderTest:
+    name: str
+    url: str
+    protocol: str  # "5" or "3.1.1"
+    redelivers_unacked: bool
+
+
+@pytest.fixture(params=["mosquitto", "embedded"])
+def mqtt_broker(request):
+    """A real MQTT broker: Mosquitto on this machine (MQTT 5), or the embedded one (3.1.1)."""
+    if request.param == "mosquitto":
+        url = os.environ.get("TRACKER_TEST_MQTT_URL", DEFAULT_MOSQUITTO_URL)
+        parts = urlsplit(url)
+        if not port_open(parts.hostname, parts.port or 1883):
+            unavailable(f"Mosquitto at {parts.hostname}:{parts.port or 1883}")
+        yield BrokerUnderTest("mosquitto", url, "5", redelivers_unacked=True)
+        return
+    with EmbeddedBroker() as broker:
+        yield BrokerUnderTest("embedded", broker.url, EMBEDDED_BROKER_MQTT_VERSIONS[-1],
+                              redelivers_unacked=False)
