@@ -195,10 +195,11 @@ def parse_pings_text(text: str, source: str = "pings") -> tuple[pd.DataFrame, li
 
 
 def parse_ping_records(text: str, source: str = "pings") -> tuple[list[Ping], list[BadRow]]:
-    """Parse ping text, sniffing JSON lines (first character '{') from CSV."""
+    """Parse ping text, sniffing JSON lines from CSV."""
+    text = text.removeprefix("\ufeff")
     if not text.strip():
         raise PingFileError(f"{source}: the file is empty")
-    records = _json_lines(text) if text.lstrip().startswith("{") else _csv_rows(text, source)
+    records = _json_lines(text) if _looks_like_json_lines(text) else _csv_rows(text, source)
     pings: list[Ping] = []
     bad: list[BadRow] = []
     for line, record in records:
@@ -237,6 +238,19 @@ def parse_gpx(text: str, device_id: str, source: str = "GPX") -> tuple[list[Ping
     return pings, bad
 
 
+def _looks_like_json_lines(text: str) -> bool:
+    """Return whether text is JSON lines: its first line is JSON and not a CSV ping header."""
+    first = text.lstrip().split("\n", 1)[0].strip()
+    header = next(csv.reader([first]), [])
+    if all(name in (h.strip() for h in header) for name in REQUIRED_COLUMNS):
+        return False
+    try:
+        json.loads(first)
+    except json.JSONDecodeError:
+        return first.startswith(("{", "["))
+    return True
+
+
 def _csv_rows(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [name.strip() for name in next(reader)]
@@ -257,7 +271,9 @@ def _csv_rows(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any] |
 
 
 def _json_lines(text: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028 and friends,
+    # which JSON allows inside strings.
+    for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
