@@ -7,7 +7,6 @@ from datetime import date
 from pathlib import Path
 
 import click
-from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -139,6 +138,8 @@ def dosage(pings_path, geofences_path, fmt, **params) -> None:
 @db_option
 def init(db_url) -> None:
     """Create the database schema, or upgrade it to the newest version keeping all data."""
+    from alembic.util import CommandError
+
     url = settings.database_url(db_url)
     try:
         upgrade(make_engine(url))
@@ -270,3 +271,42 @@ def dead_letters(db_url, fmt, limit) -> None:
     factory = open_database(db_url)
     with factory() as session:
         write_table(dead_letter_report(session, limit), fmt, sys.stdout)
+
+
+
+@main.command()
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+def serve(db_url, host, port, threads) -> None:
+    """Run the web app on the production WSGI server (waitress)."""
+    from waitress import serve as waitress_serve
+
+    from web import ConfigurationError, create_app
+
+    factory = open_database(db_url)  # fail early, with advice, on a missing schema
+    factory.kw["bind"].dispose()
+    try:
+        app = create_app({"DATABASE_URL": settings.database_url(db_url)})
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"serving on http://{host}:{port}/")
+    waitress_serve(app, host=host, port=port, threads=threads)
+
+
+@main.command()
+@click.option("--port", default=5000, show_default=True, type=int, help="Web app port.")
+def demo(port) -> None:
+    """Run everything on embedded defaults with demo data and a simulated fleet."""
+    from tracker.demo import run
+
+    run(port=port)
+
+# Command groups of other areas register last: they import the options defined above.
+from tracker.users_cli import tokens, users  # noqa: E402
+
+main.add_command(users)
+main.add_command(tokens)
+from tracker.stops_cli import stops  # noqa: E402
+main.add_command(stops)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,7 +37,10 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine):
+    """Return the Alembic configuration for our migrations, bound to `engine`."""
+    from alembic.config import Config  # Alembic is slow to import; only migrations need it
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -48,6 +49,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Create or upgrade the schema to the newest migration, keeping all data."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), "heads")
 
 

@@ -86,6 +86,11 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("TRACKER_MAP_TILES", "",
             "Map tile URL template; empty draws the polygons on a plain background.", str),
+    Setting("TRACKER_LOGIN_RATE_LIMIT", "5 per minute",
+            "Failed log-ins allowed per client address and user name."),
+    Setting("TRACKER_RATELIMIT_STORAGE_URI", "memory://",
+            "Where log-in attempts are counted; use redis://... when running several "
+            "web processes."),
     Setting("TRACKER_DEBUG", False, "Flask debug mode; refused in production.", _flag),
 )
 BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
