@@ -18,7 +18,7 @@ from tracker.geofence import GeofenceError, load_hot_spots
 from tracker.pings import PingFileError, parse_gpx, parse_ping_records, read_pings
 from tracker.recompute import bring_up_to_date, enqueue_all_device_days, replace_hot_spots
 from tracker.reports import daily_report, dead_letter_report
-from tracker.store import store_dead_letters, store_pings, stored_hot_spots
+from tracker.store import purge_pings, store_dead_letters, store_pings, stored_hot_spots
 from tracker.tables import FORMATS, write_table
 
 format_option = click.option(
@@ -274,6 +274,21 @@ def dead_letters(db_url, fmt, limit) -> None:
 
 
 
+
+@main.command()
+@click.option("--days", type=int, default=None,
+              help="Retention in days (default TRACKER_RETENTION_DAYS).")
+@db_option
+def purge(days, db_url) -> None:
+    """Delete raw pings older than the retention period; dosage figures stay."""
+    days = settings.get("TRACKER_RETENTION_DAYS") if days is None else days
+    if days <= 0:
+        raise click.UsageError("no retention period: set --days or TRACKER_RETENTION_DAYS")
+    factory = open_database(db_url)
+    with factory.begin() as session:
+        count = purge_pings(session, days, configured_params())
+    click.echo(f"purged {count} pings older than {days} days")
+
 @main.command()
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -309,4 +324,8 @@ from tracker.users_cli import tokens, users  # noqa: E402
 main.add_command(users)
 main.add_command(tokens)
 from tracker.stops_cli import stops  # noqa: E402
+
 main.add_command(stops)
+from tracker.plan_cli import plan  # noqa: E402
+
+main.add_command(plan)

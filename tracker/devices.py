@@ -6,6 +6,7 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import pairwise
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -75,7 +76,7 @@ def parse_assignments(text: str, source: str = "devices") -> list[AssignmentRow]
         by_device[row.device_id].append(row)
     for device_rows in by_device.values():
         device_rows.sort(key=lambda r: r.starts)
-        for before, after in zip(device_rows, device_rows[1:], strict=False):
+        for before, after in pairwise(device_rows):
             if before.ends is None or before.ends > after.starts:
                 errors.append(f"{source}: line {after.line}: assignment of {after.device_id} "
                               f"overlaps the one on line {before.line}")

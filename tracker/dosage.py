@@ -138,9 +138,9 @@ def credited_spans(
     """Apply rules 1-3: return the credited spans (SPAN_COLUMNS) and counts of pings."""
     lat = pings[LAT].to_numpy(dtype=float)
     lon = pings[LON].to_numpy(dtype=float)
-    accuracy = (
-        pings[ACCURACY_M].to_numpy(dtype=float) if ACCURACY_M in pings else np.full(len(lat), np.nan)
-    )
+    accuracy = np.full(len(lat), np.nan)
+    if ACCURACY_M in pings:
+        accuracy = pings[ACCURACY_M].to_numpy(dtype=float)
     t_us = timestamps_us(pings[TIMESTAMP])
 
     # Rule 1: usable pings.
@@ -153,7 +153,7 @@ def credited_spans(
 
     # Rule 2: order per device; equal (device, timestamp) count once. The position breaks
     # ties so that which duplicate survives never depends on input order.
-    order = np.lexsort((lon, lat, t_us, device))
+    order = _lex_order(device, t_us, lat, lon)
     device, t_us, lat, lon = device[order], t_us[order], lat[order], lon[order]
     first = np.ones(len(device), dtype=bool)
     first[1:] = (device[1:] != device[:-1]) | (t_us[1:] != t_us[:-1])
@@ -203,7 +203,8 @@ def timestamps_us(timestamps: pd.Series) -> np.ndarray:
 def great_circle_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     """Return haversine distances in kilometres between arrays of points in degrees."""
     lat1, lon1, lat2, lon2 = map(np.radians, (lat1, lon1, lat2, lon2))
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    h = (np.sin((lat2 - lat1) / 2) ** 2
+         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
 
 
@@ -307,7 +308,7 @@ def _merge_runs(
     interval (in input order) to its run. A run's covered time is the sum of its members'
     `covered_us` (members must then be disjoint), defaulting to the run's length.
     """
-    order = np.lexsort((end_us, start_us, group))
+    order = _lex_order(group, start_us, end_us)
     g, s, e = group[order], start_us[order], end_us[order]
     if not len(g):
         empty = np.zeros(0, dtype=np.int64)
@@ -350,7 +351,7 @@ def _daily_table(presence, officer, visits, ids, days: LocalBins) -> pd.DataFram
     table = pd.concat(
         {PRESENCE_MINUTES: presence, OFFICER_MINUTES: officer, VISITS: visits}, axis=1
     ).fillna(0)
-    table = table[(table[PRESENCE_MINUTES] > 0) | (table[OFFICER_MINUTES] > 0) | (table[VISITS] > 0)]
+    table = table[(table[[PRESENCE_MINUTES, OFFICER_MINUTES, VISITS]] > 0).any(axis=1)]
     group, day = _index_arrays(table)
     frame = pd.DataFrame({
         HOTSPOT_ID: ids[group],
@@ -420,5 +421,33 @@ def _visit_table(runs: _Runs, hot_spot_ids: np.ndarray, days: LocalBins) -> pd.D
 def _devices_per_run(member_run: np.ndarray, member_device: np.ndarray, n_runs: int) -> np.ndarray:
     """Return how many distinct devices have a member interval in each run."""
     in_run = member_run >= 0
-    pairs = np.unique(np.stack([member_run[in_run], member_device[in_run]]), axis=1)
-    return np.bincount(pairs[0], minlength=n_runs) if pairs.size else np.zeros(n_runs, np.int64)
+    n_devices = int(member_device.max()) + 1 if len(member_device) else 1
+    pairs = np.unique(member_run[in_run] * n_devices + member_device[in_run])
+    return np.bincount(pairs // n_devices, minlength=n_runs)
+
+
+def _lex_order(major: np.ndarray, minor: np.ndarray, *ties: np.ndarray) -> np.ndarray:
+    """Return the permutation of np.lexsort((*reversed(ties), minor, major)).
+
+    One argsort of a combined int64 key is several times faster than lexsort; only runs
+    of equal keys are then ordered by the tie-breakers (and by index, as lexsort does).
+    """
+    n = len(major)
+    if not n:
+        return np.zeros(0, dtype=np.intp)
+    lo_major, lo_minor = int(major.min()), int(minor.min())
+    span = int(minor.max()) - lo_minor + 1
+    if (int(major.max()) - lo_major + 1) * span >= 2**62:
+        return np.lexsort((*reversed(ties), minor, major))
+    key = (major.astype(np.int64) - lo_major) * span + (minor.astype(np.int64) - lo_minor)
+    order = np.argsort(key)
+    ordered = key[order]
+    same = ordered[1:] == ordered[:-1]
+    if same.any():
+        tie = np.zeros(n, dtype=bool)
+        tie[1:] |= same
+        tie[:-1] |= same
+        at = np.flatnonzero(tie)
+        sub = order[at]
+        order[at] = sub[np.lexsort((sub, *(t[sub] for t in reversed(ties)), key[sub]))]
+    return order

@@ -14,6 +14,10 @@ from tracker.pings import Ping, PingError, format_timestamp, make_ping
 
 NATIVE_PREFIX = "patrol"
 OWNTRACKS_PREFIX = "owntracks"
+# Where the OwnTracks apps publish their other messages (transition, waypoint, status...),
+# which a subscription to owntracks/# receives; they carry no position to credit.
+OWNTRACKS_SUBTOPICS = frozenset(
+    {"event", "waypoint", "waypoints", "status", "step", "beacon", "dump", "cmd", "info"})
 US_PER_S = 1_000_000
 
 
@@ -32,6 +36,7 @@ class Limits:
 
     max_payload_bytes: int = 262144
     max_future_s: float = 300.0
+    max_age_days: int = 0  # the raw-ping retention period; 0 accepts any age
 
 
 def device_for_topic(topic: str) -> tuple[str, str]:
@@ -40,7 +45,8 @@ def device_for_topic(topic: str) -> tuple[str, str]:
     # Shared subscriptions deliver the original topic, so no $share prefix appears here.
     if len(parts) == 3 and parts[0] == NATIVE_PREFIX and parts[2] == "location" and parts[1]:
         return "native", parts[1]
-    if len(parts) == 3 and parts[0] == OWNTRACKS_PREFIX and parts[1] and parts[2]:
+    owntracks_levels = len(parts) == 3 or (len(parts) == 4 and parts[3] in OWNTRACKS_SUBTOPICS)
+    if owntracks_levels and parts[0] == OWNTRACKS_PREFIX and parts[1] and parts[2]:
         return "owntracks", f"{parts[1]}/{parts[2]}"
     raise PingError(
         f"topic {topic!r} is neither patrol/<device_id>/location nor owntracks/<user>/<device>"
@@ -56,9 +62,17 @@ def decode_message(topic: str, payload: bytes, now_us: int, limits: Limits = Lim
             raise PingError(
                 f"payload of {len(payload)} bytes exceeds the {limits.max_payload_bytes} byte limit"
             )
+        # Decoded explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
         try:
-            body = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PingError(
+                f"payload is not UTF-8 text (invalid byte 0x{payload[exc.start]:02x} "
+                f"at offset {exc.start})"
+            ) from None
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise PingError(f"payload is not valid JSON ({exc})") from None
     except PingError as exc:
         decoded.errors.append(str(exc))
@@ -109,6 +123,12 @@ def _accept(decoded: Decoded, device_id: str, fields: dict[str, Any], now_us: in
         decoded.errors.append(
             f"{where}timestamp {format_timestamp(ping.t_us)} is in the future "
             f"(more than {limits.max_future_s:g} s ahead of the server clock)"
+        )
+        return
+    if limits.max_age_days and ping.t_us < now_us - limits.max_age_days * 86400 * US_PER_S:
+        decoded.errors.append(
+            f"{where}timestamp {format_timestamp(ping.t_us)} is older than the "
+            f"{limits.max_age_days}-day retention period for raw positions"
         )
         return
     decoded.pings.append(ping)

@@ -22,7 +22,7 @@ METRES_PER_DEGREE_LAT = 111_320.0
 def patrol(hot_spots: HotSpotSet, device_id: str, start: datetime, hours: float,
            seed: int = 0, interval_s: tuple[float, float] = (15, 30)) -> Iterator[Ping]:
     """Yield one device's pings for a shift: visits of 5-25 minutes to nearby hot spots."""
-    rng = random.Random(f"{seed}:{device_id}")
+    rng = random.Random(f"{seed}:{device_id}")  # noqa: S311 (simulation, not security)
     spots = list(hot_spots)
     here = spots[rng.randrange(len(spots))]
     lon, lat = _inside(here, rng)

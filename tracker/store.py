@@ -7,11 +7,11 @@ dead letters and queue entries of one batch commit together or not at all.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import shape
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -156,3 +156,21 @@ def hot_spot_fingerprint(session: Session) -> tuple:
     """Return a value that changes whenever the stored hot spot set is replaced."""
     return tuple(session.execute(
         select(func.count(), func.max(HotSpotRow.loaded_at)).select_from(HotSpotRow)).one())
+
+
+def purge_pings(session: Session, retention_days: int, params: DosageParams,
+                now: datetime | None = None) -> int:
+    """Delete raw pings older than the retention period; aggregates and spans stay.
+
+    Queued device-days inside the purged period are dropped too: rebuilding them from
+    what is left would erase the spans that the purged pings had credited.
+    """
+    if retention_days <= 0:
+        return 0
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=retention_days)
+    cutoff_us = int(cutoff.timestamp() * US_PER_S)
+    result = session.execute(delete(PingRow).where(PingRow.t_us < cutoff_us))
+    session.execute(delete(DirtyDeviceDay).where(
+        DirtyDeviceDay.day < local_date(cutoff_us, ZoneInfo(params.tz))))
+    return result.rowcount or 0

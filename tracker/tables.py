@@ -14,21 +14,26 @@ MINUTE_COLUMNS_SUFFIX = "minutes"
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Return rows as JSON-ready dicts: dates and times as ISO-8601, numpy scalars as Python."""
-    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    """Return rows as JSON-ready dicts: dates and times as ISO-8601, numpy scalars as Python.
+
+    Minute columns are rounded to 2 decimals, as in CSV; other numbers keep their precision.
+    """
+    return [{k: _plain(v, str(k).endswith(MINUTE_COLUMNS_SUFFIX)) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, minutes: bool) -> Any:
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if np.isnan(value) else round(float(value), 2)
-    if isinstance(value, float):
-        return None if value != value else round(value, 2)
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, np.floating | float):
+        value = float(value)
+        if value != value:
+            return None
+        return round(value, 2) if minutes else value
     return value
 
 

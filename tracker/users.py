@@ -14,7 +14,7 @@ from tracker.models import ApiToken, Officer, User, utc_now
 
 ROLES = ("admin", "supervisor", "assurance", "officer")
 MIN_PASSWORD_LENGTH = 12
-TOKEN_PREFIX = "hsd_"
+TOKEN_PREFIX = "hsd_"  # noqa: S105 (a prefix that makes leaked tokens easy to spot)
 # A constant hash to compare against when the user does not exist, so that a log-in for
 # an unknown name costs the same time as a wrong password.
 _DUMMY_HASH = generate_password_hash("not a real password")

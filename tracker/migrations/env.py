@@ -2,6 +2,8 @@
 
 from alembic import context
 
+import tracker.plan_models  # noqa: F401
+from tracker import stops_models  # noqa: F401  (registers the stop-and-search tables)
 from tracker.models import Base
 
 engine = context.config.attributes["engine"]

@@ -39,7 +39,8 @@ def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
             log_every_s=settings.get("TRACKER_INGEST_LOG_S"),
             recompute_every_s=settings.get("TRACKER_RECOMPUTE_S"),
             limits=Limits(max_payload_bytes=settings.get("TRACKER_MAX_PAYLOAD_BYTES"),
-                          max_future_s=settings.get("TRACKER_MAX_FUTURE_S")),
+                          max_future_s=settings.get("TRACKER_MAX_FUTURE_S"),
+                          max_age_days=settings.get("TRACKER_RETENTION_DAYS")),
         )
         config.subscriptions()  # validates the shared group against the protocol
     except (ValueError, settings.SettingsError) as exc:

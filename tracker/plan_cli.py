@@ -1,0 +1,91 @@
+"""`python -m tracker plan ...`: load and show the operation plan, print compliance."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from sqlalchemy.orm import Session, sessionmaker
+
+from tracker import settings
+from tracker.cli import db_option, format_option, open_database
+from tracker.compliance import compliance_table
+from tracker.plan import PlanError, find_operation, load_plan, plan_table, read_plan, stored_plan
+from tracker.tables import write_table
+
+operation_option = click.option(
+    "--operation", "operation_name", default=None, metavar="NAME",
+    help="Operation name (default: the one running today, else the latest).")
+
+
+@contextmanager
+def _database(db_url: str | None) -> Iterator[sessionmaker[Session]]:
+    """Yield a session factory; its pooled connections are closed when the command ends."""
+    factory = open_database(db_url)
+    try:
+        yield factory
+    finally:
+        factory.kw["bind"].dispose()
+
+
+@click.group()
+def plan() -> None:
+    """The operation plan: targets per hot spot and compliance with them."""
+
+
+@plan.command("load")
+@click.argument("path", type=click.Path(dir_okay=False))
+@db_option
+def plan_load(path, db_url) -> None:
+    """Load a YAML plan, creating the operation or replacing its plan (audited)."""
+    dosage_tz = settings.get("TRACKER_TZ")
+    try:
+        new_plan = read_plan(path, default_tz=dosage_tz)
+    except PlanError as exc:
+        raise click.ClickException(f"nothing loaded:\n{exc}") from exc
+    if new_plan.tz != dosage_tz:
+        # Stored dosage is binned into TRACKER_TZ days and hours; other days would not match.
+        raise click.ClickException(
+            f"{path}: tz {new_plan.tz} differs from TRACKER_TZ {dosage_tz}, the time zone "
+            "of the stored dosage days; change one of them")
+    try:
+        with _database(db_url) as factory, factory.begin() as session:
+            operation = load_plan(session, new_plan, actor="cli")
+    except PlanError as exc:
+        raise click.ClickException(f"nothing loaded:\n{exc}") from exc
+    click.echo(f"loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
+               f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}")
+
+
+@plan.command("show")
+@operation_option
+@db_option
+@format_option
+def plan_show(operation_name, db_url, fmt) -> None:
+    """Print the plan's phases: dates and targets per hot spot."""
+    with _database(db_url) as factory, factory() as session:
+        try:
+            operation = find_operation(session, operation_name)
+        except PlanError as exc:
+            raise click.ClickException(str(exc)) from exc
+        table = plan_table(stored_plan(session, operation))
+    write_table(table, fmt, sys.stdout)
+
+
+@plan.command("compliance")
+@click.option("--date", "reference", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Reference local date (default: today in the operation's time zone).")
+@operation_option
+@db_option
+@format_option
+def plan_compliance(reference, operation_name, db_url, fmt) -> None:
+    """Print compliance per hot spot for the day, week, month and operation to date."""
+    with _database(db_url) as factory, factory() as session:
+        try:
+            operation = find_operation(session, operation_name)
+        except PlanError as exc:
+            raise click.ClickException(str(exc)) from exc
+        table = compliance_table(session, operation, reference.date() if reference else None)
+    write_table(table, fmt, sys.stdout)

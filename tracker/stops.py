@@ -1,0 +1,944 @@
+"""Stop and search records and their BWV reviews (DESIGN section 7).
+
+Records come in as CSV (the columns of the public police.uk stop-and-search data, plus the
+force's own) or one at a time from a form or the API; both go through one validator. Each
+new record is linked to the hot spot it fell in and the operation whose dates contain it,
+and gets a BWV review with a due date. Functions take a Session and never commit.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracker.audit import record
+from tracker.geofence import HotSpotSet
+from tracker.models import Officer, utc_now
+from tracker.pings import BadRow
+from tracker.stops_models import (
+    GOWISELY,
+    GOWISELY_ANSWERS,
+    RAG_RATINGS,
+    REVIEW_OUTCOMES,
+    REVIEW_STATUSES,
+    BwvReview,
+    StopSearch,
+)
+from tracker.store import insert_ignoring_duplicates, stored_hot_spots
+
+# The published headers of police.uk stop-and-search CSVs, in order, and the field each fills.
+PUBLIC_COLUMNS: Mapping[str, str] = {
+    "Type": "type",
+    "Date": "occurred_at",
+    "Part of a policing operation": "part_of_policing_operation",
+    "Policing operation": "policing_operation",
+    "Latitude": "latitude",
+    "Longitude": "longitude",
+    "Gender": "gender",
+    "Age range": "age_range",
+    "Self-defined ethnicity": "self_defined_ethnicity",
+    "Officer-defined ethnicity": "officer_defined_ethnicity",
+    "Legislation": "legislation",
+    "Object of search": "object_of_search",
+    "Outcome": "outcome",
+    "Outcome linked to object of search": "outcome_linked_to_object",
+    "Removal of more than just outer clothing": "removal_of_more_than_outer_clothing",
+}
+# What a force records but does not publish; optional in a CSV.
+EXTENDED_COLUMNS: Mapping[str, str] = {
+    "Reference": "reference",
+    "Officer": "officer_id",
+    "Grounds": "grounds",
+    "BWV recorded": "bwv_recorded",
+    "BWV reference": "bwv_reference",
+}
+COLUMNS: Mapping[str, str] = {**PUBLIC_COLUMNS, **EXTENDED_COLUMNS}
+LABELS: Mapping[str, str] = {name: header for header, name in COLUMNS.items()}
+STOP_FIELDS: tuple[str, ...] = tuple(COLUMNS.values())
+BOOLEAN_FIELDS = frozenset({"part_of_policing_operation", "outcome_linked_to_object",
+                            "removal_of_more_than_outer_clothing", "bwv_recorded"})
+TEXT_FIELDS = tuple(f for f in STOP_FIELDS
+                    if f not in BOOLEAN_FIELDS | {"type", "occurred_at", "latitude", "longitude"})
+SEARCH_TYPES = ("Person search", "Person and Vehicle search", "Vehicle search")
+ARREST = "Arrest"
+WHITE_PREFIX = "White"
+MAX_FUTURE = timedelta(minutes=5)
+DEFAULT_REVIEW_DUE_DAYS = 28
+DEFAULT_TZ = "Europe/London"
+
+# Labels for groups whose key is blank in a breakdown.
+NOT_RECORDED = "(not recorded)"
+OUTSIDE_HOT_SPOTS = "(outside hot spots)"
+
+
+class StopFileError(ValueError):
+    """A stop-and-search file that cannot be read at all (unreadable, empty, wrong header)."""
+
+
+class BadStopRows(ValueError):
+    """A file with bad rows, imported all-or-nothing: nothing was imported."""
+
+    def __init__(self, source: str, read: int, bad_rows: Sequence[BadRow]):
+        self.source, self.read, self.bad_rows = source, read, tuple(bad_rows)
+        super().__init__(f"{source}: {len(self.bad_rows)} of {read} rows are bad; nothing "
+                         "imported (fix them, or import the rest skipping invalid rows)")
+
+
+class StopValidationError(ValueError):
+    """A form or API record that cannot be accepted; `errors` maps each field to its problem."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(self.errors.values()))
+
+
+class ReviewError(ValueError):
+    """A BWV review change that is not allowed; `errors` maps each field to its problem."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(self.errors.values()))
+
+
+class StopNotFound(LookupError):
+    """No stop and search has the id asked for."""
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """When BWV reviews fall due, which stops are sampled for review, and the local time zone.
+
+    `sample_rate` 1 reviews every stop; below 1, a stop is sampled when its import key, read
+    as a fraction of the hash space, falls below the rate: the same stop is always sampled
+    (or not) whenever and however often it is imported.
+    """
+
+    due_days: int = DEFAULT_REVIEW_DUE_DAYS
+    sample_rate: float = 1.0
+    tz: str = DEFAULT_TZ
+
+    def __post_init__(self) -> None:
+        if self.due_days < 0:
+            raise ValueError(f"review due days {self.due_days} must be 0 or more")
+        if not 0 <= self.sample_rate <= 1:
+            raise ValueError(f"review sample rate {self.sample_rate} must be between 0 and 1")
+        try:
+            ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.tz!r}") from exc
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    """One validated stop and search, before storage; `line` is its line in the source file."""
+
+    type: str
+    occurred_at: datetime
+    part_of_policing_operation: bool | None = None
+    policing_operation: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    gender: str | None = None
+    age_range: str | None = None
+    self_defined_ethnicity: str | None = None
+    officer_defined_ethnicity: str | None = None
+    legislation: str | None = None
+    object_of_search: str | None = None
+    outcome: str | None = None
+    outcome_linked_to_object: bool | None = None
+    removal_of_more_than_outer_clothing: bool | None = None
+    reference: str | None = None
+    officer_id: str | None = None
+    grounds: str | None = None
+    bwv_recorded: bool | None = None
+    bwv_reference: str | None = None
+    line: int | None = None
+    import_key: str = field(default="", compare=False)
+
+    def normalised(self) -> str:
+        """Return the record's values as canonical JSON (the basis of its import key)."""
+        values = {name: getattr(self, name) for name in STOP_FIELDS}
+        values["occurred_at"] = self.occurred_at.astimezone(UTC).isoformat()
+        return json.dumps(values, sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did: rows read, stops added, stops already stored, bad rows skipped."""
+
+    source: str
+    read: int
+    imported: int
+    already_present: int
+    bad_rows: tuple[BadRow, ...] = ()
+
+    @property
+    def skipped(self) -> int:
+        return len(self.bad_rows)
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, float) and math.isnan(value))
+
+
+def _boolean(value: Any, label: str) -> bool | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{label} {value!r} must be True, False or blank")
+
+
+def _text(value: Any, label: str, max_length: int | None) -> str | None:
+    if _blank(value):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # an API client may send a collar number as a number
+    if not isinstance(value, str):
+        raise ValueError(f"{label} {value!r} is not text")
+    text = value.strip()
+    if max_length is not None and len(text) > max_length:
+        raise ValueError(f"{label} is longer than {max_length} characters")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        raise ValueError(f"{label} has control characters")
+    return text
+
+
+def _coordinate(value: Any, label: str, limit: float) -> float | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{label} {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} {value!r} is not a number") from None
+    if not math.isfinite(number) or not -limit <= number <= limit:
+        raise ValueError(f"{label} {value!r} is out of range [-{limit:g}, {limit:g}]")
+    return number
+
+
+def _occurred_at(value: Any, naive_tz: str | None, now: datetime) -> datetime:
+    label = LABELS["occurred_at"]
+    if _blank(value):
+        raise ValueError(f"missing {label}")
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"bad {label} {value!r}: expected ISO-8601 such as "
+                             "2019-06-01T14:30:00+01:00") from None
+    else:
+        raise ValueError(f"bad {label} {value!r}: not a date and time")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        if naive_tz is None:
+            raise ValueError(f"bad {label} {value!r}: no UTC offset, so it is ambiguous; "
+                             "add 'Z' or '+01:00'")
+        moment = moment.replace(tzinfo=ZoneInfo(naive_tz))
+    moment = moment.astimezone(UTC)
+    if moment > now + MAX_FUTURE:
+        raise ValueError(f"bad {label} {value!r}: it is in the future")
+    return moment
+
+
+def _max_length(name: str) -> int | None:
+    return getattr(StopSearch.__table__.c[name].type, "length", None)
+
+
+def validate_stop(values: Mapping[str, Any], *, naive_tz: str | None = None,
+                  now: datetime | None = None) -> tuple[StopRecord | None, dict[str, str]]:
+    """Validate one record given by field name; return it, or None and each field's problem.
+
+    A date without a UTC offset is read as local time in `naive_tz` (a form's local time);
+    without `naive_tz` it is refused as ambiguous.
+    """
+    now = now or utc_now()
+    errors: dict[str, str] = {}
+    unknown = sorted(set(values) - set(STOP_FIELDS))
+    for name in unknown:
+        errors[name] = f"unknown field {name!r}"
+    parsed: dict[str, Any] = {}
+
+    def check(name: str, parse) -> None:
+        try:
+            parsed[name] = parse(values.get(name))
+        except ValueError as exc:
+            errors[name] = str(exc)
+
+    check("type", _search_type)
+    check("occurred_at", lambda v: _occurred_at(v, naive_tz, now))
+    check("latitude", lambda v: _coordinate(v, LABELS["latitude"], 90))
+    check("longitude", lambda v: _coordinate(v, LABELS["longitude"], 180))
+    for name in sorted(BOOLEAN_FIELDS):
+        check(name, lambda v, name=name: _boolean(v, LABELS[name]))
+    for name in TEXT_FIELDS:
+        check(name, lambda v, name=name: _text(v, LABELS[name], _max_length(name)))
+    if "latitude" not in errors and "longitude" not in errors:
+        lat, lon = parsed["latitude"], parsed["longitude"]
+        if (lat is None) != (lon is None):
+            which = "latitude without longitude" if lon is None else "longitude without latitude"
+            errors["latitude" if lon is None else "longitude"] = which
+        elif lat == 0 and lon == 0:
+            errors["latitude"] = "location (0, 0) is a geocoding failure, not a place"
+    if errors:
+        return None, errors
+    return StopRecord(**parsed), {}
+
+
+def _search_type(value: Any) -> str:
+    if _blank(value):
+        raise ValueError("missing Type")
+    text = str(value).strip()
+    if text not in SEARCH_TYPES:
+        raise ValueError(f"unknown Type {text!r} (expected {', '.join(SEARCH_TYPES)})")
+    return text
+
+
+def import_key(record: StopRecord, occurrence: int) -> str:
+    """Return the SHA-256 identifying the `occurrence`-th (1-based) row with these values."""
+    return hashlib.sha256(f"{record.normalised()}#{occurrence}".encode()).hexdigest()
+
+
+def parse_stops(text: str, source: str = "stops", *, naive_tz: str | None = None,
+                now: datetime | None = None) -> tuple[list[StopRecord], list[BadRow]]:
+    """Validate stop-and-search CSV text; return the good records (keyed) and the bad rows.
+
+    The header must hold every published column, by its published name, and may add the
+    extended ones. Rows with identical values are all kept, told apart by their occurrence
+    number in the file, so re-importing a file matches each row to itself.
+    """
+    now = now or utc_now()
+    if not text.strip():
+        raise StopFileError(f"{source}: the file is empty")
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    header = [name.strip() for name in next(reader)]
+    missing = [name for name in PUBLIC_COLUMNS if name not in header]
+    unknown = [name for name in header if name not in COLUMNS]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    problems = []
+    if missing:
+        problems.append(f"lacks {', '.join(missing)}")
+    if unknown:
+        problems.append(f"has unknown columns {', '.join(unknown)} (optional columns are "
+                        f"{', '.join(EXTENDED_COLUMNS)})")
+    if repeated:
+        problems.append(f"repeats {', '.join(repeated)}")
+    if problems:
+        raise StopFileError(f"{source}: line 1: the header {'; '.join(problems)}")
+
+    records: list[StopRecord] = []
+    bad: list[BadRow] = []
+    reference_lines: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            bad.append(BadRow(line, f"expected {len(header)} fields, found {len(row)}"))
+            continue
+        values = {COLUMNS[name]: cell for name, cell in zip(header, row, strict=True)}
+        stop, errors = validate_stop(values, naive_tz=naive_tz, now=now)
+        if stop is None:
+            bad.append(BadRow(line, "; ".join(errors.values())))
+            continue
+        if stop.reference is not None:
+            if stop.reference in reference_lines:
+                bad.append(BadRow(line, f"Reference {stop.reference!r} is also on line "
+                                        f"{reference_lines[stop.reference]}"))
+                continue
+            reference_lines[stop.reference] = line
+        records.append(replace(stop, line=line))
+    occurrences: Counter[str] = Counter()
+    keyed = []
+    for stop in records:
+        basis = stop.normalised()
+        occurrences[basis] += 1
+        keyed.append(replace(stop, import_key=import_key(stop, occurrences[basis])))
+    return keyed, bad
+
+
+def read_stops(path: str | Path, **options: Any) -> tuple[list[StopRecord], list[BadRow]]:
+    """Read and validate a stop-and-search CSV file (see parse_stops)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StopFileError(f"{path}: cannot read the file: {exc}") from exc
+    return parse_stops(text, source=str(path), **options)
+
+
+# --- storage ----------------------------------------------------------------------------
+
+
+def is_sampled(key: str, sample_rate: float) -> bool:
+    """Return whether the stop with this import key is selected for BWV review."""
+    if sample_rate >= 1:
+        return True
+    # The first 52 bits of a SHA-256 are uniform, and exact as a float fraction.
+    return int(key[:13], 16) / 16 ** 13 < sample_rate
+
+
+def hot_spot_ids(hot_spots: HotSpotSet, longitude: Sequence[float | None],
+                 latitude: Sequence[float | None]) -> list[str | None]:
+    """Return, per point, the id of the hot spot it falls in (first by id), or None."""
+    lon = np.array([np.nan if v is None else v for v in longitude], dtype=float)
+    lat = np.array([np.nan if v is None else v for v in latitude], dtype=float)
+    result = np.full(len(lon), None, dtype=object)
+    point, hot_spot = hot_spots.classify(lon, lat)
+    if len(point):
+        ids = np.array(hot_spots.ids, dtype=object)
+        # Order each point's hot spots by id, then keep the first of each point.
+        order = np.lexsort((ids[hot_spot].astype(str), point))
+        point, hot_spot = point[order], hot_spot[order]
+        first = np.unique(point, return_index=True)[1]
+        result[point[first]] = ids[hot_spot[first]]
+    return result.tolist()
+
+
+OPERATIONS = sa.table("operations", sa.column("id", sa.Integer),
+                      sa.column("start_date", sa.Date), sa.column("end_date", sa.Date),
+                      sa.column("tz", sa.String))
+
+
+def operation_ids(session: Session, occurred_at: Sequence[datetime],
+                  default_tz: str = DEFAULT_TZ) -> list[int | None]:
+    """Return, per instant, the id of the operation whose local dates contain it, or None.
+
+    The plan's `operations` table may not exist yet (its migration ships separately); then
+    nothing is linked. Where operations overlap, the lowest id wins.
+    """
+    result = np.full(len(occurred_at), None, dtype=object)
+    if not len(result) or not sa.inspect(session.connection()).has_table("operations"):
+        return result.tolist()
+    operations = session.execute(select(OPERATIONS).order_by(OPERATIONS.c.id.desc())).all()
+    instants = pd.DatetimeIndex(pd.to_datetime(list(occurred_at), utc=True))
+    for operation_id, start, end, tz in operations:
+        local_days = instants.tz_convert(tz or default_tz).tz_localize(None).normalize()
+        # Descending ids, so a lower id overwrites a higher one.
+        result[(local_days >= pd.Timestamp(start)) & (local_days <= pd.Timestamp(end))] = int(
+            operation_id)
+    return result.tolist()
+
+
+def _local_date(moment: datetime, tz: str) -> date:
+    return moment.astimezone(ZoneInfo(tz)).date()
+
+
+def _store(session: Session, stops: Sequence[StopRecord], policy: ReviewPolicy,
+           source_file: str | None) -> list[int]:
+    """Insert stops not yet stored, each with a pending review; return the new stops' ids."""
+    if not stops:
+        return []
+    officers = sorted({s.officer_id for s in stops if s.officer_id is not None})
+    # An officer named on a stop need not carry a tracked device; add them so the link holds.
+    insert_ignoring_duplicates(session, Officer.__table__,
+                               [{"id": officer, "name": ""} for officer in officers])
+    hot_spots = hot_spot_ids(stored_hot_spots(session), [s.longitude for s in stops],
+                             [s.latitude for s in stops])
+    operations = operation_ids(session, [s.occurred_at for s in stops], policy.tz)
+    now = utc_now()
+    rows = []
+    for stop, hotspot_id, operation_id in zip(stops, hot_spots, operations, strict=True):
+        row = {name: getattr(stop, name) for name in STOP_FIELDS}
+        row.update(hotspot_id=hotspot_id, operation_id=operation_id, import_key=stop.import_key,
+                   source_file=source_file, source_line=stop.line, created_at=now)
+        rows.append(row)
+    insert_ignoring_duplicates(session, StopSearch.__table__, rows)
+    # Every stored stop gets its review in the transaction that inserts it, so the stops of
+    # this batch without one are exactly those the insert above added (the unique import
+    # key, not a read beforehand, decides what is new).
+    new: list[tuple[int, str, datetime]] = []
+    keys = [s.import_key for s in stops]
+    for start in range(0, len(keys), 1000):
+        new += session.execute(
+            select(StopSearch.id, StopSearch.import_key, StopSearch.occurred_at)
+            .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
+            .where(StopSearch.import_key.in_(keys[start:start + 1000]), BwvReview.id.is_(None))
+        ).all()
+    insert_ignoring_duplicates(session, BwvReview.__table__, [
+        {"stop_id": stop_id, "status": "pending",
+         "due_date": _local_date(occurred_at, policy.tz) + timedelta(days=policy.due_days),
+         "sampled": is_sampled(key, policy.sample_rate)}
+        for stop_id, key, occurred_at in new
+    ])
+    return sorted(stop_id for stop_id, _, _ in new)
+
+
+def import_stops(session: Session, stops: Sequence[StopRecord], *, actor: str,
+                 source: str = "import", policy: ReviewPolicy | None = None,
+                 bad_rows: Sequence[BadRow] = (), skip_invalid: bool = False) -> ImportReport:
+    """Store parsed stops idempotently, with their reviews; audited as one import.
+
+    With bad rows and not `skip_invalid`, raise BadStopRows and store nothing.
+    """
+    read = len(stops) + len(bad_rows)
+    if bad_rows and not skip_invalid:
+        raise BadStopRows(source, read, bad_rows)
+    policy = policy or ReviewPolicy()
+    new = _store(session, stops, policy, source_file=source[-255:])
+    report = ImportReport(source, read, len(new), len(stops) - len(new), tuple(bad_rows))
+    record(session, actor, "stops.import", source[-256:], None,
+           {"read": report.read, "imported": report.imported,
+            "already_present": report.already_present, "skipped": report.skipped})
+    return report
+
+
+def create_stop(session: Session, values: Mapping[str, Any], *, actor: str,
+                policy: ReviewPolicy | None = None, naive_tz: str | None = None,
+                source: str = "form", now: datetime | None = None) -> StopSearch:
+    """Validate and store one stop from a form or the API (fields by name); return it.
+
+    Raise StopValidationError naming each bad field, or a reference already recorded.
+    """
+    stop, errors = validate_stop(values, naive_tz=naive_tz, now=now)
+    if stop is None:
+        raise StopValidationError(errors)
+    if stop.reference is not None and session.scalar(
+            select(StopSearch.id).where(StopSearch.reference == stop.reference)) is not None:
+        raise StopValidationError({"reference": f"Reference {stop.reference!r} is already "
+                                                "recorded"})
+    # Two identical form entries are two searches: a random part keeps their keys apart.
+    key = hashlib.sha256(f"{stop.normalised()}#{source}#{uuid.uuid4().hex}".encode()).hexdigest()
+    (stop_id,) = _store(session, [replace(stop, import_key=key)], policy or ReviewPolicy(),
+                        source_file=source)
+    created = session.get(StopSearch, stop_id)
+    record(session, actor, "stop.create", f"stop {stop_id}", None, _plain_values(
+        {name: getattr(created, name) for name in (*STOP_FIELDS, "hotspot_id", "operation_id")}))
+    return created
+
+
+def relink_stops(session: Session, tz: str = DEFAULT_TZ) -> int:
+    """Re-link every stop to the current hot spots and operations; return how many changed."""
+    rows = session.execute(select(StopSearch.id, StopSearch.longitude, StopSearch.latitude,
+                                  StopSearch.occurred_at, StopSearch.hotspot_id,
+                                  StopSearch.operation_id).order_by(StopSearch.id)).all()
+    if not rows:
+        return 0
+    ids, lons, lats, times, old_spots, old_operations = zip(*rows, strict=True)
+    spots = hot_spot_ids(stored_hot_spots(session), lons, lats)
+    operations = operation_ids(session, times, tz)
+    changes = [{"id": stop_id, "hotspot_id": spot, "operation_id": operation}
+               for stop_id, spot, operation, old_spot, old_operation
+               in zip(ids, spots, operations, old_spots, old_operations, strict=True)
+               if (spot, operation) != (old_spot, old_operation)]
+    if changes:
+        session.execute(sa.update(StopSearch), changes)
+    return len(changes)
+
+
+# --- BWV review workflow ----------------------------------------------------------------
+
+REVIEW_FIELDS = ("status", "outcome", "no_footage_reason", "findings", "rag", *GOWISELY,
+                 "sampled")
+AUDITED_FIELDS = (*REVIEW_FIELDS, "reviewer", "reviewed_at")
+COMPLETED = ("reviewed", "no_footage")
+
+
+def review_of(session: Session, stop_id: int) -> BwvReview:
+    """Return the BWV review of a stop, or raise StopNotFound."""
+    review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id))
+    if review is None:
+        raise StopNotFound(f"no stop and search with id {stop_id}")
+    return review
+
+
+def _choice(value: Any, allowed: tuple[str, ...], label: str) -> str | None:
+    if _blank(value):
+        return None
+    if value not in allowed:
+        raise ValueError(f"{label} {value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _parse_change(name: str, value: Any) -> Any:
+    if name == "status":
+        if value not in REVIEW_STATUSES:
+            raise ValueError(f"status {value!r} must be one of {', '.join(REVIEW_STATUSES)}")
+        return value
+    if name == "outcome":
+        return _choice(value, REVIEW_OUTCOMES, "outcome")
+    if name == "rag":
+        return _choice(value, RAG_RATINGS, "RAG rating")
+    if name in GOWISELY:
+        return _choice(value, GOWISELY_ANSWERS, f"GOWISELY {name.replace('_', ' ')}")
+    if name == "sampled":
+        if not isinstance(value, bool):
+            raise ValueError(f"sampled {value!r} must be true or false")
+        return value
+    return _text(value, name.replace("_", " "), None)
+
+
+def update_review(session: Session, stop_id: int, actor: str, changes: Mapping[str, Any],
+                  *, now: datetime | None = None) -> BwvReview:
+    """Apply changes to a stop's BWV review after checking the workflow; audit what changed.
+
+    pending -> reviewed needs an outcome, all eight GOWISELY answers and a RAG rating;
+    pending -> no_footage needs a reason. A completed review can be corrected (or switched
+    between reviewed and no footage) but not reopened; whoever completes or corrects it
+    becomes its reviewer. Answers and findings may be saved while it is still pending.
+    """
+    # Locked (on PostgreSQL) so that two reviewers' changes, and their audit, come in turn.
+    review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id)
+                            .with_for_update())
+    if review is None:
+        raise StopNotFound(f"no stop and search with id {stop_id}")
+    errors: dict[str, str] = {}
+    parsed: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in REVIEW_FIELDS:
+            errors[name] = f"{name!r} is not a field of a review"
+            continue
+        try:
+            parsed[name] = _parse_change(name, value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if errors:
+        raise ReviewError(errors)
+
+    before = {name: getattr(review, name) for name in AUDITED_FIELDS}
+    after = {**before, **parsed}
+    status = after["status"]
+    if status == "pending" and before["status"] in COMPLETED:
+        errors["status"] = "a completed review can be corrected but not reopened"
+    elif status == "pending" and after["outcome"] is not None:
+        errors["outcome"] = "an outcome needs the status 'reviewed'"
+    elif status == "reviewed":
+        if after["outcome"] is None:
+            errors["outcome"] = "a completed review needs an outcome"
+        for name in GOWISELY:
+            if after[name] is None:
+                errors[name] = f"GOWISELY {name.replace('_', ' ')}: not answered"
+        if after["rag"] is None:
+            errors["rag"] = "a completed review needs a RAG rating"
+        after["no_footage_reason"] = None
+    elif status == "no_footage":
+        if after["no_footage_reason"] is None:
+            errors["no_footage_reason"] = "say why there is no footage"
+        # With no footage nothing was assessed: a checklist or outcome would be invented.
+        for name in ("outcome", "rag", *GOWISELY):
+            if name in parsed and parsed[name] is not None:
+                errors[name] = f"{name} cannot be given when there is no footage"
+            after[name] = None
+    if errors:
+        raise ReviewError(errors)
+
+    changed = [name for name in REVIEW_FIELDS if after[name] != before[name]]
+    if not changed:
+        return review
+    # Changing whether a stop is sampled is not a review: it leaves the reviewer as it was.
+    if status in COMPLETED and set(changed) - {"sampled"}:
+        after["reviewer"], after["reviewed_at"] = actor, now or utc_now()
+        changed += ["reviewer", "reviewed_at"]
+    for name in changed:
+        setattr(review, name, after[name])
+    record(session, actor, "bwv_review.update", f"stop {stop_id}",
+           _plain_values({name: before[name] for name in changed}),
+           _plain_values({name: after[name] for name in changed}))
+    return review
+
+
+def _plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return values JSON-ready for the audit log (dates and times as ISO-8601)."""
+    return {name: value.isoformat() if isinstance(value, date | datetime) else value
+            for name, value in values.items()}
+
+
+def local_today(tz: str = DEFAULT_TZ) -> date:
+    """Return today's date in the operation's time zone."""
+    return datetime.now(ZoneInfo(tz)).date()
+
+
+def is_overdue(review: BwvReview, today: date) -> bool:
+    """Return whether a review sampled for review is still pending after its due date."""
+    return review.sampled and review.status == "pending" and review.due_date < today
+
+
+# --- assurance figures ------------------------------------------------------------------
+
+REVIEW_COLUMNS = {
+    "status": "review_status", "outcome": "review_outcome",
+    "no_footage_reason": "no_footage_reason", "reviewer": "reviewer",
+    "reviewed_at": "reviewed_at", **{name: f"gowisely_{name}" for name in GOWISELY},
+    "findings": "findings", "rag": "rag", "due_date": "due_date", "sampled": "sampled",
+}
+EXPORT_COLUMNS = ["id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file",
+                  "source_line", *REVIEW_COLUMNS.values()]
+
+
+def stops_frame(session: Session, *, tz: str = DEFAULT_TZ, operation_id: int | None = None,
+                from_day: date | None = None, to_day: date | None = None) -> pd.DataFrame:
+    """Return stops with their reviews, one row each (EXPORT_COLUMNS), oldest first.
+
+    Derived columns help the figures: `stop_date` and `review_date`, local dates, and
+    `self_defined_ethnic_group`, the broad group (the part before " - ", e.g. "White").
+    `from_day` and `to_day` are local dates, inclusive.
+    """
+    stop_columns = [getattr(StopSearch, name) for name in
+                    ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file",
+                     "source_line")]
+    review_columns = [getattr(BwvReview, name) for name in REVIEW_COLUMNS]
+    statement = (select(*stop_columns, *review_columns)
+                 .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
+                 .order_by(StopSearch.occurred_at, StopSearch.id))
+    zone = ZoneInfo(tz)
+    if operation_id is not None:
+        statement = statement.where(StopSearch.operation_id == operation_id)
+    if from_day is not None:
+        start = datetime.combine(from_day, datetime.min.time(), zone)
+        statement = statement.where(StopSearch.occurred_at >= start)
+    if to_day is not None:
+        end = datetime.combine(to_day + timedelta(days=1), datetime.min.time(), zone)
+        statement = statement.where(StopSearch.occurred_at < end)
+    frame = pd.DataFrame(session.execute(statement).all(), columns=EXPORT_COLUMNS)
+    for column in ("occurred_at", "reviewed_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    for column in ("operation_id", "source_line"):
+        # Whole numbers or None, not floats with NaN: they are labels, and JSON needs None.
+        frame[column] = pd.Series([None if pd.isna(v) else int(v) for v in frame[column]],
+                                  index=frame.index, dtype=object)
+    frame["stop_date"] = frame["occurred_at"].dt.tz_convert(zone).dt.date
+    frame["review_date"] = frame["reviewed_at"].dt.tz_convert(zone).dt.date
+    frame["self_defined_ethnic_group"] = frame["self_defined_ethnicity"].map(
+        broad_ethnic_group, na_action="ignore")
+    return frame
+
+
+def export_stops(session: Session, **filters: Any) -> pd.DataFrame:
+    """Return stops and their reviews for a CSV or JSON export (EXPORT_COLUMNS).
+
+    Times are ISO-8601 UTC text and coordinates exact decimal text, so both formats carry
+    them unchanged (the shared JSON writer rounds floats to 2 places and has no missing time).
+    """
+    frame = stops_frame(session, **filters)[EXPORT_COLUMNS].copy()
+
+    def as_text(column: str, render) -> pd.Series:
+        return pd.Series([None if pd.isna(v) else render(v) for v in frame[column]],
+                         index=frame.index, dtype=object)
+
+    for column in ("occurred_at", "reviewed_at"):
+        frame[column] = as_text(column, lambda t: t.isoformat().replace("+00:00", "Z"))
+    for column in ("latitude", "longitude"):
+        frame[column] = as_text(column, lambda v: repr(float(v)))
+    return frame
+
+
+def broad_ethnic_group(self_defined_ethnicity: str) -> str:
+    """Return the broad census group of a self-defined ethnicity ("White - Irish" -> "White")."""
+    return self_defined_ethnicity.split(" - ", 1)[0].strip()
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return None if not whole else 100.0 * part / whole
+
+
+def _status_masks(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    sampled = frame["sampled"].astype(object).eq(True)
+    status = frame["review_status"].astype(object)
+    completed = status.isin(COMPLETED)
+    return sampled, status, completed
+
+
+def _finds(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    linked = frame["outcome_linked_to_object"].astype(object)
+    return linked.eq(True), linked.notna()
+
+
+def _arrests(frame: pd.DataFrame) -> pd.Series:
+    return frame["outcome"].astype(object).eq(ARREST)
+
+
+def _overdue(frame: pd.DataFrame, today: date) -> pd.Series:
+    sampled, status, _ = _status_masks(frame)
+    due = frame["due_date"].astype(object)
+    return sampled & status.eq("pending") & due.map(lambda d: d is not None and d < today)
+
+
+def assurance_summary(frame: pd.DataFrame, today: date) -> dict[str, Any]:
+    """Return the headline figures: volumes, review coverage, find and arrest rates.
+
+    Coverage is completed (reviewed or no footage) over sampled reviews; days to review run
+    from the stop's local date to the review's; the find rate counts searches whose outcome
+    was linked to the object of search among those where that is known; the arrest rate is
+    over all searches.
+    """
+    sampled, status, completed = _status_masks(frame)
+    finds, known = _finds(frame)
+    days = _days_to_review(frame)
+    return {
+        "searches": len(frame),
+        "sampled": int(sampled.sum()),
+        "pending": int((sampled & status.eq("pending")).sum()),
+        "overdue": int(_overdue(frame, today).sum()),
+        "reviewed": int(status.eq("reviewed").sum()),
+        "no_footage": int(status.eq("no_footage").sum()),
+        "review_coverage_pct": _pct(int((sampled & completed).sum()), int(sampled.sum())),
+        "median_days_to_review": float(days.median()) if len(days) else None,
+        "finds": int(finds.sum()),
+        "find_known": int(known.sum()),
+        "find_rate_pct": _pct(int(finds.sum()), int(known.sum())),
+        "arrests": int(_arrests(frame).sum()),
+        "arrest_rate_pct": _pct(int(_arrests(frame).sum()), len(frame)),
+    }
+
+
+def _days_to_review(frame: pd.DataFrame) -> pd.Series:
+    _, _, completed = _status_masks(frame)
+    done = frame[completed & frame["review_date"].notna()]
+    return pd.Series([(reviewed - stopped).days for reviewed, stopped
+                      in zip(done["review_date"], done["stop_date"], strict=True)], dtype=float)
+
+
+QUEUE_COLUMNS = ["stop_id", "reference", "occurred_at", "hotspot_id", "officer_id",
+                 "bwv_recorded", "bwv_reference", "due_date", "overdue", "days_overdue"]
+
+
+def review_queue(frame: pd.DataFrame, today: date) -> pd.DataFrame:
+    """Return the sampled reviews still pending: overdue first, then by due date."""
+    sampled, status, _ = _status_masks(frame)
+    pending = frame[sampled & status.eq("pending")].copy()
+    pending["overdue"] = _overdue(pending, today)
+    pending["days_overdue"] = [max((today - d).days, 0) for d in pending["due_date"]]
+    pending = pending.rename(columns={"id": "stop_id"})
+    pending = pending.sort_values(["overdue", "due_date", "stop_id"],
+                                  ascending=[False, True, True], kind="stable")
+    return pending[QUEUE_COLUMNS].reset_index(drop=True)
+
+
+REVIEW_OUTCOME_ROWS = (("not_sampled", None), ("pending", None),
+                       *(("reviewed", o) for o in REVIEW_OUTCOMES), ("no_footage", None))
+
+
+def review_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return how many reviews stand at each status and outcome (every row, zeros included)."""
+    sampled, status, _ = _status_masks(frame)
+    outcome = frame["review_outcome"].astype(object)
+    counts = []
+    for row_status, row_outcome in REVIEW_OUTCOME_ROWS:
+        if row_status == "not_sampled":
+            mask = ~sampled & status.eq("pending")
+        elif row_status == "pending":
+            mask = sampled & status.eq("pending")
+        elif row_outcome is None:
+            mask = status.eq(row_status)
+        else:
+            mask = status.eq(row_status) & outcome.eq(row_outcome)
+        counts.append((row_status, row_outcome, int(mask.sum())))
+    statuses, outcomes, reviews = zip(*counts, strict=True)
+    # Object columns keep None for "no outcome" (a text column would turn it into NaN).
+    return pd.DataFrame({"status": pd.Series(statuses, dtype=object),
+                         "outcome": pd.Series(outcomes, dtype=object),
+                         "reviews": pd.Series(reviews, dtype="int64")})
+
+
+def search_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return searches per recorded outcome (Arrest, Community resolution, ...), most first."""
+    outcome = frame["outcome"].astype(object).fillna(NOT_RECORDED)
+    counts = outcome.value_counts(sort=False).rename_axis("outcome").reset_index(name="searches")
+    counts["share_pct"] = [_pct(n, len(frame)) for n in counts["searches"]]
+    return counts.sort_values(["searches", "outcome"], ascending=[False, True],
+                              kind="stable").reset_index(drop=True)
+
+
+BREAKDOWNS = ("hotspot_id", "officer_id", "object_of_search", "self_defined_ethnicity",
+              "self_defined_ethnic_group", "officer_defined_ethnicity", "operation_id")
+
+
+def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Return per group of `by`: searches, share, finds and find rate, arrests and arrest rate,
+    review coverage and referrals; largest group first.
+    """
+    if by not in BREAKDOWNS:
+        raise ValueError(f"cannot break down by {by!r}; use one of {', '.join(BREAKDOWNS)}")
+    blank = OUTSIDE_HOT_SPOTS if by == "hotspot_id" else NOT_RECORDED
+    sampled, _, completed = _status_masks(frame)
+    finds, known = _finds(frame)
+    parts = pd.DataFrame({
+        by: frame[by].astype(object).where(frame[by].notna(), blank).astype(str),
+        "searches": 1,
+        "finds": finds.astype(int),
+        "find_known": known.astype(int),
+        "arrests": _arrests(frame).astype(int),
+        "sampled": sampled.astype(int),
+        "reviews_completed": (sampled & completed).astype(int),
+        "referred": frame["review_outcome"].astype(object).eq("referred").astype(int),
+    })
+    table = parts.groupby(by, sort=False).sum().reset_index()
+    total = len(frame)
+    table["share_pct"] = [_pct(n, total) for n in table["searches"]]
+    table["find_rate_pct"] = [_pct(f, k) for f, k in zip(table["finds"], table["find_known"],
+                                                          strict=True)]
+    table["arrest_rate_pct"] = [_pct(a, n) for a, n in zip(table["arrests"], table["searches"],
+                                                            strict=True)]
+    table["review_coverage_pct"] = [_pct(c, s) for c, s in zip(
+        table["reviews_completed"], table["sampled"], strict=True)]
+    table = table.sort_values(["searches", by], ascending=[False, True], kind="stable")
+    return table[[by, "searches", "share_pct", "finds", "find_known", "find_rate_pct",
+                  "arrests", "arrest_rate_pct", "sampled", "reviews_completed",
+                  "review_coverage_pct", "referred"]].reset_index(drop=True)
+
+
+def ethnicity_breakdown(frame: pd.DataFrame, population: Mapping[str, float] | None = None,
+                        *, by: str = "self_defined_ethnicity") -> pd.DataFrame:
+    """Return the breakdown by self-defined ethnicity with its ratios to the White group.
+
+    `ratio_to_white` is the group's searches over the searches of all groups whose name
+    starts with "White". Given a population per group (keys as in the `by` column; use
+    `by="self_defined_ethnic_group"` for census-style broad groups), also
+    `searches_per_1000` and `disproportionality_ratio`: the group's rate per 1,000 over the
+    White groups' combined rate.
+    """
+    if by not in ("self_defined_ethnicity", "self_defined_ethnic_group"):
+        raise ValueError(f"ethnicity breakdowns are by self_defined_ethnicity or "
+                         f"self_defined_ethnic_group, not {by!r}")
+    table = breakdown(frame, by)
+    white = table[by].str.startswith(WHITE_PREFIX)
+    white_searches = int(table.loc[white, "searches"].sum())
+    table["ratio_to_white"] = [s / white_searches if white_searches else None
+                               for s in table["searches"]]
+    if population is not None:
+        table["population"] = [population.get(group) for group in table[by]]
+        table["searches_per_1000"] = [
+            1000.0 * s / p if p else None
+            for s, p in zip(table["searches"], table["population"], strict=True)]
+        white_population = sum(p for g, p in population.items() if g.startswith(WHITE_PREFIX))
+        white_rate = 1000.0 * white_searches / white_population if white_population else None
+        table["disproportionality_ratio"] = [
+            r / white_rate if r is not None and white_rate else None
+            for r in table["searches_per_1000"]]
+    return table
+
+
+def stop_dict(stop: StopSearch, review: BwvReview | None, today: date) -> dict[str, Any]:
+    """Return one stop and its review as a JSON-ready dict (for the API and detail pages)."""
+    values = {name: getattr(stop, name) for name in
+              ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file", "source_line")}
+    if review is not None:
+        values.update({column: getattr(review, name) for name, column in REVIEW_COLUMNS.items()})
+        values["overdue"] = is_overdue(review, today)
+    return _plain_values(values)
+

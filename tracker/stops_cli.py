@@ -1,0 +1,88 @@
+"""The `stops` commands: import stop-and-search CSVs and export the records with their reviews."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from sqlalchemy.orm import Session, sessionmaker
+
+from tracker import settings
+
+
+@click.group()
+def stops() -> None:
+    """Stop-and-search records and their BWV reviews."""
+
+
+# Imported after `stops` exists: tracker.cli registers this group at its end, so whichever
+# of the two modules is imported first, the other finds what it needs.
+from tracker.cli import db_option, format_option, open_database  # noqa: E402
+from tracker.stops import (  # noqa: E402
+    DEFAULT_REVIEW_DUE_DAYS,
+    BadStopRows,
+    ReviewPolicy,
+    StopFileError,
+    export_stops,
+    import_stops,
+    read_stops,
+)
+from tracker.tables import write_table  # noqa: E402
+
+
+@contextmanager
+def database(db_url: str | None) -> Iterator[sessionmaker[Session]]:
+    """Open the database for one command and close its connections when the command ends."""
+    factory = open_database(db_url)
+    try:
+        yield factory
+    finally:
+        # A command can run many times in one process (tests, scripts): leave no pool open.
+        factory.kw["bind"].dispose()
+
+
+@stops.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the valid rows even if some are bad (default: all or nothing).")
+@click.option("--review-due-days", type=int, default=DEFAULT_REVIEW_DUE_DAYS, show_default=True,
+              help="A BWV review falls due this many days after the stop's local date.")
+@click.option("--review-sample-rate", type=float, default=1.0, show_default=True,
+              help="Share of stops selected for BWV review (reproducible per stop).")
+@db_option
+def stops_import(path, skip_invalid, review_due_days, review_sample_rate, db_url) -> None:
+    """Import a stop-and-search CSV (police.uk columns, plus Reference, Officer, Grounds,
+    BWV recorded, BWV reference); importing the same file again adds nothing.
+    """
+    try:
+        policy = ReviewPolicy(review_due_days, review_sample_rate, settings.get("TRACKER_TZ"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        records, bad_rows = read_stops(path)
+    except StopFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for bad in bad_rows:
+        click.echo(f"{path}: {bad}", err=True)
+    try:
+        with database(db_url) as factory, factory.begin() as session:
+            report = import_stops(session, records, actor="cli", source=path, policy=policy,
+                                  bad_rows=bad_rows, skip_invalid=skip_invalid)
+    except BadStopRows as exc:
+        raise click.ClickException(
+            f"{path}: {len(exc.bad_rows)} of {exc.read} rows are bad; nothing imported "
+            "(use --skip-invalid to import the valid rows)") from exc
+    click.echo(f"{path}: read {report.read}, imported {report.imported}, "
+               f"already present {report.already_present}, skipped {report.skipped}")
+
+
+@stops.command("export")
+@db_option
+@format_option
+def stops_export(db_url, fmt) -> None:
+    """Print every stop with its BWV review, oldest first."""
+    with database(db_url) as factory, factory() as session:
+        table = export_stops(session, tz=settings.get("TRACKER_TZ"))
+    write_table(table, fmt, sys.stdout)
