@@ -88,6 +88,11 @@ def open_database(db_url: str | None) -> sessionmaker[Session]:
         current = schema_is_current(engine)
     except (SQLAlchemyError, OSError) as exc:
         raise click.ClickException(f"cannot open the database: {exc}") from exc
+    # Close pooled connections when the command ends (PostgreSQL would otherwise see them
+    # dropped, and tests running many commands in one process would leak them).
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(engine.dispose)
     if not current:
         raise click.ClickException(
             "the database schema is missing or old: run `python -m tracker init` first")
@@ -300,8 +305,7 @@ def serve(db_url, host, port, threads) -> None:
 
     from web import ConfigurationError, create_app
 
-    factory = open_database(db_url)  # fail early, with advice, on a missing schema
-    factory.kw["bind"].dispose()
+    open_database(db_url)  # fail early, with advice, on a missing schema
     try:
         app = create_app({"DATABASE_URL": settings.database_url(db_url)})
     except ConfigurationError as exc:

@@ -22,8 +22,18 @@ from tracker.dosage import (
     DosageParams,
     dosage_from_spans,
     local_midnight_us,
+    rounded_minutes,
 )
-from tracker.models import Assignment, CreditedSpan, DeadLetter, Device, Officer, PingRow
+from tracker.models import (
+    Assignment,
+    CreditedSpan,
+    DeadLetter,
+    Device,
+    HourlyPresence,
+    Officer,
+    PingRow,
+    Visit,
+)
 from tracker.pings import format_timestamp
 
 OFFICER_ID = "officer_id"
@@ -160,3 +170,41 @@ def ingest_rates(session: Session, now: datetime | None = None, hours: int = 24)
         frame[name] = frame["hour"].map(counts).fillna(0).astype(int)
     return frame
 
+
+
+def hot_spot_visits(session: Session, hotspot_id: str, from_day: date, to_day: date,
+                    params: DosageParams) -> pd.DataFrame:
+    """Return a hot spot's counted visits that start on local days in [from_day, to_day]."""
+    rows = session.execute(
+        select(Visit.day, Visit.start_us, Visit.end_us, Visit.presence_us, Visit.devices)
+        .where(Visit.hotspot_id == hotspot_id, Visit.device_id == "", Visit.day >= from_day,
+               Visit.day <= to_day).order_by(Visit.start_us)).all()
+    frame = pd.DataFrame(rows, columns=["date", "start_us", "end_us", "presence_us", "devices"])
+    zone = params.zone
+    local = [datetime.fromtimestamp(t / US_PER_S, tz=zone) for t in frame["start_us"]]
+    ends = [datetime.fromtimestamp(t / US_PER_S, tz=zone) for t in frame["end_us"]]
+    return pd.DataFrame({
+        "date": frame["date"],
+        "start": [t.strftime("%H:%M:%S") for t in local],
+        "end": [t.strftime("%H:%M:%S") for t in ends],
+        "presence_minutes": rounded_minutes(frame["presence_us"].to_numpy()),
+        "devices": frame["devices"].astype("int64"),
+    })
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def hour_by_weekday(session: Session, hotspot_id: str, from_day: date,
+                    to_day: date) -> pd.DataFrame:
+    """Return presence minutes by local hour (rows 0-23) and weekday (columns Mon-Sun)."""
+    rows = session.execute(
+        select(HourlyPresence.day, HourlyPresence.hour, HourlyPresence.presence_us)
+        .where(HourlyPresence.hotspot_id == hotspot_id, HourlyPresence.day >= from_day,
+               HourlyPresence.day <= to_day)).all()
+    grid = np.zeros((24, 7), dtype=np.int64)
+    for day, hour, presence_us in rows:
+        grid[hour, day.weekday()] += presence_us
+    frame = pd.DataFrame(rounded_minutes(grid.ravel()).reshape(24, 7), columns=list(WEEKDAYS))
+    frame.insert(0, "hour", [f"{h:02d}:00" for h in range(24)])
+    return frame

@@ -25,7 +25,7 @@ def patrol(hot_spots: HotSpotSet, device_id: str, start: datetime, hours: float,
     rng = random.Random(f"{seed}:{device_id}")  # noqa: S311 (simulation, not security)
     spots = list(hot_spots)
     here = spots[rng.randrange(len(spots))]
-    lon, lat = _inside(here, rng)
+    lon, lat = point_in(here, rng)
     t = start.timestamp()
     end = t + hours * 3600
     while t < end:
@@ -34,12 +34,12 @@ def patrol(hot_spots: HotSpotSet, device_id: str, start: datetime, hours: float,
         while t < min(linger_until, end):
             yield _ping(device_id, t, lat, lon, rng)
             if rng.random() < 0.3:
-                lon, lat = _inside(here, rng)
+                lon, lat = point_in(here, rng)
             t += rng.uniform(*interval_s)
         # Walk to another hot spot near this one (or, rarely, take a car anywhere).
         nearby = sorted(spots, key=lambda h: h.geometry.centroid.distance(here.geometry))
         here = rng.choice(nearby[1:5] if rng.random() < 0.85 else spots)
-        to_lon, to_lat = _inside(here, rng)
+        to_lon, to_lat = point_in(here, rng)
         metres = _metres(lat, lon, to_lat, to_lon)
         travel_s = metres / (WALK_SPEED_M_S if metres < 3000 else 12.0)
         steps = max(1, int(travel_s / sum(interval_s) * 2))
@@ -60,7 +60,8 @@ def fleet(hot_spots: HotSpotSet, devices: int, start: datetime, hours: float,
     return sorted(pings, key=lambda p: (p.t_us, p.device_id))
 
 
-def _inside(hot_spot, rng: random.Random) -> tuple[float, float]:
+def point_in(hot_spot, rng: random.Random) -> tuple[float, float]:
+    """Return a random (lon, lat) inside a hot spot."""
     min_x, min_y, max_x, max_y = hot_spot.geometry.bounds
     for _ in range(100):
         x, y = rng.uniform(min_x, max_x), rng.uniform(min_y, max_y)

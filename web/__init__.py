@@ -1,0 +1,74 @@
+"""The supervisors' and assurance leads' web app (Flask application factory)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, url_for
+
+from tracker import settings
+from tracker.cli import configured_params
+from tracker.db import make_engine, session_factory
+
+
+class ConfigurationError(RuntimeError):
+    """A setting that makes the app unsafe or unable to start."""
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create the app: settings, database, log-in, CSRF, rate limits, headers, blueprints."""
+    app = Flask(__name__, instance_path=str(Path(settings.get("TRACKER_INSTANCE_PATH"))))
+    production = settings.is_production()
+    secret_key = settings.get("TRACKER_SECRET_KEY")
+    if production and len(secret_key) < 32:
+        raise ConfigurationError("TRACKER_SECRET_KEY (32+ random characters) is required in "
+                                 "production")
+    if production and settings.get("TRACKER_DEBUG"):
+        raise ConfigurationError("TRACKER_DEBUG must be off in production")
+    app.config.from_mapping(
+        # Development only: a fresh random key each start (sessions end on restart).
+        SECRET_KEY=secret_key or secrets.token_hex(32),
+        DATABASE_URL=settings.database_url(),
+        PRODUCTION=production,
+        DEBUG=settings.get("TRACKER_DEBUG"),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=production,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAP_TILES=settings.get("TRACKER_MAP_TILES"),
+        LOGIN_RATE_LIMIT=settings.get("TRACKER_LOGIN_RATE_LIMIT"),
+        RATELIMIT_STORAGE_URI=settings.get("TRACKER_RATELIMIT_STORAGE_URI"),
+        DOSAGE_PARAMS=configured_params(),
+        # CSRF is checked in a before_request hook, except for bearer-token API calls.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["tracker.sessions"] = session_factory(make_engine(app.config["DATABASE_URL"]))
+
+    from web import api, assets, auth, dashboard, database, errors, security
+
+    database.init_app(app)
+    security.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    assets.init_app(app)
+    app.register_blueprint(auth.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(api.blueprint)
+    # Lets the layout link to areas only when they are installed.
+    app.jinja_env.globals["url_rules"] = app.view_functions
+    app.jinja_env.globals["link_for"] = link_for
+    return app
+
+
+def link_for(spec: tuple, value) -> str:
+    """Return the URL for a table cell link: spec is (endpoint, argument[, other arguments])."""
+    endpoint, argument, *extra = spec
+    return url_for(endpoint, **{argument: value}, **(extra[0] if extra else {}))

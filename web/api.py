@@ -1,0 +1,34 @@
+"""The JSON API for BI tools: the same figures as `python -m tracker report`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, request
+
+from tracker.reports import daily_report
+from tracker.store import stored_hot_spots
+from tracker.tables import records
+from web.auth import DOSAGE_READERS, roles_required
+from web.dashboard import parse_day
+from web.database import get_db
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+
+
+@blueprint.get("/dosage")
+@roles_required(*DOSAGE_READERS)
+def dosage():
+    """Rows of `report --format json` (hotspot_id, date, presence, officer minutes, visits)."""
+    from_day = parse_day("from", None)
+    to_day = parse_day("to", None)
+    if from_day and to_day and from_day > to_day:
+        abort(400, "from must not be after to")
+    hotspot = request.args.get("hotspot_id")
+    table = daily_report(get_db(), from_day, to_day, [hotspot] if hotspot else None)
+    return jsonify(records(table))
+
+
+@blueprint.get("/hotspots")
+@roles_required(*DOSAGE_READERS)
+def hotspots():
+    """The hot spot polygons as a GeoJSON FeatureCollection."""
+    return jsonify(stored_hot_spots(get_db()).to_geojson())
