@@ -18,6 +18,7 @@ from tracker.geofence import GeofenceError, load_hot_spots
 from tracker.pings import PingFileError, parse_gpx, parse_ping_records, read_pings
 from tracker.recompute import bring_up_to_date, enqueue_all_device_days, replace_hot_spots
 from tracker.reports import daily_report, dead_letter_report
+from tracker.stops import relink_stops
 from tracker.store import purge_pings, store_dead_letters, store_pings, stored_hot_spots
 from tracker.tables import FORMATS, write_table
 
@@ -171,6 +172,7 @@ def geofences_load(path, db_url) -> None:
     params = configured_params()
     with factory.begin() as session:
         queued = replace_hot_spots(session, hot_spots, params)
+        relink_stops(session, params.tz)  # stops now fall in other hot spots
     _catch_up(factory, params)
     click.echo(f"loaded {len(hot_spots)} hot spots; recomputed {queued} device-days")
 

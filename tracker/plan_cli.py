@@ -13,6 +13,7 @@ from tracker import settings
 from tracker.cli import db_option, format_option, open_database
 from tracker.compliance import compliance_table
 from tracker.plan import PlanError, find_operation, load_plan, plan_table, read_plan, stored_plan
+from tracker.stops import relink_stops
 from tracker.tables import write_table
 
 operation_option = click.option(
@@ -53,6 +54,7 @@ def plan_load(path, db_url) -> None:
     try:
         with _database(db_url) as factory, factory.begin() as session:
             operation = load_plan(session, new_plan, actor="cli")
+            relink_stops(session, new_plan.tz)  # stops now fall in other operation dates
     except PlanError as exc:
         raise click.ClickException(f"nothing loaded:\n{exc}") from exc
     click.echo(f"loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "

@@ -21,7 +21,6 @@ def stops() -> None:
 # of the two modules is imported first, the other finds what it needs.
 from tracker.cli import db_option, format_option, open_database  # noqa: E402
 from tracker.stops import (  # noqa: E402
-    DEFAULT_REVIEW_DUE_DAYS,
     BadStopRows,
     ReviewPolicy,
     StopFileError,
@@ -47,10 +46,14 @@ def database(db_url: str | None) -> Iterator[sessionmaker[Session]]:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--skip-invalid", is_flag=True,
               help="Import the valid rows even if some are bad (default: all or nothing).")
-@click.option("--review-due-days", type=int, default=DEFAULT_REVIEW_DUE_DAYS, show_default=True,
-              help="A BWV review falls due this many days after the stop's local date.")
-@click.option("--review-sample-rate", type=float, default=1.0, show_default=True,
-              help="Share of stops selected for BWV review (reproducible per stop).")
+@click.option("--review-due-days", type=int,
+              default=lambda: settings.get("TRACKER_REVIEW_DUE_DAYS"),
+              help="A BWV review falls due this many days after the stop's local date "
+                   "(default TRACKER_REVIEW_DUE_DAYS).")
+@click.option("--review-sample-rate", type=float,
+              default=lambda: settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
+              help="Share of stops selected for BWV review, reproducible per stop "
+                   "(default TRACKER_REVIEW_SAMPLE_RATE).")
 @db_option
 def stops_import(path, skip_invalid, review_due_days, review_sample_rate, db_url) -> None:
     """Import a stop-and-search CSV (police.uk columns, plus Reference, Officer, Grounds,
