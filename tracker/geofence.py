@@ -67,7 +67,8 @@ class HotSpotSet:
         point strictly inside a hole is outside. A point in overlapping hot spots
         yields one pair per hot spot. Pairs are sorted by point, then hot spot.
 
-        No Point objects are built (that alone cost ~0.5 us a point): points are bucketed
+        Few points (a live ping) go through the STRtree. For many points no Point
+        objects are built (they cost ~0.5 us each): points are bucketed
         into a grid whose cells are about half a hot spot wide, each point is paired with
         the hot spots whose bounding box overlaps its cell and contains it, and only those
         pairs are tested exactly with `shapely.intersects_xy` on the prepared polygons.
@@ -83,24 +84,32 @@ class HotSpotSet:
         if not len(near):
             return empty, empty
         x, y = lon[near], lat[near]
+        if len(near) <= 1_000 + len(self.hot_spots):
+            # For few points the grid below, whose set-up grows with the number of hot
+            # spots (~3 ms for 10,000), costs more than it saves: query the tree instead.
+            point, hot_spot = self._tree.query(shapely.points(x, y), predicate="intersects")
+            order = np.lexsort((hot_spot, point))
+            return near[point[order]].astype(np.intp), hot_spot[order].astype(np.intp)
 
         bounds = shapely.bounds(self._geometries)
-        width = np.maximum(np.median(bounds[:, 2] - bounds[:, 0]) / 2, 1e-9)
-        height = np.maximum(np.median(bounds[:, 3] - bounds[:, 1]) / 2, 1e-9)
-        # The same monotonic mapping places points and bounding boxes in cells, so a point
-        # inside a box always lands in one of the box's cells.
+        width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / 2, 1e-9)
+        height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / 2, 1e-9)
         while True:
-            nx = int((max_x - min_x) // width) + 1
-            ny = int((max_y - min_y) // height) + 1
-            x0 = ((bounds[:, 0] - min_x) // width).astype(np.int64)
-            x1 = ((bounds[:, 2] - min_x) // width).astype(np.int64)
-            y0 = ((bounds[:, 1] - min_y) // height).astype(np.int64)
-            y1 = ((bounds[:, 3] - min_y) // height).astype(np.int64)
+            # One monotonic mapping (offsets are >= 0, so truncation is floor) places both
+            # points and bounding boxes, so a point inside a box lands in one of its cells.
+            scale_x, scale_y = 1.0 / width, 1.0 / height
+            nx = int((max_x - min_x) * scale_x) + 1
+            ny = int((max_y - min_y) * scale_y) + 1
+            x0 = ((bounds[:, 0] - min_x) * scale_x).astype(np.int64)
+            x1 = ((bounds[:, 2] - min_x) * scale_x).astype(np.int64)
+            y0 = ((bounds[:, 1] - min_y) * scale_y).astype(np.int64)
+            y1 = ((bounds[:, 3] - min_y) * scale_y).astype(np.int64)
             span_x = x1 - x0 + 1
             per_hot_spot = span_x * (y1 - y0 + 1)
             n_pairs = int(per_hot_spot.sum())
             # Coarsen when the grid or the (cell, hot spot) table would get too big.
-            if nx * ny <= 4 * len(x) + 65_536 and n_pairs <= 4 * len(x) + 65_536:
+            budget = 4 * len(x) + 65_536
+            if nx * ny <= budget and n_pairs <= budget:
                 break
             width, height = 2 * width, 2 * height
 
@@ -118,9 +127,8 @@ class HotSpotSet:
 
         # Expand each point into its cell's candidates, then filter by bounding box and
         # test exactly. Candidates come out sorted by point, then hot spot.
-        cell = ((y - min_y) // height).astype(np.int64) * nx + ((x - min_x) // width).astype(
-            np.int64
-        )
+        column = ((x - min_x) * scale_x).astype(np.int64)
+        cell = ((y - min_y) * scale_y).astype(np.int64) * nx + column
         count = cell_count[cell]
         has = np.flatnonzero(count)
         count = count[has]
