@@ -6,8 +6,8 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import pairwise
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session

@@ -89,6 +89,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRACKER_REVIEW_SAMPLE_RATE", 1.0,
             "Share of stops selected for BWV review (1 = all; a sample is reproducible).",
             float),
+    Setting("TRACKER_POPULATION_FILE", "",
+            "Optional JSON object {ethnic group: population} for searches per 1,000 people "
+            "and disproportionality ratios on the assurance dashboard."),
     Setting("TRACKER_SECRET_KEY", "",
             "Flask session key; required in production (development generates one per run).",
             secret=True),

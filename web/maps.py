@@ -6,6 +6,7 @@ place that converts.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,7 +77,28 @@ def add_track(fmap: folium.Map, positions: Sequence[tuple[float, float]],
         folium.PolyLine(points, color="#0969da", weight=2, opacity=0.8).add_to(fmap)
     for point, label in zip(points, labels, strict=True):
         folium.CircleMarker(point, radius=2, color="#0969da", fill=True,
-                            tooltip=label).add_to(fmap)
+                            tooltip=tooltip_text(label)).add_to(fmap)
+
+
+def add_points(fmap: folium.Map, points: Sequence[tuple[float, float]],
+               labels: Sequence[str], colour: str) -> None:
+    """Draw points ((lon, lat) pairs, e.g. stops and searches) as circle markers of one colour."""
+    for (lon, lat), label in zip(points, labels, strict=True):
+        folium.CircleMarker(latlon(lon, lat), radius=5, color=colour, weight=1, fill=True,
+                            fill_color=colour, fill_opacity=0.8,
+                            tooltip=tooltip_text(label)).add_to(fmap)
+
+
+_TEMPLATE_LITERAL_ESCAPES = {ord("`"): "&#96;", ord("$"): "&#36;", ord("\\"): "&#92;"}
+
+
+def tooltip_text(label: str) -> str:
+    """Return plain text safe as a folium tooltip.
+
+    folium pastes a tooltip into a JavaScript template literal as HTML, so the text is
+    escaped for both.
+    """
+    return html.escape(label).translate(_TEMPLATE_LITERAL_ESCAPES)
 
 
 def render(fmap: folium.Map, nonce: str) -> RenderedMap:

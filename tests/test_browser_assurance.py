@@ -1,0 +1,116 @@
+"""The BWV review form in a real headless Chromium, against the app served by waitress."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import waitress
+from sqlalchemy import select
+
+from tests.servers import unavailable
+from tests.test_web_assurance import PASSWORD, make_app, seed
+from tracker.db import make_engine, session_factory, upgrade
+from tracker.stops_models import GOWISELY, BwvReview
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def database(tmp_path):
+    """A migrated, seeded SQLite database: its session factory and the stops' ids."""
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        ids = seed(session)
+    yield url, sessions, ids
+    engine.dispose()
+
+
+@pytest.fixture
+def live_server(database):
+    """The app served by waitress on a free loopback port; yields its base URL."""
+    url, _, _ = database
+    server = waitress.create_server(make_app(url), host=HOST, port=0, threads=4)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.effective_port}"
+    server.close()
+    server.task_dispatcher.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        unavailable(f"Chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_review_a_pending_stop_in_the_browser(browser, live_server, database):
+    _, sessions, ids = database
+    stop_id = ids["S3"]  # pending, not yet overdue
+    page = browser.new_page()
+    requests: list[str] = []
+    problems: list[str] = []
+    failed: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
+    # A script blocked by the Content Security Policy is reported on the console.
+    page.on("console", lambda message: problems.append(message.text)
+            if message.type == "error" and "favicon.ico" not in message.text
+            and "Failed to load resource" not in message.text else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    page.goto(f"{live_server}/login")
+    page.fill("input[name=username]", "assurance")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/assurance/")
+    # The dashboard's map (Leaflet served locally, scripts carrying the CSP nonce) is drawn.
+    page.wait_for_selector("#stops-map .leaflet-container canvas", state="attached")
+
+    page.click(f"#queue a[href='/assurance/stops/{stop_id}']")
+    page.wait_for_url(f"{live_server}/assurance/stops/{stop_id}")
+    assert page.get_attribute("#review-status", "data-status") == "pending"
+
+    page.select_option("#field-status", "reviewed")
+    page.select_option("#field-outcome", "learning_identified")
+    for name in GOWISELY:
+        page.select_option(f"#field-{name}", "partly" if name == "warrant_card" else "yes")
+    page.select_option("#field-rag", "amber")
+    page.fill("#field-findings", "Warrant card shown only when asked.")
+    page.click("#review-form button[type=submit]")
+    page.wait_for_url(f"{live_server}/assurance/stops/{stop_id}")
+
+    assert page.get_attribute("#review-status", "data-status") == "reviewed"
+    assert page.inner_text("#review-status").startswith("Reviewed")
+    assert page.inner_text("#review-reviewer").startswith("assurance")
+    assert "saved: reviewed (learning identified)" in page.inner_text(".flash")
+    assert "pending → reviewed" in page.inner_text("#audit-trail")
+    with sessions() as session:
+        review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id))
+    assert (review.status, review.outcome, review.rag, review.warrant_card, review.reviewer) == (
+        "reviewed", "learning_identified", "amber", "partly", "assurance")
+    assert review.findings == "Warrant card shown only when asked."
+
+    assert requests, "the page made no requests"
+    outside = [url for url in requests if not url.startswith(f"http://{HOST}")]
+    assert outside == []
+    assert failed == []
+    assert problems == []  # no CSP violation, no script error

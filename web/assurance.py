@@ -1,0 +1,605 @@
+"""Stop and search assurance: the BWV review queue and figures, records, review, and the API.
+
+Assurance leads and admins review and record stops; supervisors read; an officer sees only
+their own records (DESIGN sections 7 and 8; every check is made here, on the server). The
+JSON API is a second blueprint under /api/stops, registered together with this one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracker import settings
+from tracker.geofence import HotSpotSet
+from tracker.models import AuditEvent
+from tracker.stops import (
+    LABELS,
+    SEARCH_TYPES,
+    STOP_FIELDS,
+    WHITE_PREFIX,
+    ReviewError,
+    ReviewPolicy,
+    StopNotFound,
+    StopValidationError,
+    assurance_summary,
+    breakdown,
+    create_stop,
+    ethnicity_breakdown,
+    export_stops,
+    is_overdue,
+    local_today,
+    review_of,
+    review_outcomes,
+    review_queue,
+    search_outcomes,
+    stop_dict,
+    stops_frame,
+    update_review,
+)
+from tracker.stops_models import (
+    GOWISELY,
+    GOWISELY_ANSWERS,
+    RAG_RATINGS,
+    REVIEW_OUTCOMES,
+    REVIEW_STATUSES,
+    BwvReview,
+    StopSearch,
+)
+from tracker.store import stored_hot_spots
+from web import maps
+from web.auth import roles_required
+from web.dashboard import csv_response, hot_spot_bounds, params, parse_day, table_rows, wants_csv
+from web.database import get_db
+from web.security import script_nonce
+
+blueprint = Blueprint("assurance", __name__, url_prefix="/assurance")
+api_blueprint = Blueprint("stops_api", __name__, url_prefix="/api/stops")
+
+REVIEWERS = ("admin", "assurance")
+READERS = ("admin", "supervisor", "assurance")
+EVERYONE = (*READERS, "officer")
+
+# What the review form sends: everything update_review accepts except the sampling flag.
+REVIEW_FORM_FIELDS = ("status", "outcome", "no_footage_reason", *GOWISELY, "findings", "rag")
+GOWISELY_LABELS = {
+    "grounds": "G – grounds for the search",
+    "object": "O – object of the search",
+    "warrant_card": "W – warrant card shown (if not in uniform)",
+    "identity": "I – identity (name or number) of the officer",
+    "station": "S – station the officer is attached to",
+    "entitlement": "E – entitlement to a copy of the record",
+    "legal_power": "L – legal power used",
+    "you_are_detained": "Y – \u201cyou are detained for the purpose of a search\u201d",
+}
+STATUS_LABELS = {"pending": "Pending", "reviewed": "Reviewed", "no_footage": "No footage"}
+OUTCOME_LABELS = {"no_issues": "No issues", "learning_identified": "Learning identified",
+                  "referred": "Referred"}
+# Map marker colours by where a stop's review stands.
+REVIEW_STATE_COLOURS = {"overdue": "#cf222e", "pending": "#d4a72c", "reviewed": "#1a7f37",
+                        "no_footage": "#6e7781", "not sampled": "#0969da"}
+# Common values of the published data, offered as suggestions on the entry form.
+SUGGESTIONS = {
+    "object_of_search": ("Controlled drugs", "Offensive weapons", "Stolen goods",
+                         "Article for use in theft", "Articles for use in criminal damage",
+                         "Firearms", "Anything to threaten or harm anyone",
+                         "Evidence of offences under the Act"),
+    "outcome": ("A no further action disposal", "Arrest", "Community resolution",
+                "Summons / charged by post", "Penalty Notice for Disorder",
+                "Khat or Cannabis warning", "Caution (simple or conditional)"),
+    "legislation": ("Misuse of Drugs Act 1971 (section 23)",
+                    "Police and Criminal Evidence Act 1984 (section 1)",
+                    "Criminal Justice and Public Order Act 1994 (section 60)",
+                    "Firearms Act 1968 (section 47)"),
+    "gender": ("Male", "Female", "Other"),
+    "age_range": ("under 10", "10-17", "18-24", "25-34", "over 34"),
+    "self_defined_ethnicity": (
+        "White - English/Welsh/Scottish/Northern Irish/British", "White - Irish",
+        "White - Any other White background",
+        "Black/African/Caribbean/Black British - African",
+        "Black/African/Caribbean/Black British - Caribbean",
+        "Black/African/Caribbean/Black British - Any other Black/African/Caribbean background",
+        "Asian/Asian British - Indian", "Asian/Asian British - Pakistani",
+        "Asian/Asian British - Bangladeshi", "Asian/Asian British - Chinese",
+        "Asian/Asian British - Any other Asian background",
+        "Mixed/Multiple ethnic groups - White and Black Caribbean",
+        "Mixed/Multiple ethnic groups - White and Black African",
+        "Mixed/Multiple ethnic groups - White and Asian",
+        "Mixed/Multiple ethnic groups - Any other Mixed/Multiple ethnic background",
+        "Other ethnic group - Arab", "Other ethnic group - Any other ethnic group",
+        "Other ethnic group - Not stated"),
+    "officer_defined_ethnicity": ("White", "Black", "Asian", "Mixed", "Other"),
+}
+
+BREAKDOWN_COLUMNS = [("searches", "Searches"), ("share_pct", "Share %"), ("finds", "Finds"),
+                     ("find_rate_pct", "Find rate %"), ("arrests", "Arrests"),
+                     ("arrest_rate_pct", "Arrest rate %"), ("review_coverage_pct", "Reviewed %"),
+                     ("referred", "Referred")]
+ETHNICITY_COLUMNS = [("ratio_to_white", "Ratio to White")]
+POPULATION_COLUMNS = [("population", "Population"), ("searches_per_1000", "Per 1,000"),
+                      ("disproportionality_ratio", "Rate ratio to White")]
+QUEUE_TABLE = [("stop_id", "Stop"), ("reference", "Reference"), ("occurred_at", "When"),
+               ("hotspot_id", "Hot spot"), ("officer_id", "Officer"), ("bwv_recorded", "BWV"),
+               ("bwv_reference", "BWV reference"), ("due_date", "Due"),
+               ("overdue", "Overdue"), ("days_overdue", "Days overdue")]
+MINE_TABLE = [("id", "Stop"), ("reference", "Reference"), ("occurred_at", "When"),
+              ("type", "Type"), ("hotspot_id", "Hot spot"), ("object_of_search", "Object"),
+              ("outcome", "Outcome"), ("review_status", "Review"),
+              ("review_outcome", "Review outcome"), ("due_date", "Review due")]
+QUEUE_DISPLAY_LIMIT = 1000
+
+
+class PopulationError(ValueError):
+    """A POPULATION_FILE that cannot be used (the figures are shown without it)."""
+
+
+def _install(state: BlueprintSetupState) -> None:
+    """Give the app this area's defaults and register the JSON API beside the pages."""
+    app = state.app
+    app.config.setdefault("POPULATION_FILE", settings.get("TRACKER_POPULATION_FILE"))
+    app.config.setdefault("REVIEW_POLICY", ReviewPolicy(
+        settings.get("TRACKER_REVIEW_DUE_DAYS"), settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
+        app.config["DOSAGE_PARAMS"].tz))
+    app.register_blueprint(api_blueprint)
+
+
+blueprint.record_once(_install)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def today() -> date:
+    """Return today's date in the operation's time zone (reviews fall due on local dates)."""
+    return local_today(params().tz)
+
+
+def period() -> tuple[date | None, date | None]:
+    """Return the optional from/to local dates of the query, or 400."""
+    from_day, to_day = parse_day("from", None), parse_day("to", None)
+    if from_day and to_day and from_day > to_day:
+        abort(400, "from must not be after to")
+    return from_day, to_day
+
+
+def own_officer_id() -> str | None:
+    """Return the officer whose records alone this user may see (officers), else None (all)."""
+    if current_user.role != "officer":
+        return None
+    if not current_user.officer_id:
+        abort(403, "This account is not linked to an officer number.")
+    return current_user.officer_id
+
+
+def visible_stop(session: Session, stop_id: int) -> StopSearch:
+    """Return the stop if this user may see it: 404 if there is none, 403 if not theirs."""
+    stop = session.get(StopSearch, stop_id)
+    if stop is None:
+        abort(404, f"no stop and search with id {stop_id}")
+    own = own_officer_id()
+    if own is not None and stop.officer_id != own:
+        abort(403, "Officers can see only their own stop and search records.")
+    return stop
+
+
+def audit_subject(stop_id: int) -> str:
+    """Return the audit log subject of a stop (as create_stop and update_review write it)."""
+    return f"stop {stop_id}"
+
+
+def local_times(times: pd.Series) -> list[str | None]:
+    """Return UTC timestamps as local 'YYYY-MM-DD HH:MM' text for display."""
+    zone = params().zone
+    return [None if pd.isna(t) else t.tz_convert(zone).strftime("%Y-%m-%d %H:%M")
+            for t in times]
+
+
+def local_time(moment: datetime | None) -> str | None:
+    """Return an aware instant as local 'YYYY-MM-DD HH:MM' text for display."""
+    return None if moment is None else moment.astimezone(params().zone).strftime(
+        "%Y-%m-%d %H:%M")
+
+
+def load_population(path: str) -> dict[str, float]:
+    """Read a JSON object mapping ethnic group to population, or raise PopulationError."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PopulationError(f"POPULATION_FILE {path}: cannot read it: {exc}") from exc
+    if not isinstance(data, dict) or not data:
+        raise PopulationError(f"POPULATION_FILE {path}: expected a JSON object "
+                              '{"ethnic group": population, ...}')
+    for group, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                math.isfinite(value) and value > 0):
+            raise PopulationError(f"POPULATION_FILE {path}: the population of {group!r} must "
+                                  f"be a positive number, not {value!r}")
+    return {group: float(value) for group, value in data.items()}
+
+
+def population_level(population: Mapping[str, float]) -> str:
+    """Return the column a population table is keyed by: full self-defined ethnicities
+    ("White - Irish") or broad groups ("White")."""
+    if any(" - " in group for group in population):
+        return "self_defined_ethnicity"
+    return "self_defined_ethnic_group"
+
+
+def assurance_tables(frame: pd.DataFrame, on: date,
+                     population: Mapping[str, float] | None) -> dict[str, pd.DataFrame]:
+    """Return every table of the dashboard by its CSV name."""
+    level = population_level(population) if population else None
+    return {
+        "summary": pd.DataFrame([assurance_summary(frame, on)]),
+        "queue": review_queue(frame, on),
+        "review-outcomes": review_outcomes(frame),
+        "search-outcomes": search_outcomes(frame),
+        "hotspots": breakdown(frame, "hotspot_id"),
+        "officers": breakdown(frame, "officer_id"),
+        "objects": breakdown(frame, "object_of_search"),
+        "ethnicity": ethnicity_breakdown(
+            frame, population if level == "self_defined_ethnicity" else None),
+        "ethnic-groups": ethnicity_breakdown(
+            frame, population if level == "self_defined_ethnic_group" else None,
+            by="self_defined_ethnic_group"),
+    }
+
+
+def review_states(frame: pd.DataFrame, on: date) -> list[str]:
+    """Return, per stop, where its review stands: overdue, pending, reviewed, no_footage or
+    not sampled."""
+    states = []
+    sampled_flags = frame["sampled"].astype(object).eq(True)
+    for sampled, status, due in zip(sampled_flags, frame["review_status"], frame["due_date"],
+                                    strict=True):
+        if status in ("reviewed", "no_footage"):
+            states.append(status)
+        elif not sampled:
+            states.append("not sampled")
+        else:
+            states.append("overdue" if due is not None and due < on else "pending")
+    return states
+
+
+def stops_map(hot_spots: HotSpotSet, frame: pd.DataFrame, on: date):
+    """Return the rendered map of stops over the hot spots, or None with nothing to draw."""
+    located = frame[frame["latitude"].notna() & frame["longitude"].notna()]
+    if not len(hot_spots) and located.empty:
+        return None
+    corners = []
+    if len(hot_spots):
+        corners.append(hot_spot_bounds(hot_spots))
+    if not located.empty:
+        margin = 0.002  # degrees: a lone stop still gets a street-level view
+        corners.append((located["longitude"].min() - margin, located["latitude"].min() - margin,
+                        located["longitude"].max() + margin, located["latitude"].max() + margin))
+    bounds = (min(c[0] for c in corners), min(c[1] for c in corners),
+              max(c[2] for c in corners), max(c[3] for c in corners))
+    fmap = maps.new_map(bounds, current_app.config["MAP_TILES"])
+    if len(hot_spots):
+        maps.add_hot_spots(fmap, [h.to_feature() for h in hot_spots], {}, ["id", "name"],
+                           ["Hot spot", "Name"])
+    states = pd.Series(review_states(located, on), index=located.index, dtype=object)
+    when = pd.Series(local_times(located["occurred_at"]), index=located.index, dtype=object)
+    for state, colour in REVIEW_STATE_COLOURS.items():
+        group = located[states == state]
+        labels = [f"Stop {stop_id} · {when[i]} · {kind} · {outcome or 'no outcome'} · "
+                  f"review {state}"
+                  for i, stop_id, kind, outcome in zip(group.index, group["id"], group["type"],
+                                                       group["outcome"], strict=True)]
+        maps.add_points(fmap, list(zip(group["longitude"], group["latitude"], strict=True)),
+                        labels, colour)
+    return maps.render(fmap, script_nonce())
+
+
+def display_queue(queue: pd.DataFrame) -> list[dict]:
+    """Return queue rows for the page: local times, and 'overdue' spelt out."""
+    shown = queue.head(QUEUE_DISPLAY_LIMIT).copy()
+    shown["occurred_at"] = local_times(shown["occurred_at"])
+    shown["overdue"] = ["overdue" if o else "" for o in shown["overdue"]]
+    shown["bwv_recorded"] = [{True: "yes", False: "no"}.get(b)
+                             for b in shown["bwv_recorded"]]
+    return table_rows(shown)
+
+
+def stop_details(stop: StopSearch) -> list[tuple[str, Any]]:
+    """Return the record's fields as (label, value) pairs for its page."""
+    details = [(LABELS["occurred_at"], f"{local_time(stop.occurred_at)} ({params().tz})")]
+    for name in STOP_FIELDS:
+        if name == "occurred_at":
+            continue
+        value = getattr(stop, name)
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        details.append((LABELS[name], value))
+    details += [("Hot spot", stop.hotspot_id), ("Operation", stop.operation_id),
+                ("Source", f"{stop.source_file or ''}"
+                           f"{f' line {stop.source_line}' if stop.source_line else ''}")]
+    return details
+
+
+def audit_trail(session: Session, stop_id: int) -> list[dict[str, Any]]:
+    """Return the audit events of a stop, oldest first, each with its changed fields."""
+    events = session.scalars(select(AuditEvent).where(AuditEvent.subject == audit_subject(
+        stop_id)).order_by(AuditEvent.at, AuditEvent.id)).all()
+    trail = []
+    for event in events:
+        before, after = event.before or {}, event.after or {}
+        fields = list(after) + [name for name in before if name not in after]
+        if not before:  # a creation: what was given is enough
+            fields = [name for name in fields if after[name] is not None]
+        trail.append({"at": local_time(event.at), "actor": event.actor, "action": event.action,
+                      "changes": [(name, before.get(name), after.get(name)) for name in fields]})
+    return trail
+
+
+def review_form_values(review: BwvReview) -> dict[str, str]:
+    """Return the review as the form shows it (blank for unanswered)."""
+    return {name: "" if getattr(review, name) is None else str(getattr(review, name))
+            for name in REVIEW_FORM_FIELDS}
+
+
+def render_stop(session: Session, stop: StopSearch, *, form: Mapping[str, str] | None = None,
+                errors: Mapping[str, str] | None = None, status: int = 200):
+    """Render a record page: the stop, its review, the audit trail and (for reviewers) the form."""
+    review = review_of(session, stop.id)
+    role = current_user.role
+    return render_template(
+        "assurance_stop.html", stop=stop, review=review, details=stop_details(stop),
+        overdue=is_overdue(review, today()),
+        reviewed_at=local_time(review.reviewed_at),
+        may_review=role in REVIEWERS,
+        trail=audit_trail(session, stop.id) if role in READERS else None,
+        form=dict(form) if form is not None else review_form_values(review),
+        errors=dict(errors or {}), gowisely=GOWISELY_LABELS, answers=GOWISELY_ANSWERS,
+        statuses=REVIEW_STATUSES, status_labels=STATUS_LABELS, outcomes=REVIEW_OUTCOMES,
+        outcome_labels=OUTCOME_LABELS, rags=RAG_RATINGS,
+    ), status
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+@blueprint.get("/")
+@roles_required(*EVERYONE)
+def queue():
+    """The assurance dashboard: figures, the review queue, outcomes, breakdowns and the map."""
+    if current_user.role == "officer":
+        # The menu links here for everyone; an officer's view is their own records.
+        return redirect(url_for("assurance.mine"))
+    db = get_db()
+    from_day, to_day = period()
+    on = today()
+    tz = params().tz
+    if wants_csv() and request.args.get("table") == "stops":
+        return csv_response(export_stops(db, tz=tz, from_day=from_day, to_day=to_day),
+                            f"stops{_period_suffix(from_day, to_day)}.csv")
+    population, population_problem = None, None
+    if current_app.config.get("POPULATION_FILE"):
+        try:
+            population = load_population(current_app.config["POPULATION_FILE"])
+        except PopulationError as exc:
+            current_app.logger.warning("%s", exc)
+            population_problem = str(exc)
+    frame = stops_frame(db, tz=tz, from_day=from_day, to_day=to_day)
+    tables = assurance_tables(frame, on, population)
+    if wants_csv():
+        name = request.args.get("table", "")
+        if name not in tables:
+            abort(400, f"table must be one of stops, {', '.join(tables)}")
+        return csv_response(tables[name], f"{name}{_period_suffix(from_day, to_day)}.csv")
+    hot_spots = stored_hot_spots(db)
+    hot_spot_names = {h.id: h.name for h in hot_spots}
+    tables["hotspots"].insert(1, "hotspot_name",
+                              [hot_spot_names.get(i, "") for i in tables["hotspots"]["hotspot_id"]])
+    with_population = {"ethnicity": "population" in tables["ethnicity"],
+                       "ethnic-groups": "population" in tables["ethnic-groups"]}
+    rows = {name: table_rows(table) for name, table in tables.items() if name != "queue"}
+    return render_template(
+        "assurance_queue.html", summary=rows["summary"][0], queue=display_queue(tables["queue"]),
+        queue_total=len(tables["queue"]), queue_limit=QUEUE_DISPLAY_LIMIT, rows=rows,
+        queue_columns=QUEUE_TABLE, breakdown_columns=BREAKDOWN_COLUMNS,
+        ethnicity_columns=ETHNICITY_COLUMNS, population_columns=POPULATION_COLUMNS,
+        with_population=with_population, population_problem=population_problem,
+        map=stops_map(hot_spots, frame, on), state_colours=REVIEW_STATE_COLOURS,
+        from_day=from_day, to_day=to_day, on=on, white=WHITE_PREFIX,
+        outcome_labels=OUTCOME_LABELS, status_labels=STATUS_LABELS,
+        may_create=current_user.role in REVIEWERS,
+        csv_args={k: v.isoformat() for k, v in (("from", from_day), ("to", to_day)) if v})
+
+
+def _period_suffix(from_day: date | None, to_day: date | None) -> str:
+    return "".join(f"-{label}-{day}" for label, day in (("from", from_day), ("to", to_day))
+                   if day)
+
+
+@blueprint.get("/mine")
+@roles_required("officer")
+def mine():
+    """An officer's own stop and search records and where each one's BWV review stands."""
+    db = get_db()
+    officer_id = own_officer_id()
+    from_day, to_day = period()
+    tz = params().tz
+    if wants_csv():
+        export = export_stops(db, tz=tz, from_day=from_day, to_day=to_day)
+        return csv_response(export[export["officer_id"] == officer_id].reset_index(drop=True),
+                            f"my-stops{_period_suffix(from_day, to_day)}.csv")
+    frame = stops_frame(db, tz=tz, from_day=from_day, to_day=to_day)
+    own = frame[frame["officer_id"] == officer_id].iloc[::-1].copy()
+    own["occurred_at"] = local_times(own["occurred_at"])
+    return render_template(
+        "assurance_mine.html", rows=table_rows(own[[key for key, _ in MINE_TABLE]]),
+        columns=MINE_TABLE, from_day=from_day, to_day=to_day, officer_id=officer_id,
+        pending=int((own["review_status"] == "pending").sum()),
+        csv_args={k: v.isoformat() for k, v in (("from", from_day), ("to", to_day)) if v})
+
+
+@blueprint.get("/stops/<int:stop_id>")
+@roles_required(*EVERYONE)
+def stop(stop_id: int):
+    """One record with its review and the review's audit trail (officers: their own only)."""
+    db = get_db()
+    return render_stop(db, visible_stop(db, stop_id))
+
+
+@blueprint.post("/stops/<int:stop_id>/review")
+@roles_required(*REVIEWERS)
+def review(stop_id: int):
+    """Save the BWV review form; re-show it with each field's problem if it cannot be saved."""
+    db = get_db()
+    record = visible_stop(db, stop_id)
+    changes = {name: request.form[name] for name in REVIEW_FORM_FIELDS if name in request.form}
+    try:
+        saved = update_review(db, stop_id, current_user.username, changes)
+    except ReviewError as exc:
+        db.rollback()
+        return render_stop(db, record, form=request.form, errors=exc.errors, status=400)
+    changed = any(isinstance(obj, AuditEvent) for obj in db.new)
+    db.commit()
+    if changed:
+        outcome = OUTCOME_LABELS.get(saved.outcome or "", "")
+        flash(f"Review of stop {stop_id} saved: {STATUS_LABELS[saved.status].lower()}"
+              f"{f' ({outcome.lower()})' if outcome else ''}.", "info")
+    else:
+        flash(f"Nothing changed in the review of stop {stop_id}.", "info")
+    return redirect(url_for("assurance.stop", stop_id=stop_id))
+
+
+@blueprint.route("/stops/new", methods=["GET", "POST"])
+@roles_required(*REVIEWERS)
+def new_stop():
+    """Record one stop and search through a form (its time is local to the operation)."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        db = get_db()
+        values = {name: request.form.get(name, "") for name in STOP_FIELDS}
+        try:
+            created = create_stop(db, values, actor=current_user.username,
+                                  policy=current_app.config["REVIEW_POLICY"],
+                                  naive_tz=params().tz, source="form")
+        except StopValidationError as exc:
+            db.rollback()
+            errors = exc.errors
+        else:
+            stop_id = created.id
+            db.commit()
+            flash(f"Stop and search {stop_id} recorded; its BWV review is pending.", "info")
+            return redirect(url_for("assurance.stop", stop_id=stop_id))
+    else:
+        now = datetime.now(params().zone)
+        values = {"type": SEARCH_TYPES[0], "occurred_at": now.strftime("%Y-%m-%dT%H:%M")}
+    return render_template(
+        "assurance_new.html", values=values, errors=errors, labels=LABELS,
+        search_types=SEARCH_TYPES, suggestions=SUGGESTIONS, tz=params().tz,
+        latest=datetime.now(params().zone).strftime("%Y-%m-%dT%H:%M"),
+    ), (400 if errors else 200)
+
+
+# --- JSON API ---------------------------------------------------------------------------
+
+
+def api_error(status: int, title: str, message: str, fields: Mapping[str, str]):
+    """Return the API's error body with each bad field's problem."""
+    return jsonify({"error": {"status": status, "title": title, "message": message,
+                              "fields": dict(fields)}}), status
+
+
+def json_object() -> dict[str, Any]:
+    """Return the request's JSON object, or 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "send a JSON object with Content-Type: application/json")
+    return body
+
+
+def stop_rows(session: Session, from_day: date | None, to_day: date | None,
+              officer_id: str | None) -> list[tuple[StopSearch, BwvReview | None]]:
+    """Return stops and their reviews between local dates (inclusive), oldest first."""
+    zone = params().zone
+    statement = (select(StopSearch, BwvReview)
+                 .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
+                 .order_by(StopSearch.occurred_at, StopSearch.id))
+    if from_day is not None:
+        statement = statement.where(
+            StopSearch.occurred_at >= datetime.combine(from_day, time(), zone))
+    if to_day is not None:
+        statement = statement.where(
+            StopSearch.occurred_at < datetime.combine(to_day + timedelta(days=1), time(), zone))
+    if officer_id is not None:
+        statement = statement.where(StopSearch.officer_id == officer_id)
+    return [tuple(row) for row in session.execute(statement).all()]
+
+
+@api_blueprint.get("")
+@roles_required(*EVERYONE)
+def list_stops():
+    """Stops with their reviews (`from`/`to` local dates); an officer gets their own only."""
+    from_day, to_day = period()
+    on = today()
+    return jsonify([stop_dict(record, review, on) for record, review
+                    in stop_rows(get_db(), from_day, to_day, own_officer_id())])
+
+
+@api_blueprint.get("/<int:stop_id>")
+@roles_required(*EVERYONE)
+def one_stop(stop_id: int):
+    """One stop with its review (an officer: their own only)."""
+    db = get_db()
+    record = visible_stop(db, stop_id)
+    return jsonify(stop_dict(record, review_of(db, stop_id), today()))
+
+
+@api_blueprint.post("")
+@roles_required(*REVIEWERS)
+def create():
+    """Record one stop from a JSON object of fields (times need a UTC offset); 201 with it."""
+    db = get_db()
+    try:
+        created = create_stop(db, json_object(), actor=current_user.username,
+                              policy=current_app.config["REVIEW_POLICY"], source="api")
+    except StopValidationError as exc:
+        db.rollback()
+        return api_error(400, "Invalid stop and search", str(exc), exc.errors)
+    body = stop_dict(created, review_of(db, created.id), today())
+    db.commit()
+    return jsonify(body), 201, {"Location": url_for("stops_api.one_stop", stop_id=created.id)}
+
+
+@api_blueprint.post("/<int:stop_id>/review")
+@roles_required(*REVIEWERS)
+def review_api(stop_id: int):
+    """Change a stop's BWV review from a JSON object of review fields; the stop as it now is."""
+    db = get_db()
+    record = visible_stop(db, stop_id)
+    try:
+        saved = update_review(db, stop_id, current_user.username, json_object())
+    except StopNotFound:
+        abort(404, f"no BWV review for stop {stop_id}")
+    except ReviewError as exc:
+        db.rollback()
+        return api_error(400, "Invalid review change", str(exc), exc.errors)
+    body = stop_dict(record, saved, today())
+    db.commit()
+    return jsonify(body)
