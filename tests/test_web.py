@@ -63,6 +63,12 @@ ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/api/dosage", READERS),
     ("GET", "/api/hotspots", READERS),
     ("GET", "/login", ANYONE),
+    ("GET", "/plan", READERS),
+    ("GET", "/plan?format=csv", READERS),
+    ("GET", "/admin/audit", frozenset({"admin"})),
+    ("GET", "/admin/audit?format=csv&action=login", frozenset({"admin"})),
+    ("GET", "/admin/users", frozenset({"admin"})),
+    ("GET", "/admin/users?format=csv", frozenset({"admin"})),
     ("POST", "/logout", ANYONE),
 ]
 # Routes whose success is a redirect rather than a page.

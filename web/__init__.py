@@ -52,7 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
     app.extensions["tracker.sessions"] = session_factory(make_engine(app.config["DATABASE_URL"]))
 
-    from web import api, assets, assurance, auth, dashboard, database, errors, security
+    from web import admin, api, assets, assurance, auth, dashboard, database, errors, security
 
     database.init_app(app)
     security.init_app(app)
@@ -63,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(assurance.blueprint)
+    app.register_blueprint(admin.blueprint)
     # Lets the layout link to areas only when they are installed.
     app.jinja_env.globals["url_rules"] = app.view_functions
     app.jinja_env.globals["link_for"] = link_for
