@@ -119,7 +119,7 @@ class PingRow(Base):
     accuracy_m: Mapped[float | None] = mapped_column(Float)
     speed_kmh: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), default="mqtt")
-    received_at: Mapped[datetime] = mapped_column(default=utc_now)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     __table_args__ = (UniqueConstraint("device_id", "t_us"),)
 
 

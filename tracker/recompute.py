@@ -16,6 +16,7 @@ a transaction-scoped advisory lock per hot spot, so several ingesters can share 
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -56,6 +57,8 @@ from tracker.pings import ACCURACY_M, DEVICE_ID, LAT, LON, SPEED_KMH, TIMESTAMP
 from tracker.store import enqueue, local_date
 
 US_PER_HOUR = 3600 * US_PER_S
+HELD_ENTRIES_WAIT_S = 30.0
+HELD_ENTRIES_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -237,20 +240,30 @@ def _insert_records(session: Session, model, frame: pd.DataFrame, columns: dict[
 
 
 def bring_up_to_date(begin: Callable, hot_spots: HotSpotSet, params: DosageParams,
-                     limit: int = 500) -> int:
+                     limit: int = 500, wait_s: float = HELD_ENTRIES_WAIT_S) -> int:
     """Drain both queues, one transaction per claim; return the entries processed.
 
-    `begin` opens a transaction and yields a session (e.g. `factory.begin`).
+    `begin` opens a transaction and yields a session (e.g. `factory.begin`). On PostgreSQL
+    a claim skips the entries another worker (a running ingester) is rebuilding; they are
+    waited for, up to `wait_s`, so that figures read afterwards include their work.
     """
     done = 0
+    waiting_since = None
     while True:
         with begin() as session:
             device_days = rebuild_device_days(session, hot_spots, params, limit)
         with begin() as session:
             hot_spot_days = rebuild_hot_spot_days(session, params, limit)
         done += device_days + hot_spot_days
-        if not device_days and not hot_spot_days:
+        if device_days or hot_spot_days:
+            continue
+        with begin() as session:
+            held = any(session.scalar(select(func.count()).select_from(queue))
+                       for queue in (DirtyDeviceDay, DirtyHotSpotDay))
+        waiting_since = waiting_since or time.monotonic()
+        if not held or time.monotonic() - waiting_since >= wait_s:
             return done
+        time.sleep(HELD_ENTRIES_POLL_S)
 
 
 def enqueue_all_device_days(session: Session, params: DosageParams,

@@ -6,12 +6,13 @@ dead letters and queue entries of one batch commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import shape
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import Table, delete, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,7 @@ from tracker.models import (
 from tracker.pings import Ping
 
 MAX_DEAD_LETTER_PAYLOAD = 2048
+US_PER_MINUTE = 60 * US_PER_S
 
 
 def _insert(session: Session, table: Table):
@@ -41,19 +43,83 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: Sequence[di
         session.execute(_insert(session, table).on_conflict_do_nothing(), list(rows))
 
 
+@dataclass(frozen=True)
+class _DriverStatement:
+    sql: str
+    order: tuple[str, ...] | None  # parameter names in driver order; None: named paramstyle
+    processors: dict[str, Callable | None]  # each column's bind processor for the dialect
+
+
+# (statement name, dialect name, paramstyle) -> the compiled statement
+_DRIVER_STATEMENTS: dict[tuple[str, str, str], _DriverStatement] = {}
+
+
+def _execute_many(session: Session, name: str, table: Table, build: Callable,
+                  columns: dict[str, list], constants: dict[str, object]) -> None:
+    """Execute an INSERT once per row, handing the driver plain tuples.
+
+    The same as `session.execute(build(session), rows)` with one dict per row, but
+    SQLAlchemy's executemany builds and type-processes a parameter dict per row, which
+    costs about as much as the database's own work; here the statement is compiled once
+    per dialect (`name` identifies it), each column's bind processor is applied to its
+    values (a constant's, once) and the DBAPI's executemany gets tuples. `columns` maps
+    column names of `table` to equal-length lists of values; every bound parameter of the
+    statement must be one of `columns` or `constants`.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    names = [*columns, *constants]
+    key = (name, dialect.name, dialect.paramstyle)
+    statement = _DRIVER_STATEMENTS.get(key)
+    if statement is None:
+        compiled = build(session).compile(dialect=dialect, column_keys=names)
+        unknown = set(compiled.binds) - set(names)
+        if unknown:
+            raise ValueError(f"statement {name} has parameters {sorted(unknown)} without values")
+        statement = _DriverStatement(
+            sql=compiled.string,
+            order=tuple(compiled.positiontup) if compiled.positional else None,
+            processors={c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                        for c in names},
+        )
+        _DRIVER_STATEMENTS[key] = statement
+    n = len(next(iter(columns.values())))
+    if not n:
+        return
+    values: dict[str, list] = {}
+    for column, column_values in columns.items():
+        process = statement.processors[column]
+        values[column] = list(map(process, column_values)) if process else column_values
+    for column, value in constants.items():
+        process = statement.processors[column]
+        values[column] = [process(value) if process else value] * n
+    if statement.order is None:
+        rows = [dict(zip(names, row, strict=True))
+                for row in zip(*(values[c] for c in names), strict=True)]
+    else:
+        rows = list(zip(*(values[c] for c in statement.order), strict=True))
+    connection.exec_driver_sql(statement.sql, rows)
+
+
 def enqueue(session: Session, queue: type[DirtyDeviceDay] | type[DirtyHotSpotDay],
             keys: Iterable[tuple[str, date]]) -> None:
     """Mark keys dirty; an entry already queued has its seq bumped (see DirtyDeviceDay)."""
     table = queue.__table__
     key_column = "device_id" if queue is DirtyDeviceDay else "hotspot_id"
-    rows = [{key_column: k, "day": d, "seq": 1} for k, d in sorted(set(keys))]
+    rows = sorted(set(keys))
     if not rows:
         return
-    statement = _insert(session, table)
-    statement = statement.on_conflict_do_update(
-        index_elements=[key_column, "day"], set_={"seq": table.c.seq + 1}
-    )
-    session.execute(statement, rows)
+
+    def build(session: Session):
+        statement = _insert(session, table)
+        # "+ 1" as SQL text rather than a bound parameter; the statement is the same.
+        return statement.on_conflict_do_update(
+            index_elements=[key_column, "day"], set_={"seq": table.c.seq + literal_column("1")}
+        )
+
+    _execute_many(session, f"enqueue {table.name}", table, build,
+                  {key_column: [k for k, _ in rows], "day": [d for _, d in rows]},
+                  {"seq": 1})
 
 
 def affected_device_days(pings: Iterable[Ping], params: DosageParams) -> set[tuple[str, date]]:
@@ -62,12 +128,14 @@ def affected_device_days(pings: Iterable[Ping], params: DosageParams) -> set[tup
     A ping at t starts a span on its own day and may end the span of a predecessor up
     to max_gap_s earlier, which can lie on the previous local day.
     """
-    zone = ZoneInfo(params.tz)
+    day_of = _LocalDates(ZoneInfo(params.tz))
     gap_us = int(params.max_gap_s * US_PER_S)
     days: set[tuple[str, date]] = set()
+    add = days.add
     for ping in pings:
-        days.add((ping.device_id, local_date(ping.t_us, zone)))
-        days.add((ping.device_id, local_date(ping.t_us - gap_us, zone)))
+        device, t_us = ping.device_id, ping.t_us
+        add((device, day_of(t_us)))
+        add((device, day_of(t_us - gap_us)))
     return days
 
 
@@ -76,39 +144,84 @@ def local_date(t_us: int, zone: ZoneInfo) -> date:
     return datetime.fromtimestamp(t_us / US_PER_S, tz=zone).date()
 
 
+class _LocalDates:
+    """local_date(t_us, zone) for many instants, working it out once per UTC minute.
+
+    A minute is answered from its first microsecond when its first and last microsecond
+    have the same local date and the same UTC offset: then no time zone transition falls
+    inside it (transitions are never within a minute of each other), so local time runs
+    on steadily through the minute and every instant of it has that date. Any other
+    minute (one with local midnight or a transition in it) is worked out per instant.
+    """
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.minutes: dict[int, date | None] = {}
+
+    def __call__(self, t_us: int) -> date:
+        minute = t_us // US_PER_MINUTE
+        try:
+            day = self.minutes[minute]
+        except KeyError:
+            first = datetime.fromtimestamp(minute * US_PER_MINUTE / US_PER_S, tz=self.zone)
+            last = datetime.fromtimestamp(((minute + 1) * US_PER_MINUTE - 1) / US_PER_S,
+                                          tz=self.zone)
+            steady = first.date() == last.date() and first.utcoffset() == last.utcoffset()
+            day = self.minutes[minute] = first.date() if steady else None
+        return day if day is not None else local_date(t_us, self.zone)
+
+
+def _insert_pings(session: Session):
+    return _insert(session, PingRow.__table__).on_conflict_do_nothing()
+
+
 def store_pings(session: Session, pings: Sequence[Ping], params: DosageParams,
                 source: str = "mqtt") -> None:
     """Store pings (duplicates dropped), note their devices, and queue their device-days."""
     if not pings:
         return
     now = datetime.now(UTC)
-    insert_ignoring_duplicates(session, PingRow.__table__, [
-        {"device_id": p.device_id, "t_us": p.t_us, "lat": p.lat, "lon": p.lon,
-         "accuracy_m": p.accuracy_m, "speed_kmh": p.speed_kmh, "source": source,
-         "received_at": now}
-        for p in pings
-    ])
-    seen: dict[str, tuple[int, int]] = {}
-    for p in pings:
-        low, high = seen.get(p.device_id, (p.t_us, p.t_us))
-        seen[p.device_id] = (min(low, p.t_us), max(high, p.t_us))
+    devices = [p.device_id for p in pings]
+    times = [p.t_us for p in pings]
+    # One statement: rows that clash with the unique (device, t_us) are dropped.
+    _execute_many(session, "store_pings", PingRow.__table__, _insert_pings, {
+        "device_id": devices, "t_us": times, "lat": [p.lat for p in pings],
+        "lon": [p.lon for p in pings], "accuracy_m": [p.accuracy_m for p in pings],
+        "speed_kmh": [p.speed_kmh for p in pings],
+    }, {"source": source, "received_at": now})
+    seen: dict[str, list[int]] = {}
+    for device, t_us in zip(devices, times, strict=True):
+        bounds = seen.get(device)
+        if bounds is None:
+            seen[device] = [t_us, t_us]
+        elif t_us < bounds[0]:
+            bounds[0] = t_us
+        elif t_us > bounds[1]:
+            bounds[1] = t_us
     _note_devices(session, seen)
     enqueue(session, DirtyDeviceDay, affected_device_days(pings, params))
 
 
-def _note_devices(session: Session, seen: dict[str, tuple[int, int]]) -> None:
+def _upsert_devices(session: Session):
     table = Device.__table__
-    rows = [{"id": device, "label": "", "first_seen": _utc(low), "last_seen": _utc(high)}
-            for device, (low, high) in sorted(seen.items())]
     statement = _insert(session, table)
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["id"],
         set_={
             "first_seen": _least(session, table.c.first_seen, statement.excluded.first_seen),
             "last_seen": _greatest(session, table.c.last_seen, statement.excluded.last_seen),
         },
     )
-    session.execute(statement, rows)
+
+
+def _note_devices(session: Session, seen: dict[str, Sequence[int]]) -> None:
+    """Insert devices not seen before; widen first_seen/last_seen to (low, high) µs."""
+    devices = sorted(seen)
+    _execute_many(session, "note_devices", Device.__table__, _upsert_devices, {
+        "id": devices,
+        "first_seen": [_utc(seen[d][0]) for d in devices],
+        "last_seen": [_utc(seen[d][1]) for d in devices],
+    }, {"label": ""})
 
 
 def _least(session: Session, a, b):

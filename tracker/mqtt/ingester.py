@@ -29,11 +29,25 @@ from tracker.dosage import DosageParams
 from tracker.ingest import BatchOutcome, Message, store_messages
 from tracker.payloads import Limits
 from tracker.recompute import rebuild_device_days, rebuild_hot_spot_days
-from tracker.store import hot_spot_fingerprint, stored_hot_spots
+from tracker.store import hot_spot_fingerprint, purge_pings, stored_hot_spots
 
 log = logging.getLogger("tracker.ingest")
 
+PURGE_EVERY_S = 3600
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+INBOX_BATCHES = 8
+MAX_RECEIVE_MAXIMUM = 65535  # the largest value MQTT v5 allows
+
+
+def receive_maximum(batch_size: int) -> int:
+    """Return the MQTT v5 Receive Maximum the ingester asks for: what its inbox holds.
+
+    Messages stay unacknowledged until their batch commits, so the broker must be allowed
+    to have at least a batch or two in flight. Without this property Mosquitto 2 keeps its
+    max_inflight_messages (20 by default) in flight, and every batch would stop at 20
+    messages and wait flush_s for more that cannot come (about 100 messages/s).
+    """
+    return max(1, min(MAX_RECEIVE_MAXIMUM, batch_size * INBOX_BATCHES))
 
 
 @dataclass(frozen=True)
@@ -116,10 +130,13 @@ class Ingester:
         self.params = params
         # Bounded: when the database falls behind, paho's thread blocks here and the
         # broker, not this process, holds the backlog.
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(maxsize=config.batch_size * 8)
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(
+            maxsize=config.batch_size * INBOX_BATCHES)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self.totals = _Stats()
+        self._next_purge = 0.0
+        self._pending_subscriptions: dict[int, list[str]] = {}
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -140,6 +157,7 @@ class Ingester:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # paho callbacks (network thread) ---------------------------------------------------
@@ -152,11 +170,24 @@ class Ingester:
         log.info("connected to %s as %s (session %s)", self.config.broker,
                  self.config.client_id, "resumed" if resumed else "new")
         # Subscribing here re-subscribes after every reconnect.
+        filters = self.config.subscriptions()
         if self.config.protocol == "5":
-            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.config.subscriptions()])
+            _result, mid = client.subscribe([(t, SubscribeOptions(qos=1)) for t in filters])
         else:
-            client.subscribe([(t, 1) for t in self.config.subscriptions()])
+            _result, mid = client.subscribe([(t, 1) for t in filters])
+        self._pending_subscriptions[mid] = filters
         self._connected.set()
+
+    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
+        # A refused filter (an ACL, a broker without shared subscriptions) would otherwise
+        # leave the ingester connected and silently receiving nothing.
+        filters = self._pending_subscriptions.pop(mid, [])
+        for topic, reason_code in zip(filters, reason_codes, strict=False):
+            if reason_code.is_failure:
+                log.error("broker %s refused the subscription to %s: %s", self.config.broker,
+                          topic, reason_code)
+            else:
+                log.info("subscribed to %s (QoS %d)", topic, reason_code.value)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()
@@ -181,6 +212,7 @@ class Ingester:
         if config.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = config.session_expiry_s
+            properties.ReceiveMaximum = receive_maximum(config.batch_size)
         kwargs = {"clean_start": False, "properties": properties} if config.protocol == "5" else {}
         self.client.connect_async(config.broker.host, config.broker.port, keepalive=30, **kwargs)
         self.client.loop_start()
@@ -220,8 +252,10 @@ class Ingester:
                     next_log = now + self.config.log_every_s
             # Whatever paho already queued is committed and acknowledged before leaving.
             while batch := self._drain():
-                if self._commit(batch) is None:
+                outcome = self._commit(batch)
+                if outcome is None:
                     break
+                self.totals.add(outcome, time.monotonic() - min(m.timestamp for m in batch))
             self._recompute(hot_spots)
         finally:
             self.client.disconnect()
@@ -294,6 +328,12 @@ class Ingester:
                 rebuild_device_days(session, hot_spots, self.params, limit=200)
             with self.factory.begin() as session:
                 rebuild_hot_spot_days(session, self.params, limit=200)
+            retention_days = self.config.limits.max_age_days
+            if retention_days and time.monotonic() >= self._next_purge:
+                with self.factory.begin() as session:
+                    purged = purge_pings(session, retention_days, self.params)
+                log.info("purged %d pings older than %d days", purged, retention_days)
+                self._next_purge = time.monotonic() + PURGE_EVERY_S
         except SQLAlchemyError as exc:
             log.error("dosage recompute failed, will retry: %s", exc)
         return cached

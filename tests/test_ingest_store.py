@@ -1,0 +1,493 @@
+"""Storing ingest batches and keeping dosage current, on SQLite and PostgreSQL.
+
+The incremental dosage (tracker.recompute) must always equal what the offline engine
+(tracker.dosage.compute_dosage) makes of the same pings, whatever order and grouping the
+pings arrive in (DESIGN sections 4 and 5).
+"""
+
+# The fixtures from tests.servers are imported for pytest to find; the test parameters that
+# receive them shadow the imported names by design.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from tests.builders import feature_collection, square_feature
+from tests.servers import database_url, db  # noqa: F401
+from tracker import recompute
+from tracker.dosage import DAILY_COLUMNS, DosageParams, compute_dosage
+from tracker.geofence import HotSpot, HotSpotSet, load_hot_spots, parse_hot_spots
+from tracker.ingest import BatchOutcome, Message, store_messages
+from tracker.models import (
+    CreditedSpan,
+    DailyDosage,
+    DeadLetter,
+    Device,
+    DeviceDailyDosage,
+    DirtyDeviceDay,
+    DirtyHotSpotDay,
+    PingRow,
+    Visit,
+)
+from tracker.payloads import Limits
+from tracker.pings import Ping, format_timestamp, make_ping, pings_frame
+from tracker.recompute import (
+    bring_up_to_date,
+    enqueue_all_device_days,
+    rebuild_device_days,
+    replace_hot_spots,
+)
+from tracker.reports import daily_report
+from tracker.simulate import fleet
+from tracker.store import MAX_DEAD_LETTER_PAYLOAD, store_pings, stored_hot_spots
+from tracker.tables import records
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = load_hot_spots(ROOT / "geofences" / "leicestershire_demo.geojson")
+PARAMS = DosageParams()
+LONDON = ZoneInfo("Europe/London")
+LIMITS = Limits()
+
+IN_LE01 = (52.6371, -1.1333)  # Clock Tower and Haymarket
+IN_LE02 = (52.634475, -1.13109)  # Gallowtree Gate
+IN_LE05 = (52.638525, -1.13109)  # Belgrave Gate
+OUTSIDE = (52.6400, -1.1333)  # north of the centre, in no demo hot spot
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def utc_text(t_us: int) -> str:
+    return format_timestamp(t_us).replace("+00:00", "Z")
+
+
+def native(device: str, body) -> Message:
+    return Message(f"patrol/{device}/location", json.dumps(body).encode())
+
+
+def load_demo(db) -> None:
+    with db.begin() as session:
+        replace_hot_spots(session, DEMO, PARAMS)
+
+
+def store(db, pings: list[Ping]) -> None:
+    with db.begin() as session:
+        store_pings(session, pings, PARAMS)
+
+
+def catch_up(db) -> int:
+    with db() as session:
+        hot_spots = stored_hot_spots(session)
+    return bring_up_to_date(db.begin, hot_spots, PARAMS)
+
+
+def ping_rows(db) -> list[tuple]:
+    with db() as session:
+        return [tuple(r) for r in session.execute(
+            select(PingRow.device_id, PingRow.t_us, PingRow.lat, PingRow.lon,
+                   PingRow.accuracy_m, PingRow.speed_kmh).order_by(PingRow.device_id,
+                                                                   PingRow.t_us))]
+
+
+def stored_dosage(db) -> dict[str, list]:
+    """Every stored figure, in the shapes `expected_dosage` gives for the offline engine."""
+    with db() as session:
+        daily = records(daily_report(session))
+        exact = sorted(tuple(r) for r in session.execute(select(
+            DailyDosage.hotspot_id, DailyDosage.day, DailyDosage.presence_us,
+            DailyDosage.officer_us, DailyDosage.visits)))
+        device_daily = sorted(tuple(r) for r in session.execute(select(
+            DeviceDailyDosage.hotspot_id, DeviceDailyDosage.device_id, DeviceDailyDosage.day,
+            DeviceDailyDosage.officer_us, DeviceDailyDosage.visits)))
+        visits = sorted(tuple(r) for r in session.execute(select(
+            Visit.hotspot_id, Visit.device_id, Visit.day, Visit.start_us, Visit.end_us,
+            Visit.presence_us, Visit.devices)))
+    return {"daily": daily, "exact": exact, "device_daily": device_daily, "visits": visits}
+
+
+def expected_dosage(pings: list[Ping], hot_spots: HotSpotSet,
+                    params: DosageParams = PARAMS) -> dict[str, list]:
+    result = compute_dosage(pings_frame(pings), hot_spots, params)
+    daily = result.daily
+    device_daily = result.device_daily
+    visits = [(v.hotspot_id, "", v.date, v.start_us, v.end_us, v.presence_us, v.devices)
+              for v in result.visits.itertuples()]
+    visits += [(v.hotspot_id, v.device_id, v.date, v.start_us, v.end_us, v.presence_us, 1)
+               for v in result.device_visits.itertuples()]
+    return {
+        "daily": records(daily[DAILY_COLUMNS]),
+        "exact": sorted((r.hotspot_id, r.date, r.presence_us, r.officer_us, r.visits)
+                        for r in daily.itertuples()),
+        "device_daily": sorted((r.hotspot_id, r.device_id, r.date, r.officer_us, r.visits)
+                               for r in device_daily.itertuples()),
+        "visits": sorted(visits),
+    }
+
+
+def queue_sizes(db) -> tuple[int, int]:
+    with db() as session:
+        return (session.scalar(select(func.count()).select_from(DirtyDeviceDay)),
+                session.scalar(select(func.count()).select_from(DirtyHotSpotDay)))
+
+
+# --- store_messages ----------------------------------------------------------------------------
+
+
+def test_mixed_batch_stores_good_pings_and_dead_letters_together(db):
+    t0 = now_us() - 3_600_000_000
+    t0 -= t0 % 1_000_000
+    t0_s = t0 // 1_000_000
+    oversized = json.dumps([{"ts": t0_s, "lat": 52.6, "lon": -1.1, "n": n}
+                            for n in range(200)]).encode()
+    limits = Limits(max_payload_bytes=4096, max_future_s=300)
+    messages = [
+        native("radio-1", {"ts": utc_text(t0), "lat": 52.6371, "lon": -1.1333, "acc": 5,
+                           "speed": 4.5}),
+        native("radio-1", [{"ts": t0_s + 30, "lat": 52.6372, "lon": -1.1332},
+                           {"ts": t0_s + 60, "lat": 91, "lon": -1.1332},
+                           {"ts": t0_s + 90, "lat": 52.6373, "lon": -1.1331}]),
+        Message("owntracks/alice/phone", json.dumps(
+            {"_type": "location", "lat": 52.6344, "lon": -1.1311, "tst": t0_s, "acc": 12,
+             "vel": 3, "tid": "al"}).encode()),
+        Message("owntracks/alice/phone", b'{"_type":"lwt","tst":1795680000}'),
+        Message("patrol/radio-2/location", b"lat=52.6,lon=-1.1"),
+        Message("patrol/radio-2/location", b'{"ts": "caf\xe9"}'),
+        native("radio-2", {"lat": 52.6, "lon": -1.1}),
+        native("radio-2", {"ts": t0_s, "lat": 0, "lon": 0}),
+        native("radio-2", {"ts": t0_s + 86_400, "lat": 52.6, "lon": -1.1}),
+        Message("patrol/radio-2/location", oversized),
+        Message("patrol/radio-2/status", b'{"battery": 80}'),
+        native("radio-2", []),
+        Message("patrol/radio-2/location", b'{"ts": \x00}'),
+    ]
+
+    with db.begin() as session:
+        outcome = store_messages(session, messages, PARAMS, limits, now_us())
+
+    assert outcome == BatchOutcome(messages=13, pings=4, dead_letters=10, ignored=1)
+    assert ping_rows(db) == [
+        ("alice/phone", t0, 52.6344, -1.1311, 12.0, 3.0),
+        ("radio-1", t0, 52.6371, -1.1333, 5.0, 4.5),
+        ("radio-1", t0 + 30_000_000, 52.6372, -1.1332, None, None),
+        ("radio-1", t0 + 90_000_000, 52.6373, -1.1331, None, None),
+    ]
+    with db() as session:
+        letters = session.execute(select(DeadLetter.source, DeadLetter.topic, DeadLetter.reason,
+                                         DeadLetter.payload).order_by(DeadLetter.id)).all()
+        devices = session.execute(select(Device.id, Device.first_seen, Device.last_seen)
+                                  .order_by(Device.id)).all()
+    assert {source for source, *_ in letters} == {"mqtt"}
+    reasons = [(topic, reason) for _, topic, reason, _ in letters]
+    assert reasons == [
+        ("patrol/radio-1/location", "element 2: lat 91.0 is out of range [-90, 90]"),
+        ("patrol/radio-2/location",
+         "payload is not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+        ("patrol/radio-2/location",
+         "payload is not UTF-8 text (invalid byte 0xe9 at offset 11)"),
+        ("patrol/radio-2/location", "missing timestamp"),
+        ("patrol/radio-2/location", "position (0, 0) is a GPS fix failure, not a location"),
+        ("patrol/radio-2/location",
+         f"timestamp {format_timestamp((t0_s + 86_400) * 1_000_000)} is in the future "
+         "(more than 300 s ahead of the server clock)"),
+        ("patrol/radio-2/location",
+         f"payload of {len(oversized)} bytes exceeds the 4096 byte limit"),
+        ("patrol/radio-2/status", "topic 'patrol/radio-2/status' is neither "
+                                  "patrol/<device_id>/location nor owntracks/<user>/<device>"),
+        ("patrol/radio-2/location", "payload is an empty array"),
+        ("patrol/radio-2/location",
+         "payload is not valid JSON (Expecting value: line 1 column 8 (char 7))"),
+    ]
+    payloads = [payload for *_, payload in letters]
+    # The whole payload is kept with each reason of a backlog, so it can be replayed.
+    assert json.loads(payloads[0])[1]["lat"] == 91
+    assert payloads[1] == "lat=52.6,lon=-1.1"
+    assert payloads[2] == '{"ts": "caf\ufffd"}'  # undecodable bytes replaced, not lost
+    text = oversized.decode()
+    assert payloads[6] == (text[:MAX_DEAD_LETTER_PAYLOAD]
+                           + f"... [{len(text)} characters in all]")
+    assert payloads[9] == '{"ts": \\0}'  # PostgreSQL text cannot hold NUL
+    assert [d.id for d in devices] == ["alice/phone", "radio-1"]
+    assert devices[1].first_seen == datetime.fromtimestamp(t0_s, UTC)
+    assert devices[1].last_seen == datetime.fromtimestamp(t0_s + 90, UTC)
+
+
+def test_a_batch_of_only_bad_messages_stores_only_dead_letters(db):
+    messages = [Message("patrol/r/location", b"{"), Message("owntracks/a/b", b"[]")]
+
+    with db.begin() as session:
+        outcome = store_messages(session, messages, PARAMS, LIMITS, now_us())
+
+    assert outcome == BatchOutcome(messages=2, pings=0, dead_letters=2)
+    assert ping_rows(db) == []
+    assert queue_sizes(db) == (0, 0)
+
+
+def test_duplicates_within_and_across_batches_are_harmless(db):
+    t0 = now_us() - 600_000_000
+    t0 -= t0 % 1_000_000
+    t0_s = t0 // 1_000_000
+    moment = datetime.fromtimestamp(t0_s, UTC)
+    same_instant = [
+        moment.isoformat().replace("+00:00", "Z"),
+        moment.isoformat(),
+        moment.astimezone(ZoneInfo("Europe/London")).isoformat(),
+        moment.astimezone(ZoneInfo("America/New_York")).isoformat(),
+        t0_s,
+        float(t0_s),
+        str(t0_s),
+    ]
+    first = [native("radio-1", {"ts": ts, "lat": 52.6371, "lon": -1.1333})
+             for ts in same_instant]
+    first.append(native("radio-1", [{"ts": t0_s + 20, "lat": 52.6371, "lon": -1.1333}] * 3))
+    redelivered = [*first, native("radio-1", {"ts": t0_s + 40, "lat": 52.6371, "lon": -1.1333})]
+
+    with db.begin() as session:
+        outcomes = [store_messages(session, first, PARAMS, LIMITS, now_us())]
+    with db.begin() as session:
+        outcomes.append(store_messages(session, redelivered, PARAMS, LIMITS, now_us()))
+
+    # Every duplicate is decoded (and counted) but stored once, with no dead letter.
+    assert [o.pings for o in outcomes] == [10, 11]
+    assert [o.dead_letters for o in outcomes] == [0, 0]
+    assert [t for _, t, *_ in ping_rows(db)] == [t0, t0 + 20_000_000, t0 + 40_000_000]
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(DeadLetter)) == 0
+
+
+def test_duplicate_pings_do_not_change_dosage(db):
+    load_demo(db)
+    base = datetime(2026, 3, 10, 10, 0, tzinfo=UTC).timestamp()
+    track = [make_ping("radio-1", base + 30 * n, *IN_LE01) for n in range(11)]
+    store(db, track)
+    catch_up(db)
+    before = stored_dosage(db)
+
+    store(db, track[3:8] + track[3:8])
+    catch_up(db)
+
+    assert before["daily"] == [{"hotspot_id": "LE01", "date": "2026-03-10",
+                                "presence_minutes": 5.0, "officer_minutes": 5.0, "visits": 1}]
+    assert stored_dosage(db) == before
+
+
+# --- incremental dosage equals a full recompute ------------------------------------------------
+
+
+def simulated_shift() -> list[Ping]:
+    # A night shift across local midnight and the end of British Summer Time (25 Oct 2026).
+    start = datetime(2026, 10, 24, 22, 30, tzinfo=LONDON)
+    return fleet(DEMO, devices=4, start=start, hours=4, seed=11)
+
+
+def test_incremental_dosage_of_shuffled_chunks_equals_the_offline_engine(db):
+    pings = simulated_shift()
+    days = {datetime.fromtimestamp(p.t_us / 1e6, LONDON).date() for p in pings}
+    assert days == {date(2026, 10, 24), date(2026, 10, 25)}
+    rng = random.Random(5)
+    arrival = pings[:]
+    rng.shuffle(arrival)
+    # Redelivery: a few chunks arrive twice.
+    chunks = [arrival[i:i + 150] for i in range(0, len(arrival), 150)]
+    chunks += rng.sample(chunks, 3)
+    load_demo(db)
+
+    for number, chunk in enumerate(chunks):
+        store(db, chunk)
+        if number in (1, 6, 11):
+            catch_up(db)  # later chunks then change days already computed
+    catch_up(db)
+
+    expected = expected_dosage(pings, DEMO)
+    assert len(expected["daily"]) >= 10
+    assert {row["date"] for row in expected["daily"]} == {"2026-10-24", "2026-10-25"}
+    assert stored_dosage(db) == expected
+    assert queue_sizes(db) == (0, 0)
+
+    # A fresh full recompute from the stored pings alone gives the same figures.
+    with db.begin() as session:
+        for model in (CreditedSpan, DailyDosage, DeviceDailyDosage, Visit):
+            session.execute(delete(model))
+        queued = enqueue_all_device_days(session, PARAMS)
+    assert queued >= 2 * 4
+    catch_up(db)
+    assert stored_dosage(db) == expected
+
+
+def test_incremental_dosage_follows_each_chunk(db):
+    """After every chunk (not only at the end) the stored figures match the pings so far."""
+    pings = simulated_shift()[::3]
+    rng = random.Random(8)
+    rng.shuffle(pings)
+    load_demo(db)
+    seen: list[Ping] = []
+
+    for start in range(0, len(pings), 300):
+        chunk = pings[start:start + 300]
+        store(db, chunk)
+        seen += chunk
+        catch_up(db)
+        assert stored_dosage(db) == expected_dosage(seen, DEMO), f"after {len(seen)} pings"
+
+
+# --- late pings ----------------------------------------------------------------------------------
+
+
+def at(hhmmss: str, day: str = "2026-06-10") -> datetime:
+    return datetime.fromisoformat(f"{day}T{hhmmss}").replace(tzinfo=LONDON)
+
+
+def minute_track(device: str, first: datetime, minutes: range, where) -> list[Ping]:
+    return [make_ping(device, first.timestamp() + 60 * m, *where) for m in minutes]
+
+
+def daily_figures(db) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(hot spot, date) -> (presence minutes, officer minutes, visits) as stored."""
+    return {(r["hotspot_id"], r["date"]): (r["presence_minutes"], r["officer_minutes"],
+                                           r["visits"]) for r in stored_dosage(db)["daily"]}
+
+
+@pytest.mark.parametrize("late, changed", [
+    # Radio 1 left a 4-minute gap (10:04-10:08) in LE01: two visits of 4 minutes. A late
+    # ping at 10:06 inside LE01 fills the gap: one visit of 12 minutes.
+    (make_ping("radio-1", at("10:06:00").timestamp(), *IN_LE01),
+     {("LE01", "2026-06-10"): (12.0, 12.0, 1)}),
+    # A late ping at 10:02:30 outside any hot spot leaves 10:02-10:03 uncredited: a minute
+    # less, but the break is within visit_merge_gap_s, so still two visits.
+    (make_ping("radio-1", at("10:02:30").timestamp(), *OUTSIDE),
+     {("LE01", "2026-06-10"): (7.0, 7.0, 2)}),
+    # Radio 3's gap 23:58:30-00:02 in LE05 is longer than max_gap_s. A late ping at 00:00:30
+    # fills it: the span is split at midnight, and the 00:02 visit joins the one that began
+    # on the 10th, to which it now belongs.
+    (make_ping("radio-3", at("00:00:30", "2026-06-11").timestamp(), *IN_LE05),
+     {("LE05", "2026-06-10"): (9.5, 9.5, 1), ("LE05", "2026-06-11"): (5.0, 5.0, 0)}),
+])
+def test_a_late_ping_changes_only_the_right_figures(db, late, changed):
+    pings = [
+        *minute_track("radio-1", at("10:00"), range(5), IN_LE01),  # 10:00-10:04
+        *minute_track("radio-1", at("10:08"), range(5), IN_LE01),  # 10:08-10:12
+        *minute_track("radio-2", at("10:00"), range(15), IN_LE02),  # another hot spot
+        *minute_track("radio-2", at("10:00", "2026-06-09"), range(10), IN_LE01),  # day before
+        *minute_track("radio-3", at("23:50:30"), range(9), IN_LE05),  # to 23:58:30
+        *minute_track("radio-3", at("00:02:00", "2026-06-11"), range(4), IN_LE05),  # to 00:05
+    ]
+    load_demo(db)
+    store(db, pings)
+    catch_up(db)
+    before = daily_figures(db)
+    assert before == {
+        ("LE01", "2026-06-09"): (9.0, 9.0, 1),
+        ("LE01", "2026-06-10"): (8.0, 8.0, 2),
+        ("LE02", "2026-06-10"): (14.0, 14.0, 1),
+        ("LE05", "2026-06-10"): (8.0, 8.0, 1),
+        ("LE05", "2026-06-11"): (3.0, 3.0, 1),
+    }
+
+    store(db, [late])
+    catch_up(db)
+
+    assert daily_figures(db) == {**before, **changed}
+    assert stored_dosage(db) == expected_dosage([*pings, late], DEMO)
+
+
+def test_a_late_ping_requeues_only_its_device_days(db):
+    load_demo(db)
+    store(db, minute_track("radio-1", at("10:00"), range(10), IN_LE01))
+    store(db, minute_track("radio-2", at("10:00"), range(10), IN_LE02))
+    catch_up(db)
+
+    store(db, [make_ping("radio-1", at("10:04:30").timestamp(), *IN_LE01)])
+
+    with db() as session:
+        queued = session.execute(select(DirtyDeviceDay.device_id, DirtyDeviceDay.day)).all()
+    assert [tuple(q) for q in queued] == [("radio-1", date(2026, 6, 10))]
+
+
+# --- replacing the hot spot set ------------------------------------------------------------------
+
+
+def square_hot_spot(hot_spot_id: str, lat: float, lon: float, size_m: float) -> HotSpot:
+    return next(iter(parse_hot_spots(feature_collection(
+        square_feature(hot_spot_id, lat, lon, size_m)))))
+
+
+def test_replacing_the_hot_spots_recomputes_every_figure(db):
+    pings = simulated_shift()[::2]
+    load_demo(db)
+    store(db, pings)
+    catch_up(db)
+    assert stored_dosage(db) == expected_dosage(pings, DEMO)
+
+    # Drop half of the demo hot spots and add a large square over the city centre.
+    kept = [h for h in DEMO if h.id not in {"LE02", "LE03", "LE04"}][:12]
+    replacement = HotSpotSet([*kept, square_hot_spot("CENTRE", 52.6360, -1.1320, 800)])
+    with db.begin() as session:
+        queued = replace_hot_spots(session, replacement, PARAMS)
+    assert queued > 0
+    catch_up(db)
+
+    stored = stored_dosage(db)
+    assert stored == expected_dosage(pings, replacement)
+    hot_spot_ids = {row["hotspot_id"] for row in stored["daily"]}
+    assert "CENTRE" in hot_spot_ids
+    assert hot_spot_ids <= {h.id for h in replacement}
+    assert stored != expected_dosage(pings, DEMO)
+
+
+# --- several workers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_bring_up_to_date_waits_for_entries_another_worker_holds(db, monkeypatch):
+    """On PostgreSQL claims skip locked entries: a catch-up (the `report` command) must not
+    return while an ingester is still rebuilding the days it claimed."""
+    pings = minute_track("radio-1", at("10:00"), range(11), IN_LE01)
+    load_demo(db)
+    store(db, pings)
+    claimed, release, waiting = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def other_worker() -> None:
+        with db.begin() as session:
+            assert rebuild_device_days(session, DEMO, PARAMS) == 1
+            claimed.set()
+            release.wait(30)
+        order.append("other worker committed")
+
+    def catch_up_and_note() -> None:
+        catch_up(db)
+        order.append("caught up")
+
+    def note_waiting(seconds: float) -> None:
+        waiting.set()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(recompute, "time", SimpleNamespace(monotonic=time.monotonic,
+                                                           sleep=note_waiting))
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    try:
+        assert claimed.wait(30)
+        catching_up = threading.Thread(target=catch_up_and_note)
+        catching_up.start()
+        seen_waiting = waiting.wait(30)
+    finally:
+        release.set()
+        worker.join(30)
+    catching_up.join(60)
+
+    assert seen_waiting, f"bring_up_to_date did not wait for the held entries: {order}"
+    assert order == ["other worker committed", "caught up"]
+    assert daily_figures(db) == {("LE01", "2026-06-10"): (10.0, 10.0, 1)}
+    assert queue_sizes(db) == (0, 0)

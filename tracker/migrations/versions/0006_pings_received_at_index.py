@@ -1,0 +1,22 @@
+"""index pings by arrival time (the ingest health page counts recent arrivals)
+
+Revision ID: 0006
+Revises: 0004, 0005
+"""
+
+from alembic import op
+
+revision = "0006"
+down_revision = ("0004", "0005")
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("pings", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_pings_received_at"), ["received_at"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("pings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pings_received_at"))
