@@ -491,3 +491,22 @@ def test_bring_up_to_date_waits_for_entries_another_worker_holds(db, monkeypatch
     assert order == ["other worker committed", "caught up"]
     assert daily_figures(db) == {("LE01", "2026-06-10"): (10.0, 10.0, 1)}
     assert queue_sizes(db) == (0, 0)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_conflicting_duplicates_are_kept_as_the_engine_keeps_them(db, order):
+    # Three pings of one device at the same instant: an inaccurate one (unusable), and two
+    # usable ones at different positions. The engine keeps the usable one with the lowest
+    # (lat, lon), so the stored row must be that one whatever order they arrive in.
+    t = "2026-07-01T12:00:00Z"
+    candidates = [make_ping("dup-1", t, 52.1, -1.1, accuracy_m=500.0),
+                  make_ping("dup-1", t, 52.3, -1.1, accuracy_m=5.0),
+                  make_ping("dup-1", t, 52.2, -1.2, accuracy_m=5.0)]
+    arrival = candidates[order:] + candidates[:order]
+    for ping in arrival:  # one transaction each: duplicates across batches
+        with db.begin() as session:
+            store_pings(session, [ping], DosageParams())
+    with db() as session:
+        rows = session.execute(select(PingRow.lat, PingRow.lon, PingRow.accuracy_m)
+                               .where(PingRow.device_id == "dup-1")).all()
+    assert rows == [(52.2, -1.2, 5.0)]

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import shape
-from sqlalchemy import Table, delete, func, literal_column, select
+from sqlalchemy import Table, and_, delete, func, literal_column, not_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -171,8 +171,29 @@ class _LocalDates:
         return day if day is not None else local_date(t_us, self.zone)
 
 
-def _insert_pings(session: Session):
-    return _insert(session, PingRow.__table__).on_conflict_do_nothing()
+def _insert_pings(session: Session, max_accuracy_m: float):
+    """INSERT pings; on a clash of (device, timestamp) keep the ping the engine would keep.
+
+    DESIGN 5 rule 2 counts equal (device, timestamp) once; the engine keeps a usable ping
+    over an unusable one, then the lowest (lat, lon). Storing by the same rule, rather than
+    first come first kept, makes stored dosage independent of arrival order even for
+    conflicting duplicates. (Redeliveries are identical and change nothing.)
+    """
+    table = PingRow.__table__
+    statement = _insert(session, table)
+    new, old = statement.excluded, table.c
+    limit = literal_column(repr(float(max_accuracy_m)))
+    new_usable = or_(new.accuracy_m.is_(None), new.accuracy_m <= limit)
+    old_usable = or_(old.accuracy_m.is_(None), old.accuracy_m <= limit)
+    lower = or_(new.lat < old.lat, and_(new.lat == old.lat, new.lon < old.lon))
+    better = or_(and_(new_usable, not_(old_usable)),
+                 and_(new_usable == old_usable, lower))
+    return statement.on_conflict_do_update(
+        index_elements=["device_id", "t_us"],
+        set_={name: new[name] for name in ("lat", "lon", "accuracy_m", "speed_kmh", "source",
+                                            "received_at")},
+        where=better,
+    )
 
 
 def store_pings(session: Session, pings: Sequence[Ping], params: DosageParams,
@@ -183,8 +204,11 @@ def store_pings(session: Session, pings: Sequence[Ping], params: DosageParams,
     now = datetime.now(UTC)
     devices = [p.device_id for p in pings]
     times = [p.t_us for p in pings]
-    # One statement: rows that clash with the unique (device, t_us) are dropped.
-    _execute_many(session, "store_pings", PingRow.__table__, _insert_pings, {
+    # One statement; a row that clashes with the unique (device, t_us) replaces the stored
+    # one only if the engine would prefer it (see _insert_pings).
+    max_accuracy_m = params.max_accuracy_m
+    _execute_many(session, f"store_pings:{max_accuracy_m!r}", PingRow.__table__,
+                  lambda s: _insert_pings(s, max_accuracy_m), {
         "device_id": devices, "t_us": times, "lat": [p.lat for p in pings],
         "lon": [p.lon for p in pings], "accuracy_m": [p.accuracy_m for p in pings],
         "speed_kmh": [p.speed_kmh for p in pings],
