@@ -4,10 +4,6 @@ The operation runs from Monday 2026-12-28 to 2027-03-21, when Europe/London is o
 local times below are also UTC.
 """
 
-# The fixtures from tests.servers are imported for pytest to find; the test parameters that
-# receive them shadow the imported names by design.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import io
@@ -19,7 +15,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.servers import database_url, db  # noqa: F401
 from tracker.cli import main
 from tracker.compliance import (
     COMPLIANCE_COLUMNS,

@@ -9,10 +9,6 @@ Topics and client ids are unique per test, because the Mosquitto broker is share
 ingester only subscribes to the devices of its own test.
 """
 
-# The fixtures from tests.servers are imported for pytest to find; the test parameters that
-# receive them shadow the imported names by design.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import csv
@@ -42,7 +38,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import func, select
 
-from tests.servers import database_url, db, mqtt_broker  # noqa: F401
 from tracker import cli
 from tracker.geofence import load_hot_spots
 from tracker.models import DeadLetter, PingRow

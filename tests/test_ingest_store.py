@@ -5,10 +5,6 @@ The incremental dosage (tracker.recompute) must always equal what the offline en
 pings arrive in (DESIGN sections 4 and 5).
 """
 
-# The fixtures from tests.servers are imported for pytest to find; the test parameters that
-# receive them shadow the imported names by design.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -24,7 +20,6 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from tests.builders import feature_collection, square_feature
-from tests.servers import database_url, db  # noqa: F401
 from tracker import recompute
 from tracker.dosage import DAILY_COLUMNS, DosageParams, compute_dosage
 from tracker.geofence import HotSpot, HotSpotSet, load_hot_spots, parse_hot_spots

@@ -1,12 +1,7 @@
 """Ingest health and officers' figures from stored data, on SQLite and PostgreSQL."""
 
-# The fixtures from tests.servers are imported for pytest to find; the test parameters that
-# receive them shadow the imported names by design.
-# ruff: noqa: F811
-
 from datetime import UTC, date, datetime, timedelta
 
-from tests.servers import database_url, db  # noqa: F401
 from tracker.devices import AssignmentRow, load_assignments
 from tracker.dosage import DosageParams
 from tracker.models import CreditedSpan, DeadLetter, PingRow

@@ -1,9 +1,5 @@
 """The operation plan (DESIGN section 6): YAML validation with line numbers, storing, auditing."""
 
-# The fixtures from tests.servers are imported for pytest to find; the test parameters that
-# receive them shadow the imported names by design.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -14,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from tests.servers import database_url, db  # noqa: F401
 from tracker.cli import main
 from tracker.dosage import DosageParams
 from tracker.geofence import load_hot_spots

@@ -1,10 +1,6 @@
 """Stop and search: CSV validation and import (real police.uk months), linking, the BWV review
 workflow and its audit trail, assurance figures, and the `stops` commands."""
 
-# The fixtures from tests.servers are imported for pytest to find; the test parameters that
-# receive them shadow the imported names by design.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import csv
@@ -22,7 +18,6 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from tests.builders import BOX_A, BOX_B, IN_A_AND_B, hot_spot_set, polygon_feature
-from tests.servers import database_url, db  # noqa: F401
 from tracker.cli import main
 from tracker.db import make_engine
 from tracker.dosage import DosageParams
