@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
-from sqlalchemy.orm import Session, sessionmaker
 
 from tracker import settings
 from tracker.cli import db_option, format_option, open_database
@@ -21,14 +18,6 @@ operation_option = click.option(
     help="Operation name (default: the one running today, else the latest).")
 
 
-@contextmanager
-def _database(db_url: str | None) -> Iterator[sessionmaker[Session]]:
-    """Yield a session factory; its pooled connections are closed when the command ends."""
-    factory = open_database(db_url)
-    try:
-        yield factory
-    finally:
-        factory.kw["bind"].dispose()
 
 
 @click.group()
@@ -52,7 +41,7 @@ def plan_load(path, db_url) -> None:
             f"{path}: tz {new_plan.tz} differs from TRACKER_TZ {dosage_tz}, the time zone "
             "of the stored dosage days; change one of them")
     try:
-        with _database(db_url) as factory, factory.begin() as session:
+        with open_database(db_url).begin() as session:
             operation = load_plan(session, new_plan, actor="cli")
             relink_stops(session, new_plan.tz)  # stops now fall in other operation dates
     except PlanError as exc:
@@ -67,7 +56,7 @@ def plan_load(path, db_url) -> None:
 @format_option
 def plan_show(operation_name, db_url, fmt) -> None:
     """Print the plan's phases: dates and targets per hot spot."""
-    with _database(db_url) as factory, factory() as session:
+    with open_database(db_url)() as session:
         try:
             operation = find_operation(session, operation_name)
         except PlanError as exc:
@@ -84,7 +73,7 @@ def plan_show(operation_name, db_url, fmt) -> None:
 @format_option
 def plan_compliance(reference, operation_name, db_url, fmt) -> None:
     """Print compliance per hot spot for the day, week, month and operation to date."""
-    with _database(db_url) as factory, factory() as session:
+    with open_database(db_url)() as session:
         try:
             operation = find_operation(session, operation_name)
         except PlanError as exc:

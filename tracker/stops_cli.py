@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
-from sqlalchemy.orm import Session, sessionmaker
 
 from tracker import settings
 
@@ -29,17 +26,6 @@ from tracker.stops import (  # noqa: E402
     read_stops,
 )
 from tracker.tables import write_table  # noqa: E402
-
-
-@contextmanager
-def database(db_url: str | None) -> Iterator[sessionmaker[Session]]:
-    """Open the database for one command and close its connections when the command ends."""
-    factory = open_database(db_url)
-    try:
-        yield factory
-    finally:
-        # A command can run many times in one process (tests, scripts): leave no pool open.
-        factory.kw["bind"].dispose()
 
 
 @stops.command("import")
@@ -70,7 +56,7 @@ def stops_import(path, skip_invalid, review_due_days, review_sample_rate, db_url
     for bad in bad_rows:
         click.echo(f"{path}: {bad}", err=True)
     try:
-        with database(db_url) as factory, factory.begin() as session:
+        with open_database(db_url).begin() as session:
             report = import_stops(session, records, actor="cli", source=path, policy=policy,
                                   bad_rows=bad_rows, skip_invalid=skip_invalid)
     except BadStopRows as exc:
@@ -86,6 +72,6 @@ def stops_import(path, skip_invalid, review_due_days, review_sample_rate, db_url
 @format_option
 def stops_export(db_url, fmt) -> None:
     """Print every stop with its BWV review, oldest first."""
-    with database(db_url) as factory, factory() as session:
+    with open_database(db_url)() as session:
         table = export_stops(session, tz=settings.get("TRACKER_TZ"))
     write_table(table, fmt, sys.stdout)
