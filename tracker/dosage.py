@@ -87,49 +87,87 @@ def compute_dosage(
     return result
 
 
+@dataclass(frozen=True)
+class _CodedSpans:
+    """Spans with hot spots and devices as sorted integer codes, and the local days they cover."""
+
+    hot_spot: np.ndarray
+    device: np.ndarray
+    ids: np.ndarray  # hot spot id of each code
+    devices: np.ndarray  # device id of each code
+    start_us: np.ndarray
+    end_us: np.ndarray
+    days: LocalBins
+
+    @classmethod
+    def of(cls, spans: pd.DataFrame, params: DosageParams) -> _CodedSpans:
+        hot_spot, ids = pd.factorize(spans[HOTSPOT_ID].to_numpy(dtype=object), sort=True)
+        device, devices = pd.factorize(spans[DEVICE_ID].to_numpy(dtype=object), sort=True)
+        start_us = spans["start_us"].to_numpy(dtype=np.int64)
+        end_us = spans["end_us"].to_numpy(dtype=np.int64)
+        return cls(hot_spot.astype(np.int64), device.astype(np.int64),
+                   np.asarray(ids, dtype=object), np.asarray(devices, dtype=object),
+                   start_us, end_us, LocalBins.days(start_us, end_us, params.zone))
+
+    @property
+    def n_devices(self) -> int:
+        return max(len(self.devices), 1)
+
+    @property
+    def device_key(self) -> np.ndarray:
+        """One code per (hot spot, device) pair."""
+        return self.hot_spot * self.n_devices + self.device
+
+
 def dosage_from_spans(spans: pd.DataFrame, params: DosageParams) -> DosageResult:
     """Apply rules 4-6 to credited spans (columns SPAN_COLUMNS, times in UTC microseconds).
 
     Tables carry exact microsecond columns (`*_us`) beside the rounded minutes.
     """
-    hot_spot, ids = pd.factorize(spans[HOTSPOT_ID].to_numpy(dtype=object), sort=True)
-    device, devices = pd.factorize(spans[DEVICE_ID].to_numpy(dtype=object), sort=True)
-    ids, devices = np.asarray(ids, dtype=object), np.asarray(devices, dtype=object)
-    hot_spot, device = hot_spot.astype(np.int64), device.astype(np.int64)
-    start_us = spans["start_us"].to_numpy(dtype=np.int64)
-    end_us = spans["end_us"].to_numpy(dtype=np.int64)
-    days = LocalBins.days(start_us, end_us, params.zone)
+    coded = _CodedSpans.of(spans, params)
+    ids, days = coded.ids, coded.days
 
     # Rule 4: presence is the union of all devices' spans; officer time is their sum.
-    union = _merge_runs(hot_spot, start_us, end_us, gap_us=0)
-    union_hot_spot = hot_spot[union.first]
+    union = _merge_runs(coded.hot_spot, coded.start_us, coded.end_us, gap_us=0)
+    union_hot_spot = coded.hot_spot[union.first]
     visits = _visits(union_hot_spot, union.start_us, union.end_us,
                      union.end_us - union.start_us, params, days)
-    n_devices = max(len(devices), 1)
-    device_key = hot_spot * n_devices + device
-    device_runs = _visits(device_key, start_us, end_us, end_us - start_us, params, days)
-
     presence = days.split_sum(union_hot_spot, union.start_us, union.end_us)
-    officer = days.split_sum(hot_spot, start_us, end_us)
+    officer = days.split_sum(coded.hot_spot, coded.start_us, coded.end_us)
     daily = _daily_table(presence, officer, visits.count_by_day(), ids, days)
     hourly = _hourly_table(union_hot_spot, union.start_us, union.end_us, ids, params.zone)
+    device_daily, device_runs = _device_figures(coded, params)
 
-    device_officer = days.split_sum(device_key, start_us, end_us)
-    device_daily = _device_daily_table(device_officer, device_runs.count_by_day(), ids, devices,
-                                       days)
     visit_table = _visit_table(visits, ids[visits.group], days)
     # The devices behind each hot spot visit: each span maps to its union interval, and
     # that interval to the visit containing it.
     span_visit = visits.run_of_member[union.run_of_member]
-    visit_table["devices"] = _devices_per_run(span_visit, device, len(visit_table))
+    visit_table["devices"] = _devices_per_run(span_visit, coded.device, len(visit_table))
     visit_table = visit_table.sort_values([HOTSPOT_ID, "start"]).reset_index(drop=True)
 
+    n_devices = coded.n_devices
     device_visit_table = _visit_table(device_runs, ids[device_runs.group // n_devices], days)
-    device_visit_table.insert(1, DEVICE_ID, devices[device_runs.group % n_devices])
+    device_visit_table.insert(1, DEVICE_ID, coded.devices[device_runs.group % n_devices])
     device_visit_table = device_visit_table.sort_values([HOTSPOT_ID, DEVICE_ID, "start"])
     device_visit_table = device_visit_table.reset_index(drop=True)
     counts = {"visits": len(visit_table), "device_visits": len(device_visit_table)}
     return DosageResult(daily, device_daily, visit_table, device_visit_table, hourly, counts)
+
+
+def device_daily_from_spans(spans: pd.DataFrame, params: DosageParams) -> pd.DataFrame:
+    """Return `dosage_from_spans(spans, params).device_daily` without the hot spot tables."""
+    return _device_figures(_CodedSpans.of(spans, params), params)[0]
+
+
+def _device_figures(coded: _CodedSpans, params: DosageParams) -> tuple[pd.DataFrame, _Runs]:
+    """Officer time and visits per device (rule 6 on one device's spans), and the visits."""
+    key = coded.device_key
+    runs = _visits(key, coded.start_us, coded.end_us, coded.end_us - coded.start_us, params,
+                   coded.days)
+    officer = coded.days.split_sum(key, coded.start_us, coded.end_us)
+    table = _device_daily_table(officer, runs.count_by_day(), coded.ids, coded.devices,
+                                coded.days)
+    return table, runs
 
 
 def credited_spans(

@@ -23,15 +23,14 @@ from sqlalchemy import select
 from tracker.audit import record
 from tracker.compliance import (
     compliance_table,
-    cumulative_series,
-    daily_compliance,
     hot_spot_overview,
+    hot_spot_tables,
+    overview_table,
 )
 from tracker.dosage import DosageParams
 from tracker.models import Device, HotSpotRow, Officer
 from tracker.patrols import (
     device_health,
-    hot_spot_visits,
     hour_by_weekday,
     ingest_rates,
     officer_devices,
@@ -224,13 +223,14 @@ def overview():
     db = get_db()
     operation = current_operation()
     reference = parse_day("date", local_today(operation))
-    table = compliance_table(db, operation, reference)
     if wants_csv():
+        table = compliance_table(db, operation, reference)
         which = request.args.get("table", "overview")
         if which == "periods":
             return csv_response(table, f"compliance-{reference}.csv")
         return csv_response(hot_spot_overview(table), f"overview-{reference}.csv")
-    rows = hot_spot_overview(table)
+    # The same figures as hot_spot_overview(compliance_table(...)), reading only what they need.
+    rows = overview_table(db, operation, reference)
     for period in ("day", "week", "operation"):
         rows[f"{period}_pct"] = [percent(v) for v in rows[f"{period}_presence_compliance"]]
     hot_spots = stored_hot_spots(db)
@@ -275,9 +275,8 @@ def hot_spot(hotspot_id: str):
     operation = current_operation()
     reference = parse_day("date", local_today(operation))
     recent_from = max(operation.start_date, reference - timedelta(days=27))
-    daily = daily_compliance(db, operation, reference, [hotspot_id])
-    cumulative = cumulative_series(db, operation, hotspot_id, reference)
-    visits = hot_spot_visits(db, hotspot_id, operation.start_date, reference, params())
+    # daily_compliance, cumulative_series and hot_spot_visits, reading the visits once.
+    daily, cumulative, visits = hot_spot_tables(db, operation, hotspot_id, params(), reference)
     heat = hour_by_weekday(db, hotspot_id, recent_from, reference)
     may_see_officers = current_user.role in SUPERVISORS
     contributors = None
