@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from datetime import date
 from pathlib import Path
@@ -312,6 +313,9 @@ def serve(db_url, host, port, threads) -> None:
         app = create_app({"DATABASE_URL": settings.database_url(db_url)})
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
+    # Objects alive after start-up live as long as the process: keep them out of the
+    # garbage collector's full passes, which otherwise add 30-60 ms to some page views.
+    gc.freeze()
     click.echo(f"serving on http://{host}:{port}/")
     waitress_serve(app, host=host, port=port, threads=threads)
 

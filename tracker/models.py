@@ -204,6 +204,7 @@ class Visit(Base):
     __table_args__ = (
         Index("ix_visits_hotspot_start", "hotspot_id", "start_us"),
         Index("ix_visits_device_day", "device_id", "day"),
+        Index("ix_visits_hotspot_device_day", "hotspot_id", "device_id", "day"),
     )
 
 
