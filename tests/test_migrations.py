@@ -7,8 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-import tracker.plan_models  # noqa: F401 (registers the plan tables)
-import tracker.stops_models  # noqa: F401 (registers the stop-and-search tables)
+from tracker import plan_models, stops_models  # noqa: F401 (they register their tables)
 from tracker.db import alembic_config, make_engine, schema_is_current, upgrade
 from tracker.models import Base, PingRow
 
