@@ -187,10 +187,10 @@ def test_overview_shows_the_rag_table(supervisor):
     ]
     assert len(set(ids)) == HOT_SPOTS and "LE01" in ids
     for column in ("day_presence_status", "week_presence_status", "operation_presence_status"):
-        words = {
-            text.strip()
-            for text in supervisor.page.locator(f"table#rag tbody td.{column}").all_inner_texts()
-        }
+        # The cells are coloured and shown in capitals (CSS); innerText follows the CSS.
+        cells = supervisor.page.locator(f"table#rag tbody td.{column}")
+        words = {text.strip().lower() for text in cells.all_inner_texts()}
+        assert cells.first.evaluate("cell => cell.classList.contains('rag')")
         assert words and words <= RAG_WORDS, (column, words)
     supervisor.assert_clean()
 
