@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -44,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.machine import machine_info  # noqa: E402
 from tracker.dosage import DosageParams, compute_dosage  # noqa: E402
 from tracker.geofence import HotSpot, HotSpotSet, load_hot_spots  # noqa: E402
 from tracker.pings import PING_COLUMNS  # noqa: E402
@@ -344,29 +343,6 @@ def _memory_child(path: str, set_name: str) -> None:
     print(json.dumps({"before_mb": before, "peak_mb": peak_mb()}))
 
 
-def machine_info() -> list[tuple[str, str]]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return [
-        ("Date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        ("CPU", cpu),
-        ("Cores", str(os.cpu_count())),
-        ("Load average at start", load),
-        ("OS", platform.platform()),
-        ("Python", platform.python_version()),
-        ("numpy", np.__version__),
-        ("pandas", pd.__version__),
-        ("shapely", f"{shapely.__version__} (GEOS {shapely.geos_version_string})"),
-    ]
-
-
 def _fmt(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -425,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         _memory_child(*args.memory_child)
         return 0
 
-    info = machine_info()
+    info = machine_info("numpy", "pandas", "shapely")
+    info.append(("GEOS", shapely.geos_version_string))
     demo, demo_source = demo_hot_spots()
     cases = [
         ("demo", demo, demo_source, 5_000, TARGETS["classify_25"]),

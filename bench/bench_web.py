@@ -42,7 +42,6 @@ import gc
 import gzip
 import os
 import pickle
-import platform
 import re
 import secrets
 import statistics
@@ -62,6 +61,7 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import text  # noqa: E402
 
+from bench.machine import machine_info  # noqa: E402
 from tracker.db import make_engine, session_factory, upgrade  # noqa: E402
 from tracker.devices import AssignmentRow, load_assignments  # noqa: E402
 from tracker.dosage import DosageParams  # noqa: E402
@@ -412,30 +412,6 @@ def compare_figures(saved: dict, now: dict) -> list[str]:
 # --------------------------------------------------------------------------- reporting
 
 
-def machine_info() -> list[tuple[str, str]]:
-    from importlib.metadata import version
-
-    import folium
-    import pandas
-    import sqlalchemy
-
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return [
-        ("CPU", cpu), ("Cores", str(os.cpu_count())),
-        ("OS", platform.platform()), ("Python", platform.python_version()),
-        ("numpy", np.__version__), ("pandas", pandas.__version__),
-        ("SQLAlchemy", sqlalchemy.__version__), ("Flask", version("flask")),
-        ("folium", folium.__version__),
-    ]
-
-
 def loadavg() -> str:
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -524,8 +500,8 @@ def main() -> None:
     output = ["Run of " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
               + f" (`{command}`), operation "
               f"{today - timedelta(days=DAYS - 1)} to {today}, on:", ""]
-    output += [f"- {k}: {v}" for k, v in machine_info()]
-    output += [f"- Load average at start: {loadavg()}", ""]
+    packages = ("numpy", "pandas", "sqlalchemy", "flask", "folium")
+    output += [f"- {k}: {v}" for k, v in machine_info(*packages)] + [""]
     collected = {}
     with tempfile.TemporaryDirectory(prefix="bench_web_") as folder:
         path = Path(args.db) if args.db else Path(folder) / "bench.db"
