@@ -18,6 +18,21 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from tests.builders import BOX_A, BOX_B, IN_A_AND_B, hot_spot_set, polygon_feature
+from tracker.assurance import (
+    assurance_summary,
+    breakdown,
+    ethnicity_breakdown,
+    export_stops,
+    review_outcomes,
+    review_queue,
+    stop_dict,
+    stops_frame,
+)
+from tracker.bwv_review import (
+    is_overdue,
+    review_of,
+    update_review,
+)
 from tracker.cli import main
 from tracker.db import make_engine
 from tracker.dosage import DosageParams
@@ -33,25 +48,14 @@ from tracker.stops import (
     StopFileError,
     StopNotFound,
     StopValidationError,
-    assurance_summary,
-    breakdown,
     create_stop,
-    ethnicity_breakdown,
-    export_stops,
     hot_spot_ids,
     import_stops,
-    is_overdue,
     is_sampled,
     operation_ids,
     parse_stops,
     read_stops,
     relink_stops,
-    review_of,
-    review_outcomes,
-    review_queue,
-    stop_dict,
-    stops_frame,
-    update_review,
 )
 from tracker.stops_models import GOWISELY, BwvReview, StopSearch
 

@@ -17,12 +17,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from tracker.bwv_review import local_today, update_review
 from tracker.db import make_engine, session_factory, upgrade
 from tracker.dosage import DosageParams
 from tracker.geofence import parse_hot_spots
 from tracker.models import AuditEvent
 from tracker.recompute import replace_hot_spots
-from tracker.stops import create_stop, local_today, update_review
+from tracker.stops import create_stop
 from tracker.stops_models import GOWISELY, BwvReview, StopSearch
 from tracker.users import create_user, issue_token
 from web import create_app

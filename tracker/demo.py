@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tracker import settings
+from tracker.bwv_review import update_review
 from tracker.db import make_engine, session_factory, upgrade
 from tracker.devices import AssignmentRow, load_assignments
 from tracker.dosage import DosageParams
@@ -26,8 +27,8 @@ from tracker.geofence import load_hot_spots
 from tracker.plan import load_plan, read_plan
 from tracker.recompute import bring_up_to_date, replace_hot_spots
 from tracker.simulate import fleet, patrol, point_in
-from tracker.stops import GOWISELY, import_stops, update_review, validate_stop
-from tracker.stops_models import StopSearch
+from tracker.stops import import_stops, validate_stop
+from tracker.stops_models import GOWISELY, StopSearch
 from tracker.store import store_pings
 from tracker.users import create_user
 

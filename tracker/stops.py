@@ -1,6 +1,7 @@
-"""Stop and search records and their BWV reviews (DESIGN section 7).
+"""Stop and search records (DESIGN section 7): validation, import, linking.
 
-Records come in as CSV (the columns of the public police.uk stop-and-search data, plus the
+The review of each record's body-worn video is in tracker.bwv_review, the figures for
+assurance leads in tracker.assurance. Records come in as CSV (the columns of the public police.uk stop-and-search data, plus the
 force's own) or one at a time from a form or the API; both go through one validator. Each
 new record is linked to the hot spot it fell in and the operation whose dates contain it,
 and gets a BWV review with a due date. Functions take a Session and never commit.
@@ -33,11 +34,6 @@ from tracker.geofence import HotSpotSet
 from tracker.models import Officer, utc_now
 from tracker.pings import BadRow
 from tracker.stops_models import (
-    GOWISELY,
-    GOWISELY_ANSWERS,
-    RAG_RATINGS,
-    REVIEW_OUTCOMES,
-    REVIEW_STATUSES,
     BwvReview,
     StopSearch,
 )
@@ -197,13 +193,13 @@ class ImportReport:
 # --- validation -------------------------------------------------------------------------
 
 
-def _blank(value: Any) -> bool:
+def is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or (
         isinstance(value, float) and math.isnan(value))
 
 
 def _boolean(value: Any, label: str) -> bool | None:
-    if _blank(value):
+    if is_blank(value):
         return None
     if isinstance(value, bool):
         return value
@@ -212,8 +208,8 @@ def _boolean(value: Any, label: str) -> bool | None:
     raise ValueError(f"{label} {value!r} must be True, False or blank")
 
 
-def _text(value: Any, label: str, max_length: int | None) -> str | None:
-    if _blank(value):
+def clean_text(value: Any, label: str, max_length: int | None) -> str | None:
+    if is_blank(value):
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # an API client may send a collar number as a number
@@ -228,7 +224,7 @@ def _text(value: Any, label: str, max_length: int | None) -> str | None:
 
 
 def _coordinate(value: Any, label: str, limit: float) -> float | None:
-    if _blank(value):
+    if is_blank(value):
         return None
     if isinstance(value, bool):
         raise ValueError(f"{label} {value!r} is not a number")
@@ -243,7 +239,7 @@ def _coordinate(value: Any, label: str, limit: float) -> float | None:
 
 def _occurred_at(value: Any, naive_tz: str | None, now: datetime) -> datetime:
     label = LABELS["occurred_at"]
-    if _blank(value):
+    if is_blank(value):
         raise ValueError(f"missing {label}")
     if isinstance(value, datetime):
         moment = value
@@ -297,7 +293,7 @@ def validate_stop(values: Mapping[str, Any], *, naive_tz: str | None = None,
     for name in sorted(BOOLEAN_FIELDS):
         check(name, lambda v, name=name: _boolean(v, LABELS[name]))
     for name in TEXT_FIELDS:
-        check(name, lambda v, name=name: _text(v, LABELS[name], _max_length(name)))
+        check(name, lambda v, name=name: clean_text(v, LABELS[name], _max_length(name)))
     if "latitude" not in errors and "longitude" not in errors:
         lat, lon = parsed["latitude"], parsed["longitude"]
         if (lat is None) != (lon is None):
@@ -311,7 +307,7 @@ def validate_stop(values: Mapping[str, Any], *, naive_tz: str | None = None,
 
 
 def _search_type(value: Any) -> str:
-    if _blank(value):
+    if is_blank(value):
         raise ValueError("missing Type")
     text = str(value).strip()
     if text not in SEARCH_TYPES:
@@ -527,7 +523,7 @@ def create_stop(session: Session, values: Mapping[str, Any], *, actor: str,
     (stop_id,) = _store(session, [replace(stop, import_key=key)], policy or ReviewPolicy(),
                         source_file=source)
     created = session.get(StopSearch, stop_id)
-    record(session, actor, "stop.create", f"stop {stop_id}", None, _plain_values(
+    record(session, actor, "stop.create", f"stop {stop_id}", None, plain_values(
         {name: getattr(created, name) for name in (*STOP_FIELDS, "hotspot_id", "operation_id")}))
     return created
 
@@ -550,395 +546,7 @@ def relink_stops(session: Session, tz: str = DEFAULT_TZ) -> int:
         session.execute(sa.update(StopSearch), changes)
     return len(changes)
 
-
-# --- BWV review workflow ----------------------------------------------------------------
-
-REVIEW_FIELDS = ("status", "outcome", "no_footage_reason", "findings", "rag", *GOWISELY,
-                 "sampled")
-AUDITED_FIELDS = (*REVIEW_FIELDS, "reviewer", "reviewed_at")
-COMPLETED = ("reviewed", "no_footage")
-
-
-def review_of(session: Session, stop_id: int) -> BwvReview:
-    """Return the BWV review of a stop, or raise StopNotFound."""
-    review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id))
-    if review is None:
-        raise StopNotFound(f"no stop and search with id {stop_id}")
-    return review
-
-
-def _choice(value: Any, allowed: tuple[str, ...], label: str) -> str | None:
-    if _blank(value):
-        return None
-    if value not in allowed:
-        raise ValueError(f"{label} {value!r} must be one of {', '.join(allowed)}")
-    return value
-
-
-def _parse_change(name: str, value: Any) -> Any:
-    if name == "status":
-        if value not in REVIEW_STATUSES:
-            raise ValueError(f"status {value!r} must be one of {', '.join(REVIEW_STATUSES)}")
-        return value
-    if name == "outcome":
-        return _choice(value, REVIEW_OUTCOMES, "outcome")
-    if name == "rag":
-        return _choice(value, RAG_RATINGS, "RAG rating")
-    if name in GOWISELY:
-        return _choice(value, GOWISELY_ANSWERS, f"GOWISELY {name.replace('_', ' ')}")
-    if name == "sampled":
-        if not isinstance(value, bool):
-            raise ValueError(f"sampled {value!r} must be true or false")
-        return value
-    return _text(value, name.replace("_", " "), None)
-
-
-def update_review(session: Session, stop_id: int, actor: str, changes: Mapping[str, Any],
-                  *, now: datetime | None = None) -> BwvReview:
-    """Apply changes to a stop's BWV review after checking the workflow; audit what changed.
-
-    pending -> reviewed needs an outcome, all eight GOWISELY answers and a RAG rating;
-    pending -> no_footage needs a reason. A completed review can be corrected (or switched
-    between reviewed and no footage) but not reopened; whoever completes or corrects it
-    becomes its reviewer. Answers and findings may be saved while it is still pending.
-    """
-    # Locked (on PostgreSQL) so that two reviewers' changes, and their audit, come in turn.
-    review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id)
-                            .with_for_update())
-    if review is None:
-        raise StopNotFound(f"no stop and search with id {stop_id}")
-    errors: dict[str, str] = {}
-    parsed: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name not in REVIEW_FIELDS:
-            errors[name] = f"{name!r} is not a field of a review"
-            continue
-        try:
-            parsed[name] = _parse_change(name, value)
-        except ValueError as exc:
-            errors[name] = str(exc)
-    if errors:
-        raise ReviewError(errors)
-
-    before = {name: getattr(review, name) for name in AUDITED_FIELDS}
-    after = {**before, **parsed}
-    status = after["status"]
-    if status == "pending" and before["status"] in COMPLETED:
-        errors["status"] = "a completed review can be corrected but not reopened"
-    elif status == "pending" and after["outcome"] is not None:
-        errors["outcome"] = "an outcome needs the status 'reviewed'"
-    elif status == "reviewed":
-        if after["outcome"] is None:
-            errors["outcome"] = "a completed review needs an outcome"
-        for name in GOWISELY:
-            if after[name] is None:
-                errors[name] = f"GOWISELY {name.replace('_', ' ')}: not answered"
-        if after["rag"] is None:
-            errors["rag"] = "a completed review needs a RAG rating"
-        after["no_footage_reason"] = None
-    elif status == "no_footage":
-        if after["no_footage_reason"] is None:
-            errors["no_footage_reason"] = "say why there is no footage"
-        # With no footage nothing was assessed: a checklist or outcome would be invented.
-        for name in ("outcome", "rag", *GOWISELY):
-            if name in parsed and parsed[name] is not None:
-                errors[name] = f"{name} cannot be given when there is no footage"
-            after[name] = None
-    if errors:
-        raise ReviewError(errors)
-
-    changed = [name for name in REVIEW_FIELDS if after[name] != before[name]]
-    if not changed:
-        return review
-    # Changing whether a stop is sampled is not a review: it leaves the reviewer as it was.
-    if status in COMPLETED and set(changed) - {"sampled"}:
-        after["reviewer"], after["reviewed_at"] = actor, now or utc_now()
-        changed += ["reviewer", "reviewed_at"]
-    for name in changed:
-        setattr(review, name, after[name])
-    record(session, actor, "bwv_review.update", f"stop {stop_id}",
-           _plain_values({name: before[name] for name in changed}),
-           _plain_values({name: after[name] for name in changed}))
-    return review
-
-
-def _plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
+def plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """Return values JSON-ready for the audit log (dates and times as ISO-8601)."""
     return {name: value.isoformat() if isinstance(value, date | datetime) else value
             for name, value in values.items()}
-
-
-def local_today(tz: str = DEFAULT_TZ) -> date:
-    """Return today's date in the operation's time zone."""
-    return datetime.now(ZoneInfo(tz)).date()
-
-
-def is_overdue(review: BwvReview, today: date) -> bool:
-    """Return whether a review sampled for review is still pending after its due date."""
-    return review.sampled and review.status == "pending" and review.due_date < today
-
-
-# --- assurance figures ------------------------------------------------------------------
-
-REVIEW_COLUMNS = {
-    "status": "review_status", "outcome": "review_outcome",
-    "no_footage_reason": "no_footage_reason", "reviewer": "reviewer",
-    "reviewed_at": "reviewed_at", **{name: f"gowisely_{name}" for name in GOWISELY},
-    "findings": "findings", "rag": "rag", "due_date": "due_date", "sampled": "sampled",
-}
-EXPORT_COLUMNS = ["id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file",
-                  "source_line", *REVIEW_COLUMNS.values()]
-
-
-def stops_frame(session: Session, *, tz: str = DEFAULT_TZ, operation_id: int | None = None,
-                from_day: date | None = None, to_day: date | None = None) -> pd.DataFrame:
-    """Return stops with their reviews, one row each (EXPORT_COLUMNS), oldest first.
-
-    Derived columns help the figures: `stop_date` and `review_date`, local dates, and
-    `self_defined_ethnic_group`, the broad group (the part before " - ", e.g. "White").
-    `from_day` and `to_day` are local dates, inclusive.
-    """
-    stop_columns = [getattr(StopSearch, name) for name in
-                    ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file",
-                     "source_line")]
-    review_columns = [getattr(BwvReview, name) for name in REVIEW_COLUMNS]
-    statement = (select(*stop_columns, *review_columns)
-                 .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
-                 .order_by(StopSearch.occurred_at, StopSearch.id))
-    zone = ZoneInfo(tz)
-    if operation_id is not None:
-        statement = statement.where(StopSearch.operation_id == operation_id)
-    if from_day is not None:
-        start = datetime.combine(from_day, datetime.min.time(), zone)
-        statement = statement.where(StopSearch.occurred_at >= start)
-    if to_day is not None:
-        end = datetime.combine(to_day + timedelta(days=1), datetime.min.time(), zone)
-        statement = statement.where(StopSearch.occurred_at < end)
-    frame = pd.DataFrame(session.execute(statement).all(), columns=EXPORT_COLUMNS)
-    for column in ("occurred_at", "reviewed_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    for column in ("operation_id", "source_line"):
-        # Whole numbers or None, not floats with NaN: they are labels, and JSON needs None.
-        frame[column] = pd.Series([None if pd.isna(v) else int(v) for v in frame[column]],
-                                  index=frame.index, dtype=object)
-    frame["stop_date"] = frame["occurred_at"].dt.tz_convert(zone).dt.date
-    frame["review_date"] = frame["reviewed_at"].dt.tz_convert(zone).dt.date
-    frame["self_defined_ethnic_group"] = frame["self_defined_ethnicity"].map(
-        broad_ethnic_group, na_action="ignore")
-    return frame
-
-
-def export_stops(session: Session, **filters: Any) -> pd.DataFrame:
-    """Return stops and their reviews for a CSV or JSON export (EXPORT_COLUMNS).
-
-    Times are ISO-8601 UTC text and coordinates exact decimal text, so both formats carry
-    them unchanged (the shared JSON writer rounds floats to 2 places and has no missing time).
-    """
-    frame = stops_frame(session, **filters)[EXPORT_COLUMNS].copy()
-
-    def as_text(column: str, render) -> pd.Series:
-        return pd.Series([None if pd.isna(v) else render(v) for v in frame[column]],
-                         index=frame.index, dtype=object)
-
-    for column in ("occurred_at", "reviewed_at"):
-        frame[column] = as_text(column, lambda t: t.isoformat().replace("+00:00", "Z"))
-    for column in ("latitude", "longitude"):
-        frame[column] = as_text(column, lambda v: repr(float(v)))
-    return frame
-
-
-def broad_ethnic_group(self_defined_ethnicity: str) -> str:
-    """Return the broad census group of a self-defined ethnicity ("White - Irish" -> "White")."""
-    return self_defined_ethnicity.split(" - ", 1)[0].strip()
-
-
-def _pct(part: float, whole: float) -> float | None:
-    return None if not whole else 100.0 * part / whole
-
-
-def _status_masks(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
-    sampled = frame["sampled"].astype(object).eq(True)
-    status = frame["review_status"].astype(object)
-    completed = status.isin(COMPLETED)
-    return sampled, status, completed
-
-
-def _finds(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    linked = frame["outcome_linked_to_object"].astype(object)
-    return linked.eq(True), linked.notna()
-
-
-def _arrests(frame: pd.DataFrame) -> pd.Series:
-    return frame["outcome"].astype(object).eq(ARREST)
-
-
-def _overdue(frame: pd.DataFrame, today: date) -> pd.Series:
-    sampled, status, _ = _status_masks(frame)
-    due = frame["due_date"].astype(object)
-    return sampled & status.eq("pending") & due.map(lambda d: d is not None and d < today)
-
-
-def assurance_summary(frame: pd.DataFrame, today: date) -> dict[str, Any]:
-    """Return the headline figures: volumes, review coverage, find and arrest rates.
-
-    Coverage is completed (reviewed or no footage) over sampled reviews; days to review run
-    from the stop's local date to the review's; the find rate counts searches whose outcome
-    was linked to the object of search among those where that is known; the arrest rate is
-    over all searches.
-    """
-    sampled, status, completed = _status_masks(frame)
-    finds, known = _finds(frame)
-    days = _days_to_review(frame)
-    return {
-        "searches": len(frame),
-        "sampled": int(sampled.sum()),
-        "pending": int((sampled & status.eq("pending")).sum()),
-        "overdue": int(_overdue(frame, today).sum()),
-        "reviewed": int(status.eq("reviewed").sum()),
-        "no_footage": int(status.eq("no_footage").sum()),
-        "review_coverage_pct": _pct(int((sampled & completed).sum()), int(sampled.sum())),
-        "median_days_to_review": float(days.median()) if len(days) else None,
-        "finds": int(finds.sum()),
-        "find_known": int(known.sum()),
-        "find_rate_pct": _pct(int(finds.sum()), int(known.sum())),
-        "arrests": int(_arrests(frame).sum()),
-        "arrest_rate_pct": _pct(int(_arrests(frame).sum()), len(frame)),
-    }
-
-
-def _days_to_review(frame: pd.DataFrame) -> pd.Series:
-    _, _, completed = _status_masks(frame)
-    done = frame[completed & frame["review_date"].notna()]
-    return pd.Series([(reviewed - stopped).days for reviewed, stopped
-                      in zip(done["review_date"], done["stop_date"], strict=True)], dtype=float)
-
-
-QUEUE_COLUMNS = ["stop_id", "reference", "occurred_at", "hotspot_id", "officer_id",
-                 "bwv_recorded", "bwv_reference", "due_date", "overdue", "days_overdue"]
-
-
-def review_queue(frame: pd.DataFrame, today: date) -> pd.DataFrame:
-    """Return the sampled reviews still pending: overdue first, then by due date."""
-    sampled, status, _ = _status_masks(frame)
-    pending = frame[sampled & status.eq("pending")].copy()
-    pending["overdue"] = _overdue(pending, today)
-    pending["days_overdue"] = [max((today - d).days, 0) for d in pending["due_date"]]
-    pending = pending.rename(columns={"id": "stop_id"})
-    pending = pending.sort_values(["overdue", "due_date", "stop_id"],
-                                  ascending=[False, True, True], kind="stable")
-    return pending[QUEUE_COLUMNS].reset_index(drop=True)
-
-
-REVIEW_OUTCOME_ROWS = (("not_sampled", None), ("pending", None),
-                       *(("reviewed", o) for o in REVIEW_OUTCOMES), ("no_footage", None))
-
-
-def review_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return how many reviews stand at each status and outcome (every row, zeros included)."""
-    sampled, status, _ = _status_masks(frame)
-    outcome = frame["review_outcome"].astype(object)
-    counts = []
-    for row_status, row_outcome in REVIEW_OUTCOME_ROWS:
-        if row_status == "not_sampled":
-            mask = ~sampled & status.eq("pending")
-        elif row_status == "pending":
-            mask = sampled & status.eq("pending")
-        elif row_outcome is None:
-            mask = status.eq(row_status)
-        else:
-            mask = status.eq(row_status) & outcome.eq(row_outcome)
-        counts.append((row_status, row_outcome, int(mask.sum())))
-    statuses, outcomes, reviews = zip(*counts, strict=True)
-    # Object columns keep None for "no outcome" (a text column would turn it into NaN).
-    return pd.DataFrame({"status": pd.Series(statuses, dtype=object),
-                         "outcome": pd.Series(outcomes, dtype=object),
-                         "reviews": pd.Series(reviews, dtype="int64")})
-
-
-def search_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return searches per recorded outcome (Arrest, Community resolution, ...), most first."""
-    outcome = frame["outcome"].astype(object).fillna(NOT_RECORDED)
-    counts = outcome.value_counts(sort=False).rename_axis("outcome").reset_index(name="searches")
-    counts["share_pct"] = [_pct(n, len(frame)) for n in counts["searches"]]
-    return counts.sort_values(["searches", "outcome"], ascending=[False, True],
-                              kind="stable").reset_index(drop=True)
-
-
-BREAKDOWNS = ("hotspot_id", "officer_id", "object_of_search", "self_defined_ethnicity",
-              "self_defined_ethnic_group", "officer_defined_ethnicity", "operation_id")
-
-
-def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Return per group of `by`: searches, share, finds and find rate, arrests and arrest rate,
-    review coverage and referrals; largest group first.
-    """
-    if by not in BREAKDOWNS:
-        raise ValueError(f"cannot break down by {by!r}; use one of {', '.join(BREAKDOWNS)}")
-    blank = OUTSIDE_HOT_SPOTS if by == "hotspot_id" else NOT_RECORDED
-    sampled, _, completed = _status_masks(frame)
-    finds, known = _finds(frame)
-    parts = pd.DataFrame({
-        by: frame[by].astype(object).where(frame[by].notna(), blank).astype(str),
-        "searches": 1,
-        "finds": finds.astype(int),
-        "find_known": known.astype(int),
-        "arrests": _arrests(frame).astype(int),
-        "sampled": sampled.astype(int),
-        "reviews_completed": (sampled & completed).astype(int),
-        "referred": frame["review_outcome"].astype(object).eq("referred").astype(int),
-    })
-    table = parts.groupby(by, sort=False).sum().reset_index()
-    total = len(frame)
-    table["share_pct"] = [_pct(n, total) for n in table["searches"]]
-    table["find_rate_pct"] = [_pct(f, k) for f, k in zip(table["finds"], table["find_known"],
-                                                          strict=True)]
-    table["arrest_rate_pct"] = [_pct(a, n) for a, n in zip(table["arrests"], table["searches"],
-                                                            strict=True)]
-    table["review_coverage_pct"] = [_pct(c, s) for c, s in zip(
-        table["reviews_completed"], table["sampled"], strict=True)]
-    table = table.sort_values(["searches", by], ascending=[False, True], kind="stable")
-    return table[[by, "searches", "share_pct", "finds", "find_known", "find_rate_pct",
-                  "arrests", "arrest_rate_pct", "sampled", "reviews_completed",
-                  "review_coverage_pct", "referred"]].reset_index(drop=True)
-
-
-def ethnicity_breakdown(frame: pd.DataFrame, population: Mapping[str, float] | None = None,
-                        *, by: str = "self_defined_ethnicity") -> pd.DataFrame:
-    """Return the breakdown by self-defined ethnicity with its ratios to the White group.
-
-    `ratio_to_white` is the group's searches over the searches of all groups whose name
-    starts with "White". Given a population per group (keys as in the `by` column; use
-    `by="self_defined_ethnic_group"` for census-style broad groups), also
-    `searches_per_1000` and `disproportionality_ratio`: the group's rate per 1,000 over the
-    White groups' combined rate.
-    """
-    if by not in ("self_defined_ethnicity", "self_defined_ethnic_group"):
-        raise ValueError(f"ethnicity breakdowns are by self_defined_ethnicity or "
-                         f"self_defined_ethnic_group, not {by!r}")
-    table = breakdown(frame, by)
-    white = table[by].str.startswith(WHITE_PREFIX)
-    white_searches = int(table.loc[white, "searches"].sum())
-    table["ratio_to_white"] = [s / white_searches if white_searches else None
-                               for s in table["searches"]]
-    if population is not None:
-        table["population"] = [population.get(group) for group in table[by]]
-        table["searches_per_1000"] = [
-            1000.0 * s / p if p else None
-            for s, p in zip(table["searches"], table["population"], strict=True)]
-        white_population = sum(p for g, p in population.items() if g.startswith(WHITE_PREFIX))
-        white_rate = 1000.0 * white_searches / white_population if white_population else None
-        table["disproportionality_ratio"] = [
-            r / white_rate if r is not None and white_rate else None
-            for r in table["searches_per_1000"]]
-    return table
-
-
-def stop_dict(stop: StopSearch, review: BwvReview | None, today: date) -> dict[str, Any]:
-    """Return one stop and its review as a JSON-ready dict (for the API and detail pages)."""
-    values = {name: getattr(stop, name) for name in
-              ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file", "source_line")}
-    if review is not None:
-        values.update({column: getattr(review, name) for name, column in REVIEW_COLUMNS.items()})
-        values["overdue"] = is_overdue(review, today)
-    return _plain_values(values)
-

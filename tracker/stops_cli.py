@@ -16,12 +16,12 @@ def stops() -> None:
 
 # Imported after `stops` exists: tracker.cli registers this group at its end, so whichever
 # of the two modules is imported first, the other finds what it needs.
+from tracker.assurance import export_stops  # noqa: E402
 from tracker.cli import db_option, format_option, open_database  # noqa: E402
 from tracker.stops import (  # noqa: E402
     BadStopRows,
     ReviewPolicy,
     StopFileError,
-    export_stops,
     import_stops,
     read_stops,
 )

@@ -32,6 +32,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracker import settings
+from tracker.assurance import (
+    assurance_summary,
+    breakdown,
+    ethnicity_breakdown,
+    export_stops,
+    review_outcomes,
+    review_queue,
+    search_outcomes,
+    stop_dict,
+    stops_frame,
+)
+from tracker.bwv_review import (
+    is_overdue,
+    local_today,
+    review_of,
+    update_review,
+)
 from tracker.geofence import HotSpotSet
 from tracker.models import AuditEvent
 from tracker.stops import (
@@ -43,20 +60,7 @@ from tracker.stops import (
     ReviewPolicy,
     StopNotFound,
     StopValidationError,
-    assurance_summary,
-    breakdown,
     create_stop,
-    ethnicity_breakdown,
-    export_stops,
-    is_overdue,
-    local_today,
-    review_of,
-    review_outcomes,
-    review_queue,
-    search_outcomes,
-    stop_dict,
-    stops_frame,
-    update_review,
 )
 from tracker.stops_models import (
     GOWISELY,
