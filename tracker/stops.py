@@ -1,10 +1,10 @@
 """Stop and search records (DESIGN section 7): validation, import, linking.
 
-The review of each record's body-worn video is in tracker.bwv_review, the figures for
-assurance leads in tracker.assurance. Records come in as CSV (the columns of the public police.uk stop-and-search data, plus the
+Records come in as CSV (the columns of the public police.uk stop-and-search data, plus the
 force's own) or one at a time from a form or the API; both go through one validator. Each
 new record is linked to the hot spot it fell in and the operation whose dates contain it,
-and gets a BWV review with a due date. Functions take a Session and never commit.
+and gets a BWV review with a due date (the workflow is in tracker.bwv_review, the figures
+for assurance leads in tracker.assurance). Functions take a Session and never commit.
 """
 
 from __future__ import annotations
