@@ -149,10 +149,14 @@ def init(db_url) -> None:
 
     url = settings.database_url(db_url)
     try:
-        upgrade(make_engine(url))
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()  # or PostgreSQL sees the pooled connection dropped at exit
     except (SQLAlchemyError, CommandError, OSError) as exc:
         raise click.ClickException(f"cannot initialise {url}: {exc}") from exc
-    click.echo(f"database ready: {make_engine(url).url.render_as_string(hide_password=True)}")
+    click.echo(f"database ready: {engine.url.render_as_string(hide_password=True)}")
 
 
 @main.group()
