@@ -357,6 +357,11 @@ def test_pings_import_stores_pings_reports_bad_rows_and_keeps_dead_letters(
     by_topic = {letter["topic"]: letter["reason"] for letter in letters}
     for line, reason in bad_lines.items():
         assert reason in by_topic[f"{path}:{line}"]
+    # The bad line itself is kept as the dead letter's payload.
+    file_lines = path.read_text(encoding="utf-8").split("\n")
+    payloads = {letter["topic"]: letter["payload"] for letter in letters}
+    for line in bad_lines:
+        assert payloads[f"{path}:{line}"] == file_lines[line - 1][:120].rstrip("\r")
     assert report(with_hot_spots) == EXPECTED_REPORT
 
 

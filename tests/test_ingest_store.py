@@ -45,7 +45,7 @@ from tracker.recompute import (
 )
 from tracker.reports import daily_report
 from tracker.simulate import fleet
-from tracker.store import MAX_DEAD_LETTER_PAYLOAD, store_pings, stored_hot_spots
+from tracker.store import MAX_DEAD_LETTER_PAYLOAD, purge_pings, store_pings, stored_hot_spots
 from tracker.tables import records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -505,3 +505,34 @@ def test_conflicting_duplicates_are_kept_as_the_engine_keeps_them(db, order):
         rows = session.execute(select(PingRow.lat, PingRow.lon, PingRow.accuracy_m)
                                .where(PingRow.device_id == "dup-1")).all()
     assert rows == [(52.2, -1.2, 5.0)]
+
+
+def test_figures_of_purged_days_survive_late_pings_and_recomputes(db):
+    # 10 minutes in LE01 on 10 June (23:40-23:50), then the raw pings of that day are purged
+    # (retention 2 days, "now" 13 June). A ping at 00:01 on 11 June is within max_gap_s of
+    # the 10th, so its device-day is queued again; with no pings left, the 10th keeps its
+    # spans and figures, and a full recompute does not erase them either.
+    load_demo(db)
+    store(db, minute_track("radio-p", at("23:40:00"), range(11), IN_LE01))
+    catch_up(db)
+    assert daily_figures(db)[("LE01", "2026-06-10")] == (10.0, 10.0, 1)
+    with db.begin() as session:
+        purged = purge_pings(session, 2, PARAMS, now=at("12:00:00", "2026-06-13"))
+    assert purged == 11
+    store(db, minute_track("radio-p", at("00:01:00", "2026-06-11"), range(1), OUTSIDE))
+    catch_up(db)
+    assert daily_figures(db)[("LE01", "2026-06-10")] == (10.0, 10.0, 1)
+    with db.begin() as session:
+        enqueue_all_device_days(session, PARAMS)
+    catch_up(db)
+    assert daily_figures(db)[("LE01", "2026-06-10")] == (10.0, 10.0, 1)
+
+
+def test_purge_removes_whole_local_days_only(db):
+    # Retention 1 day at 08:00 on 12 June (BST): everything before local midnight starting
+    # 11 June goes; 11 June keeps all of its pings, including those before 08:00.
+    store(db, minute_track("radio-q", at("22:00:00", "2026-06-10"), range(3), OUTSIDE)
+          + minute_track("radio-q", at("01:00:00", "2026-06-11"), range(2), OUTSIDE))
+    with db.begin() as session:
+        assert purge_pings(session, 1, PARAMS, now=at("08:00:00", "2026-06-12")) == 3
+    assert len(ping_rows(db)) == 2

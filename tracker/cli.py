@@ -237,9 +237,12 @@ def pings_import(path, device_id, db_url) -> None:
         with factory.begin() as session:
             store_pings(session, records[start:start + batch], params, source="import")
     if bad_rows:
+        lines = text.split("\n")
         with factory.begin() as session:
-            store_dead_letters(session, "import", [(f"{path}:{bad.line}", bad.reason, "")
-                                                   for bad in bad_rows])
+            store_dead_letters(session, "import", [
+                (f"{path}:{bad.line}", bad.reason,
+                 lines[bad.line - 1] if bad.unit == "line" and bad.line <= len(lines) else "")
+                for bad in bad_rows])
     _catch_up(factory, params)
     click.echo(f"imported {len(records)} pings from {path}; skipped {len(bad_rows)} bad rows")
     if bad_rows and not records:

@@ -8,7 +8,8 @@ full recompute. On PostgreSQL, workers claim entries with FOR UPDATE SKIP LOCKED
 a transaction-scoped advisory lock per hot spot, so several ingesters can share the work.
 
 1. Device-day D of device X: its credited spans are the spans whose first ping falls on
-   D; they are rebuilt from X's pings in [start of D, end of D + max_gap_s].
+   D; they are rebuilt from X's pings in [start of D, end of D + max_gap_s]. A day with
+   no pings left (purged after the retention period) keeps the spans it has.
 2. Hot spot-day: rebuilt from stored spans over a window of whole local days, widened
    until no visit can cross its edges (no span within visit_merge_gap_s of an edge), so
    every visit in it is complete and belongs to a day inside it.
@@ -114,6 +115,12 @@ def rebuild_device_days(session: Session, hot_spots: HotSpotSet, params: DosageP
         bounds = [_day_bounds(d, zone) for d in days]
         low, high = min(b[0] for b in bounds), max(b[1] for b in bounds) + gap_us
         pings = _pings_frame(session, device_id, low, high)
+        # A day without pings of its own keeps its spans: only the retention purge deletes
+        # pings, and what they credited must outlive them.
+        ping_us = pings[TIMESTAMP].to_numpy("datetime64[us]").astype(np.int64)
+        bounds = [(a, b) for a, b in bounds if ((ping_us >= a) & (ping_us < b)).any()]
+        if not bounds:
+            continue
         spans, _ = credited_spans(pings, hot_spots, params)
         in_days = np.zeros(len(spans), dtype=bool)
         start_us = spans["start_us"].to_numpy()

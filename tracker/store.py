@@ -16,7 +16,7 @@ from sqlalchemy import Table, and_, delete, func, literal_column, not_, or_, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tracker.dosage import US_PER_S, DosageParams
+from tracker.dosage import US_PER_S, DosageParams, local_midnight_us
 from tracker.geofence import HotSpot, HotSpotSet
 from tracker.models import (
     DeadLetter,
@@ -304,10 +304,12 @@ def purge_pings(session: Session, retention_days: int, params: DosageParams,
     """
     if retention_days <= 0:
         return 0
+    zone = ZoneInfo(params.tz)
     now = now or datetime.now(UTC)
-    cutoff = now - timedelta(days=retention_days)
-    cutoff_us = int(cutoff.timestamp() * US_PER_S)
+    # Whole local days only: a day keeps all of its pings or none, so a later rebuild of
+    # a day never works from half of them (see tracker.recompute).
+    first_kept = local_date(int(now.timestamp() * US_PER_S), zone) - timedelta(days=retention_days)
+    cutoff_us = local_midnight_us(first_kept, zone)
     result = session.execute(delete(PingRow).where(PingRow.t_us < cutoff_us))
-    session.execute(delete(DirtyDeviceDay).where(
-        DirtyDeviceDay.day < local_date(cutoff_us, ZoneInfo(params.tz))))
+    session.execute(delete(DirtyDeviceDay).where(DirtyDeviceDay.day < first_kept))
     return result.rowcount or 0
