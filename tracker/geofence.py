@@ -91,6 +91,12 @@ class HotSpotSet:
             order = np.lexsort((hot_spot, point))
             return near[point[order]].astype(np.intp), hot_spot[order].astype(np.intp)
 
+        point, hot_spot = self._grid_pairs(x, y)
+        return near[point].astype(np.intp), hot_spot.astype(np.intp)
+
+    def _grid_pairs(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (point, hot spot) pairs of points inside hot spots, by bucketing in a grid."""
+        min_x, min_y, max_x, max_y = self._bounds
         bounds = shapely.bounds(self._geometries)
         width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / 2, 1e-9)
         height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / 2, 1e-9)
@@ -143,7 +149,7 @@ class HotSpotSet:
         )
         point, hot_spot = point[keep], hot_spot[keep]
         inside = shapely.intersects_xy(self._geometries[hot_spot], px[keep], py[keep])
-        return near[point[inside]].astype(np.intp), hot_spot[inside].astype(np.intp)
+        return point[inside], hot_spot[inside]
 
     def to_geojson(self) -> dict[str, Any]:
         """Return the set as a GeoJSON FeatureCollection."""
