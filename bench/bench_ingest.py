@@ -14,7 +14,9 @@ session) before the first publish:
       Receive Maximum) that acknowledges each message as soon as it arrives and only
       counts; the baseline;
   (b) the real ingester, `ingest_mqtt.py --mqtt-url ... --db sqlite:///... --client-id ...`,
-      as a subprocess, into a fresh SQLite file;
+      as a subprocess with default settings (TRACKER_* variables are left out of its
+      environment) into a fresh SQLite file holding the 25 demo hot spots, so that it also
+      keeps dosage current as in production;
   (c) the same into a fresh private schema of PostgreSQL (dropped afterwards).
 
 Rate = messages / (last commit-and-ack - first publish), on the wall clock shared by the
