@@ -30,6 +30,8 @@ class Message:
 
 @dataclass
 class BatchOutcome:
+    """What one stored batch held: messages, pings, dead letters and ignored messages."""
+
     messages: int = 0
     pings: int = 0
     dead_letters: int = 0

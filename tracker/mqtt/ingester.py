@@ -108,19 +108,15 @@ class IngestConfig:
 
 
 @dataclass
-class _Stats:
-    messages: int = 0
-    pings: int = 0
-    dead_letters: int = 0
-    ignored: int = 0
+class _Stats(BatchOutcome):
+    """Batch outcomes added up over a time window, with the worst arrival-to-commit lag."""
+
     max_lag_s: float = 0.0
     since: float = field(default_factory=time.monotonic)
 
     def add(self, outcome: BatchOutcome, lag_s: float) -> None:
-        self.messages += outcome.messages
-        self.pings += outcome.pings
-        self.dead_letters += outcome.dead_letters
-        self.ignored += outcome.ignored
+        for name in ("messages", "pings", "dead_letters", "ignored"):
+            setattr(self, name, getattr(self, name) + getattr(outcome, name))
         self.max_lag_s = max(self.max_lag_s, lag_s)
 
 
