@@ -286,6 +286,24 @@ def subscriber_main(host: str, port: int, client_id: str, filters: list[str], ex
 # --- the parent: broker, databases, scenarios ----------------------------------------------------
 
 
+def _descendants(root: int) -> list[int]:
+    """Return the pids of every living descendant of a process (from /proc)."""
+    parent_of = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parent_of[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parent_of.items() if parent in frontier]
+        found.extend(children)
+        frontier = children
+    return found
+
+
 class Child:
     """A child process whose stdout (JSON lines) and stderr (lines) are read by threads."""
 
@@ -302,32 +320,42 @@ class Child:
         threading.Thread(target=self._sample_memory, daemon=True).start()
 
     def _sample_memory(self) -> None:
-        # VmHWM is the kernel's high-water mark of this process's RSS since its exec.
-        # (wait4's ru_maxrss is no use here: it also counts the parent's RSS at the fork.)
-        status = Path(f"/proc/{self.proc.pid}/status")
-        tasks = Path(f"/proc/{self.proc.pid}/task")
+        # VmHWM is the kernel's high-water mark of a process's RSS since its exec. (wait4's
+        # ru_maxrss is no use here: it also counts the parent's RSS at the fork.) The
+        # ingester is two processes (receiver and writer): the figure is the sum of the
+        # high-water marks of the process and of every descendant seen, which is at least
+        # the peak of their total.
+        root = self.proc.pid
         ticks = os.sysconf("SC_CLK_TCK")
-        per_task: dict[str, float] = {}
+        hwm_kb: dict[int, int] = {}
+        task_cpu: dict[tuple[int, int], float] = {}
         while self.proc.returncode is None:
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.vm_hwm_kb = max(self.vm_hwm_kb, int(line.split()[1]))
-                # CPU seconds per thread: the main thread, then the others by CPU time (for
-                # the ingester and the subscriber the busiest other one is paho's network
-                # thread); a thread that has ended keeps its last reading.
-                for task in tasks.iterdir():
-                    stat = (task / "stat").read_text()
-                    fields = stat[stat.rindex(")") + 2:].split()
-                    per_task[task.name] = (int(fields[11]) + int(fields[12])) / ticks
-                main = per_task.get(str(self.proc.pid), 0.0)
-                others = sorted((cpu for tid, cpu in per_task.items()
-                                 if tid != str(self.proc.pid)), reverse=True)
-                self.thread_cpu_s = {"main": main, **{f"other {n}": cpu for n, cpu in
-                                                      enumerate(others, start=1) if cpu}}
-            except (OSError, ValueError, IndexError):
-                if not status.exists():
-                    return
+            pids = [root, *_descendants(root)]
+            for pid in pids:
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            hwm_kb[pid] = max(hwm_kb.get(pid, 0), int(line.split()[1]))
+                    # CPU seconds per thread; a thread that has ended keeps its last reading.
+                    for task in Path(f"/proc/{pid}/task").iterdir():
+                        stat = (task / "stat").read_text()
+                        fields = stat[stat.rindex(")") + 2:].split()
+                        task_cpu[pid, int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+                except (OSError, ValueError, IndexError):
+                    if pid == root and not Path(f"/proc/{root}").exists():
+                        return
+            self.vm_hwm_kb = sum(hwm_kb.values())
+            # The root's main thread, its other threads by CPU time (for the ingester and the
+            # subscriber the busiest is paho's network thread), then each child process.
+            others = sorted((cpu for (pid, tid), cpu in task_cpu.items()
+                             if pid == root and tid != root), reverse=True)
+            children = sorted({pid for pid, _tid in task_cpu} - {root})
+            self.thread_cpu_s = {
+                "main": task_cpu.get((root, root), 0.0),
+                **{f"other {n}": cpu for n, cpu in enumerate(others, start=1) if cpu},
+                **{f"child process {n}": sum(cpu for (p, _t), cpu in task_cpu.items() if p == pid)
+                   for n, pid in enumerate(children, start=1)},
+            }
             time.sleep(0.05)
 
     def _read_stdout(self) -> None:

@@ -403,6 +403,29 @@ def now_s() -> int:
     return int(time.time())
 
 
+def child_pids(pid: int) -> list[int]:
+    """The living (not zombie) child processes of a process, from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, parent = stat[stat.rindex(")") + 2:].split()[:2]
+            if int(parent) == pid and state != "Z":
+                children.append(int(entry.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+
+
 # --- (a) malformed messages --------------------------------------------------------------------
 
 
@@ -634,7 +657,11 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(harness, db, tmp
     streaming = Background(stream)
     try:
         wait_until(lambda: ping_count(db) >= 300, "a few hundred pings", [ingester])
+        writers = child_pids(ingester.process.pid)
+        assert len(writers) == 1, "the ingester is a receiving and a writing process"
         assert harness.stop(ingester, signal.SIGKILL) == -signal.SIGKILL
+        # The writer cannot acknowledge anything without the receiver, and leaves too.
+        wait_until(lambda: not alive(writers[0]), "the orphaned writer process to exit")
         stored_at_kill = ping_count(db)
     finally:
         killed.set()
@@ -650,6 +677,64 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(harness, db, tmp
     assert tracker_command("report", "--db", harness.database_url, "--format", "csv") == expected
     assert harness.stop(again) == 0
     assert ping_count(db) == len(pings)
+
+
+@pytest.mark.parametrize("mqtt_broker", ["mosquitto"], indirect=True)
+def test_a_killed_writer_stops_the_ingester_and_a_restart_loses_nothing(harness, db):
+    run = unique("writer")
+    pings = simulated_fleet(run, devices=4, hours=3, seed=17)[:1500]
+    topics = [native_topic(d) for d in device_ids(pings)]
+    # Arrays of 10, as in the kill -9 test: Mosquitto queues at most 1000 messages by default
+    # for the session while no ingester is connected.
+    messages = backlog_messages(pings, size=10)
+    random.Random(31).shuffle(messages)
+    client_id = unique("ingest")
+    ingester = harness.start(client_id, topics)
+    harness.wait_subscribed(ingester, len(topics))
+    publisher = harness.publisher()
+    streaming = Background(lambda: publisher.publish(messages, STREAM_EVERY_S))
+    try:
+        wait_until(lambda: ping_count(db) >= 300, "a few hundred pings", [ingester])
+        [writer] = child_pids(ingester.process.pid)
+        os.kill(writer, signal.SIGKILL)
+        # Nothing more can be committed, so the receiver must not go on taking messages.
+        assert ingester.process.wait(timeout=WAIT_S) == 1
+    finally:
+        streaming.join()
+    assert "the writer process ended unexpectedly" in ingester.log()
+    assert ping_count(db) < len(pings)
+
+    again = harness.start(client_id, topics)
+    wait_until(lambda: ping_count(db) == len(pings), f"all {len(pings)} pings", [again])
+    assert stored_pings(db) == set(pings)
+    assert harness.stop(again) == 0
+
+
+@pytest.mark.parametrize("mqtt_broker", ["embedded"], indirect=True)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_uninitialised_database_stops_the_ingester_before_it_connects(harness, tmp_path):
+    harness.database_url = f"sqlite:///{tmp_path / 'never-initialised.db'}"
+    command = harness.command(unique("ingest"), ["patrol/+/location"])
+
+    done = subprocess.run(command, cwd=ROOT, env=harness.env(), capture_output=True,
+                          text=True, timeout=WAIT_S, check=False)
+
+    assert done.returncode == 1
+    assert "Error: the database schema is missing or old: run `python -m tracker init` first" \
+        in done.stderr
+    assert "connected to" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_receiving_process_does_without_the_database_and_dosage_libraries():
+    # The receiver holds up to Receive Maximum messages beside paho; the writer process
+    # carries the heavy libraries. Both count towards the ingester's memory.
+    code = ("import sys, tracker.mqtt.run; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'sqlalchemy', 'alembic', 'pandas', 'numpy', 'shapely', 'amqtt'}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=WAIT_S, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 # --- (f) shared subscriptions ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from tracker.db import make_engine, schema_is_current, session_factory, upgrade
 from tracker.devices import AssignmentError, load_assignments, parse_assignments
 from tracker.dosage import DAILY_COLUMNS, DosageParams, compute_dosage
 from tracker.geofence import GeofenceError, load_hot_spots
+from tracker.options import db_option
 from tracker.pings import PingFileError, parse_gpx, parse_ping_records, read_pings
 from tracker.recompute import bring_up_to_date, enqueue_all_device_days, replace_hot_spots
 from tracker.reports import daily_report, dead_letter_report
@@ -26,10 +27,6 @@ from tracker.tables import FORMATS, write_table
 format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
     help="Output format.",
-)
-db_option = click.option(
-    "--db", "db_url", default=None, metavar="URL",
-    help="SQLAlchemy database URL (default: TRACKER_DATABASE_URL, then embedded SQLite).",
 )
 from_option = click.option("--from", "from_day", type=click.DateTime(["%Y-%m-%d"]),
                            default=None, help="First local date (YYYY-MM-DD).")

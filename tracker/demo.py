@@ -230,8 +230,7 @@ def run(host: str = "127.0.0.1", port: int = 5000) -> None:
     ingester = Ingester(
         IngestConfig(broker=BrokerAddress.parse(broker.url), client_id="demo-ingester",
                      topics=settings.get("TRACKER_MQTT_TOPICS"), protocol="3.1.1",
-                     log_every_s=60),
-        session_factory(make_engine(url)), params)
+                     log_every_s=60, db_url=url))
     ingest_thread = threading.Thread(target=ingester.run, name="ingester", daemon=True)
     ingest_thread.start()
     ingester.wait_connected(10)

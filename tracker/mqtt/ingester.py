@@ -1,46 +1,73 @@
 """The MQTT ingester (DESIGN section 4): paho-mqtt 2, QoS 1, acknowledged after commit.
 
-paho's network thread only queues messages; the ingester's own thread commits them in
-batches and then acknowledges each one (manual acks), so a crash at any moment leaves
-every unacknowledged message with the broker for redelivery, and redelivery is harmless
-because pings are unique by (device, timestamp).
+This process receives: paho's network thread queues each message, the main thread sends
+them in batches to the writer process (`tracker.mqtt.writer`), and a third thread
+acknowledges each message (manual acks) once the writer says its batch has committed. So
+a crash of either process at any moment leaves every unacknowledged message with the
+broker for redelivery, and redelivery is harmless because pings are unique by (device,
+timestamp). This module imports only what receiving needs, to keep the process small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import queue
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
-from tracker.dosage import DosageParams
-from tracker.ingest import BatchOutcome, Message, store_messages
-from tracker.payloads import Limits
-from tracker.recompute import rebuild_device_days, rebuild_hot_spot_days
-from tracker.store import hot_spot_fingerprint, purge_pings, stored_hot_spots
+from tracker.settings import PROJECT_ROOT
 
 log = logging.getLogger("tracker.ingest")
 
-PURGE_EVERY_S = 3600
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 INBOX_BATCHES = 8
-RECOMPUTE_SHARE = 0.25  # the most of the ingest thread's time that dosage passes may take
-RECOMPUTE_MAX_DEFER = 15  # while backlogged, a pass at least every this many intervals
+WRITER_BATCHES = 2  # batches sent to the writer and not yet answered: one committing, one next
+WRITER_START_S = 120.0  # opening the database may wait for a migration lock, not forever
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython: 700)
 MAX_RECEIVE_MAXIMUM = 65535  # the largest value MQTT v5 allows
+
+
+class WriterError(RuntimeError):
+    """The writer process could not start (its message says why) or stopped unexpectedly."""
+
+
+@contextlib.contextmanager
+def quiet_collector() -> Iterator[None]:
+    """Keep the garbage collector's cost per message small for a long-running loop.
+
+    Each message makes a dozen short-lived objects (in paho alone), and each default young
+    collection (every 700 allocations) that promotes the queued ones brings the next full
+    collection nearer, which walks every object of the process (libraries, hot spots). At
+    5,000 messages/s that was 29% of the CPU time (BENCHMARKS.md). So what is loaded by now
+    lives as long as the process and is frozen out of the collector's reach, and young
+    collections run every GC_YOUNG_THRESHOLD allocations.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def receive_maximum(batch_size: int) -> int:
@@ -95,7 +122,7 @@ class IngestConfig:
     flush_s: float = 0.2
     log_every_s: float = 10.0
     recompute_every_s: float = 2.0
-    limits: Limits = field(default_factory=Limits)
+    db_url: str | None = None  # None: TRACKER_DATABASE_URL, then embedded SQLite
 
     def subscriptions(self) -> list[str]:
         """Return the topic filters, as shared subscriptions when a group is set."""
@@ -108,34 +135,98 @@ class IngestConfig:
 
 
 @dataclass
-class _Stats(BatchOutcome):
+class _Stats:
     """Batch outcomes added up over a time window, with the worst arrival-to-commit lag."""
 
+    messages: int = 0
+    pings: int = 0
+    dead_letters: int = 0
+    ignored: int = 0
     max_lag_s: float = 0.0
     since: float = field(default_factory=time.monotonic)
 
-    def add(self, outcome: BatchOutcome, lag_s: float) -> None:
-        for name in ("messages", "pings", "dead_letters", "ignored"):
-            setattr(self, name, getattr(self, name) + getattr(outcome, name))
+    def add(self, counts: dict[str, int], lag_s: float) -> None:
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + value)
         self.max_lag_s = max(self.max_lag_s, lag_s)
 
 
-class Ingester:
-    """Subscribe, commit in batches, acknowledge after commit, and keep dosage current."""
+@dataclass(frozen=True)
+class _SentBatch:
+    """A batch the writer has not answered yet: what to acknowledge, and its first arrival."""
 
-    def __init__(self, config: IngestConfig, factory: sessionmaker[Session],
-                 params: DosageParams) -> None:
+    acks: list[tuple[int, int]]  # (mid, qos) of each message
+    first_arrival: float  # time.monotonic(), as paho stamps each message on arrival
+
+
+class _WriterProcess:
+    """The writer process (`python -m tracker.mqtt.writer`) and the pipes to and from it."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        # Three pipes, inherited by descriptor: batches in, replies out, and a stop request
+        # (which the writer also reads as EOF if this process dies). A plain subprocess
+        # rather than multiprocessing, whose "spawn" adds a resource tracker process and
+        # re-imports the parent's __main__.
+        batches_in, batches = os.pipe()
+        replies, replies_out = os.pipe()
+        stop_in, stop = os.pipe()
+        inherited = (batches_in, replies_out, stop_in)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                          env.get("PYTHONPATH")]))
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+                [sys.executable, "-m", "tracker.mqtt.writer", *map(str, inherited)],
+                pass_fds=inherited, env=env, stdin=subprocess.DEVNULL)
+        finally:
+            # Only the writer holds its ends now, so each side reads EOF when the other goes.
+            for fd in inherited:
+                os.close(fd)
+        self._batches = Connection(batches, readable=False)
+        self.replies = Connection(replies, writable=False)
+        self._stop = Connection(stop, readable=False)
+        # Through the pipe, not the command line: the URL may hold a database password.
+        self._batches.send({"db_url": config.db_url, "recompute_every_s": config.recompute_every_s,
+                            "log_level": log.getEffectiveLevel()})
+        reply = self.replies.recv() if self.replies.poll(WRITER_START_S) else ("timeout",)
+        if reply[0] != "ready":
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            raise WriterError(reply[1] if reply[0] == "error" else
+                              f"the writer process did not open the database ({reply[0]})")
+
+    def send(self, batch: list[tuple[str, bytes]]) -> None:
+        self._batches.send(batch)
+
+    def stop(self) -> None:
+        """Tell the writer to give up a batch that is waiting for the database to come back."""
+        with contextlib.suppress(OSError):
+            self._stop.send(True)
+
+    def finish(self) -> None:
+        """Tell the writer that no more batches come; it answers ("finished",) and exits."""
+        self._batches.send(None)
+        self.process.wait()
+
+
+class Ingester:
+    """Subscribe, commit in batches (in the writer), acknowledge after commit."""
+
+    def __init__(self, config: IngestConfig) -> None:
         self.config = config
-        self.factory = factory
-        self.params = params
         # Bounded: when the database falls behind, paho's thread blocks here and the
         # broker, not this process, holds the backlog.
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue(
-            maxsize=config.batch_size * INBOX_BATCHES)
+        self._inbox: queue.Queue[tuple] = queue.Queue(maxsize=config.batch_size * INBOX_BATCHES)
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._sent: deque[_SentBatch] = deque()
+        self._slots = threading.Semaphore(WRITER_BATCHES)
+        self._stats_lock = threading.Lock()
         self.totals = _Stats()
-        self._next_purge = 0.0
+        self._window = _Stats()
+        self._writer_failed = False
         self._pending_subscriptions: dict[int, list[str]] = {}
         self.client = self._make_client()
 
@@ -196,14 +287,17 @@ class Ingester:
                         reason_code)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        # Only what is needed is kept: a paho message with its MQTT v5 properties is
+        # several KB, and up to Receive Maximum of them wait here.
+        item = (message.mid, message.qos, message.topic, message.payload, message.timestamp)
         while not self._stop.is_set():
             try:
-                self._inbox.put(message, timeout=0.5)
+                self._inbox.put(item, timeout=0.5)
                 return
             except queue.Full:
                 continue
 
-    # the ingester's own thread ---------------------------------------------------------
+    # the receiving process's own threads ----------------------------------------------
 
     def connect(self) -> None:
         """Start connecting (paho retries with backoff in its thread)."""
@@ -218,98 +312,47 @@ class Ingester:
         self.client.loop_start()
 
     def stop(self, *_args) -> None:
-        """Ask the loop to finish its current batch, acknowledge it and return."""
+        """Ask the loop to finish its current batches, acknowledge them and return."""
         self._stop.set()
 
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
     def run(self) -> int:
-        """Ingest until stopped; return the process exit code."""
+        """Ingest until stopped; return the process exit code.
+
+        Raises WriterError, before connecting to the broker, if the writer process cannot
+        open the database.
+        """
+        writer = _WriterProcess(self.config)
         self.connect()
+        acknowledger = threading.Thread(target=self._acknowledge, args=(writer,),
+                                        name="acknowledge", daemon=True)
+        acknowledger.start()
         next_log = time.monotonic() + self.config.log_every_s
-        next_recompute = time.monotonic() + self.config.recompute_every_s
-        last_recompute = time.monotonic()
-        window = _Stats()
-        hot_spots = self._hot_spots()  # (fingerprint, set), refreshed by _recompute
-        # Each message makes a dozen short-lived objects in paho alone, and each default
-        # young collection (every 700 allocations) that promotes the queued ones brings the
-        # next full collection nearer, which walks every object of the process (libraries,
-        # hot spots: well over 100,000). At 5,000 messages/s that was 29% of the CPU time.
-        # So: what is loaded by now lives as long as the process and is frozen out of the
-        # collector's reach, and young collections run every GC_YOUNG_THRESHOLD allocations
-        # (2.2 s instead of 6.1 s of collection per 100,000 messages; BENCHMARKS.md).
-        thresholds = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(max(thresholds[0], GC_YOUNG_THRESHOLD), *thresholds[1:])
         try:
-            while not self._stop.is_set():
-                batch = self._next_batch()
-                if batch:
-                    outcome = self._commit(batch)
-                    if outcome is None:
-                        break  # stopped while the database was unavailable
-                    # paho stamps each message with time.monotonic() on arrival.
-                    lag_s = time.monotonic() - min(m.timestamp for m in batch)
-                    window.add(outcome, lag_s)
-                    self.totals.add(outcome, lag_s)
-                now = time.monotonic()
-                if now >= next_recompute and (now >= last_recompute + self._max_defer_s
-                                              or not self._backlogged()):
-                    hot_spots = self._recompute(hot_spots)
-                    next_recompute = self._next_recompute(now)
-                    last_recompute = time.monotonic()
-                if now >= next_log:
-                    self._log_status(window)
-                    window = _Stats()
-                    next_log = now + self.config.log_every_s
-            # Whatever paho already queued is committed and acknowledged before leaving.
-            while batch := self._drain():
-                outcome = self._commit(batch)
-                if outcome is None:
-                    break
-                self.totals.add(outcome, time.monotonic() - min(m.timestamp for m in batch))
-            self._recompute(hot_spots)
+            with quiet_collector():
+                while not self._stop.is_set():
+                    if batch := self._next_batch():
+                        self._send(writer, batch)
+                    if time.monotonic() >= next_log:
+                        self._log_status(self._take_window())
+                        next_log = time.monotonic() + self.config.log_every_s
+                # A batch still waiting for the database is given up, not acknowledged.
+                writer.stop()
+                # Whatever paho already queued is committed and acknowledged before leaving.
+                while not self._writer_failed and (batch := self._drain()):
+                    self._send(writer, batch)
+                if not self._writer_failed:
+                    writer.finish()
+                    acknowledger.join()
         finally:
             self.client.disconnect()
             self.client.loop_stop()
             self._log_status(self.totals, final=True)
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
-        return 0
+        return 1 if self._writer_failed else 0
 
-    @property
-    def _max_defer_s(self) -> float:
-        return self.config.recompute_every_s * RECOMPUTE_MAX_DEFER
-
-    def _backlogged(self) -> bool:
-        """Whether a full batch is already waiting: ingest is behind the broker.
-
-        Dosage passes then wait (up to recompute_every_s * RECOMPUTE_MAX_DEFER after the
-        last one), so that a burst is acknowledged as fast as it can be committed and the
-        broker's queue for this client stays short; the queued device-days are rebuilt
-        once the burst is over. At a rate the ingester keeps up with, a batch is never
-        waiting and passes keep their interval.
-        """
-        return self._inbox.qsize() >= self.config.batch_size
-
-    def _next_recompute(self, started: float) -> float:
-        """When the next dosage pass may start, given when the last one started.
-
-        The interval counts from the end of a pass, and a pass may take at most
-        RECOMPUTE_SHARE of this thread's time: a pass slower than the interval (many
-        queued device-days during a burst, on a busy machine) would otherwise run after
-        every batch and cut ingest to one batch per pass, while unacknowledged messages
-        pile up at the broker. Passes that take less than
-        recompute_every_s * RECOMPUTE_SHARE / (1 - RECOMPUTE_SHARE) keep the configured
-        interval exactly.
-        """
-        finished = time.monotonic()
-        took = finished - started
-        return finished + max(self.config.recompute_every_s,
-                              took * (1 - RECOMPUTE_SHARE) / RECOMPUTE_SHARE)
-
-    def _next_batch(self) -> list[mqtt.MQTTMessage]:
+    def _next_batch(self) -> list[tuple]:
         try:
             first = self._inbox.get(timeout=self.config.flush_s)
         except queue.Empty:
@@ -326,7 +369,7 @@ class Ingester:
                 break
         return batch
 
-    def _drain(self) -> list[mqtt.MQTTMessage]:
+    def _drain(self) -> list[tuple]:
         batch = []
         while len(batch) < self.config.batch_size:
             try:
@@ -335,54 +378,46 @@ class Ingester:
                 break
         return batch
 
-    def _commit(self, batch: list[mqtt.MQTTMessage]) -> BatchOutcome | None:
-        """Store the batch in one transaction, then acknowledge it; retry on database errors."""
-        messages = [Message(m.topic, m.payload, m) for m in batch]
-        delay_s = 0.5
+    def _send(self, writer: _WriterProcess, batch: list[tuple]) -> None:
+        """Hand a batch to the writer once it has room (at most WRITER_BATCHES unanswered)."""
+        while not self._slots.acquire(timeout=0.5):
+            if self._writer_failed:
+                return
+        self._sent.append(_SentBatch([(mid, qos) for mid, qos, *_ in batch],
+                                     min(item[4] for item in batch)))
+        with contextlib.suppress(OSError):  # the writer has gone: the acknowledger says so
+            writer.send([(topic, payload) for _mid, _qos, topic, payload, _at in batch])
+
+    def _acknowledge(self, writer: _WriterProcess) -> None:
+        """Acknowledge each batch's messages when the writer reports it committed."""
         while True:
             try:
-                with self.factory.begin() as session:
-                    outcome = store_messages(session, messages, self.params,
-                                             self.config.limits, time.time_ns() // 1000)
-                break
-            except SQLAlchemyError as exc:
-                # Not acknowledged: the broker keeps the messages until a commit succeeds.
-                log.error("database error, batch of %d not acknowledged, retrying in %.1f s: %s",
-                          len(batch), delay_s, exc)
-                if self._stop.wait(delay_s):
-                    return None
-                delay_s = min(delay_s * 2, 30)
-        for message in batch:
-            if message.qos > 0:
-                self.client.ack(message.mid, message.qos)
-        return outcome
+                reply = writer.replies.recv()
+            except EOFError:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    writer.process.wait(5)
+                log.error("the writer process ended unexpectedly (exit code %s); nothing more "
+                          "is acknowledged, the broker keeps the rest", writer.process.returncode)
+                self._writer_failed = True
+                self._stop.set()
+                return
+            if reply[0] == "finished":
+                return
+            batch = self._sent.popleft()
+            if reply[0] == "stored":
+                for mid, qos in batch.acks:
+                    if qos > 0:
+                        self.client.ack(mid, qos)
+                lag_s = time.monotonic() - batch.first_arrival
+                with self._stats_lock:
+                    self.totals.add(reply[1], lag_s)
+                    self._window.add(reply[1], lag_s)
+            self._slots.release()
 
-    def _hot_spots(self, cached: tuple | None = None) -> tuple:
-        """Return (fingerprint, hot spot set), reloading only when the stored set changed."""
-        with self.factory() as session:
-            fingerprint = hot_spot_fingerprint(session)
-            if cached is not None and cached[0] == fingerprint:
-                return cached
-            return fingerprint, stored_hot_spots(session)
-
-    def _recompute(self, cached: tuple) -> tuple:
-        """One bounded pass over pending dosage, so ingest never stalls behind a rebuild."""
-        try:
-            cached = self._hot_spots(cached)
-            hot_spots = cached[1]
-            with self.factory.begin() as session:
-                rebuild_device_days(session, hot_spots, self.params, limit=200)
-            with self.factory.begin() as session:
-                rebuild_hot_spot_days(session, self.params, limit=200)
-            retention_days = self.config.limits.max_age_days
-            if retention_days and time.monotonic() >= self._next_purge:
-                with self.factory.begin() as session:
-                    purged = purge_pings(session, retention_days, self.params)
-                log.info("purged %d pings older than %d days", purged, retention_days)
-                self._next_purge = time.monotonic() + PURGE_EVERY_S
-        except SQLAlchemyError as exc:
-            log.error("dosage recompute failed, will retry: %s", exc)
-        return cached
+    def _take_window(self) -> _Stats:
+        with self._stats_lock:
+            window, self._window = self._window, _Stats()
+        return window
 
     def _log_status(self, stats: _Stats, final: bool = False) -> None:
         elapsed = max(time.monotonic() - stats.since, 1e-9)

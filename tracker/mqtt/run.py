@@ -8,21 +8,22 @@ import sys
 import click
 
 from tracker import settings
-from tracker.cli import configured_params, db_option, open_database
-from tracker.mqtt.broker import EMBEDDED_BROKER_MQTT_VERSIONS, EmbeddedBroker
 from tracker.mqtt.ingester import (
+    LOG_FORMAT,
     BrokerAddress,
     IngestConfig,
     Ingester,
+    WriterError,
     install_signal_handlers,
 )
-from tracker.payloads import Limits
+from tracker.options import db_option
 
 EMBEDDED_PORT = 1884
 
 
 def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
-                 shared_group: str | None, ca_file: str | None, protocol: str) -> IngestConfig:
+                 shared_group: str | None, ca_file: str | None, protocol: str,
+                 db_url: str | None) -> IngestConfig:
     """Return the ingester configuration: flags first, then TRACKER_ settings."""
     try:
         config = IngestConfig(
@@ -38,9 +39,7 @@ def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
             flush_s=settings.get("TRACKER_INGEST_FLUSH_S"),
             log_every_s=settings.get("TRACKER_INGEST_LOG_S"),
             recompute_every_s=settings.get("TRACKER_RECOMPUTE_S"),
-            limits=Limits(max_payload_bytes=settings.get("TRACKER_MAX_PAYLOAD_BYTES"),
-                          max_future_s=settings.get("TRACKER_MAX_FUTURE_S"),
-                          max_age_days=settings.get("TRACKER_RETENTION_DAYS")),
+            db_url=db_url,
         )
         config.subscriptions()  # validates the shared group against the protocol
     except (ValueError, settings.SettingsError) as exc:
@@ -63,15 +62,16 @@ def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
               help="MQTT version (default 5; 3.1.1 with the embedded broker).")
 def main(mqtt_url, db_url, client_id, topics, shared_group, ca_file, protocol) -> None:
     """Ingest officers' positions from MQTT into the database and keep dosage current."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
-                        stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    factory = open_database(db_url)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     mqtt_url = mqtt_url or settings.get("TRACKER_MQTT_URL")
     broker = None
     if not mqtt_url:
         if settings.is_production():
             raise click.UsageError("TRACKER_MQTT_URL is required in production")
+        # Imported only here: the embedded broker's libraries would otherwise sit in the
+        # receiving process, which is kept small (tracker.mqtt.ingester).
+        from tracker.mqtt.broker import EMBEDDED_BROKER_MQTT_VERSIONS, EmbeddedBroker
+
         broker = EmbeddedBroker(port=EMBEDDED_PORT).start()
         mqtt_url = broker.url
         protocol = protocol or EMBEDDED_BROKER_MQTT_VERSIONS[-1]
@@ -79,11 +79,14 @@ def main(mqtt_url, db_url, client_id, topics, shared_group, ca_file, protocol) -
             "no broker configured: started the embedded broker at %s (MQTT %s only, no "
             "shared subscriptions, no redelivery of unacknowledged messages; for "
             "development only)", mqtt_url, "/".join(EMBEDDED_BROKER_MQTT_VERSIONS))
-    config = build_config(mqtt_url, client_id, topics, shared_group, ca_file, protocol or "5")
-    ingester = Ingester(config, factory, configured_params())
+    config = build_config(mqtt_url, client_id, topics, shared_group, ca_file, protocol or "5",
+                          db_url)
+    ingester = Ingester(config)
     install_signal_handlers(ingester)
     try:
         code = ingester.run()
+    except WriterError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         if broker is not None:
             broker.stop()

@@ -1,0 +1,182 @@
+"""The ingester's writer process: commits batches, then says so, and keeps dosage current.
+
+The receiving process (`tracker.mqtt.ingester`) holds the MQTT connection and sends each
+batch here as a list of (topic, payload); this process decodes and stores it in one
+transaction and only then answers, and the receiver acknowledges the batch's messages when
+the answer arrives. Two processes rather than two threads: paho's decoding of incoming
+packets and this process's decoding, storing and dosage passes each need most of a core,
+and under one GIL they could only take turns.
+
+Replies, one per batch and in batch order: ("stored", counts) once committed, or
+("not stored",) when the receiver stopped while the database was unavailable. Before
+the first batch: ("ready",) or ("error", message); after the final `None`: ("finished",).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tracker import settings
+from tracker.cli import configured_params, open_database
+from tracker.dosage import DosageParams
+from tracker.ingest import BatchOutcome, Message, store_messages
+from tracker.mqtt.ingester import LOG_FORMAT, quiet_collector
+from tracker.payloads import Limits
+from tracker.recompute import rebuild_device_days, rebuild_hot_spot_days
+from tracker.store import hot_spot_fingerprint, purge_pings, stored_hot_spots
+
+log = logging.getLogger("tracker.ingest")
+
+PURGE_EVERY_S = 3600
+RECOMPUTE_SHARE = 0.25  # the most of this process's time that dosage passes may take
+RECOMPUTE_MAX_DEFER = 15  # while backlogged, a pass at least every this many intervals
+
+
+def configured_limits() -> Limits:
+    """Return the bounds on accepted payloads (TRACKER_ settings)."""
+    return Limits(max_payload_bytes=settings.get("TRACKER_MAX_PAYLOAD_BYTES"),
+                  max_future_s=settings.get("TRACKER_MAX_FUTURE_S"),
+                  max_age_days=settings.get("TRACKER_RETENTION_DAYS"))
+
+
+def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
+    """The writer process: open the database, then commit batches until told to end.
+
+    The first message on `batches` gives db_url, recompute_every_s and log_level; `stop`
+    becomes readable when the receiver asks to stop, or dies.
+    """
+    # Ctrl-C reaches the whole process group; the receiver decides when this process ends,
+    # after it has sent the batches it still holds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    batches = Connection(batches_fd, writable=False)
+    replies = Connection(replies_fd, readable=False)
+    stop = Connection(stop_fd, writable=False)
+    try:
+        options = batches.recv()
+    except EOFError:
+        return
+    logging.basicConfig(level=options["log_level"], format=LOG_FORMAT)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        factory = open_database(options["db_url"])
+        writer = Writer(factory, configured_params(), configured_limits(),
+                        options["recompute_every_s"], stop)
+    except (click.ClickException, settings.SettingsError) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        replies.send(("error", message))
+        return
+    replies.send(("ready",))
+    try:
+        with quiet_collector():
+            writer.serve(batches, replies)
+    except (BrokenPipeError, EOFError):
+        pass  # the receiver is gone (killed): nothing more can be acknowledged
+    finally:
+        factory.kw["bind"].dispose()
+
+
+class Writer:
+    """Commit batches in order and run bounded dosage passes between them."""
+
+    def __init__(self, factory: sessionmaker[Session], params: DosageParams, limits: Limits,
+                 recompute_every_s: float, stop: Connection) -> None:
+        self.factory = factory
+        self.params = params
+        self.limits = limits
+        self.recompute_every_s = recompute_every_s
+        self.stop = stop
+        self._next_purge = 0.0
+        self._hot_spots = self._load_hot_spots()  # (fingerprint, set), refreshed by _recompute
+
+    def serve(self, batches: Connection, replies: Connection) -> None:
+        next_recompute = time.monotonic() + self.recompute_every_s
+        last_recompute = time.monotonic()
+        while True:
+            if batches.poll(max(0.0, next_recompute - time.monotonic())):
+                batch = batches.recv()
+                if batch is None:
+                    break
+                outcome = self._commit(batch)
+                replies.send(("stored", asdict(outcome)) if outcome else ("not stored",))
+            now = time.monotonic()
+            # While a batch is already waiting, ingest is behind the broker: the pass
+            # waits (at most RECOMPUTE_MAX_DEFER intervals), so that a burst is acknowledged
+            # as fast as it can be committed and the broker's queue stays short; the queued
+            # device-days are rebuilt once the burst is over.
+            if now >= next_recompute and (
+                    now >= last_recompute + self.recompute_every_s * RECOMPUTE_MAX_DEFER
+                    or not batches.poll()):
+                self._recompute()
+                next_recompute = self._next_recompute(now)
+                last_recompute = time.monotonic()
+        self._recompute()
+        replies.send(("finished",))
+
+    def _next_recompute(self, started: float) -> float:
+        """When the next dosage pass may start, given when the last one started.
+
+        The interval counts from the end of a pass, and a pass may take at most
+        RECOMPUTE_SHARE of this process's time: a pass slower than the interval (many
+        queued device-days during a burst) would otherwise run after every batch and cut
+        ingest to one batch per pass while unacknowledged messages pile up at the broker.
+        """
+        finished = time.monotonic()
+        took = finished - started
+        return finished + max(self.recompute_every_s,
+                              took * (1 - RECOMPUTE_SHARE) / RECOMPUTE_SHARE)
+
+    def _commit(self, batch: list[tuple[str, bytes]]) -> BatchOutcome | None:
+        """Store the batch in one transaction; retry on database errors until stopped."""
+        messages = [Message(topic, payload) for topic, payload in batch]
+        delay_s = 0.5
+        while True:
+            try:
+                with self.factory.begin() as session:
+                    return store_messages(session, messages, self.params, self.limits,
+                                          time.time_ns() // 1000)
+            except SQLAlchemyError as exc:
+                # Not acknowledged: the broker keeps the messages until a commit succeeds.
+                log.error("database error, batch of %d not acknowledged, retrying in %.1f s: %s",
+                          len(batch), delay_s, exc)
+                if self.stop.poll(delay_s):  # stopping, or the receiver has gone
+                    return None
+                delay_s = min(delay_s * 2, 30)
+
+    def _load_hot_spots(self, cached: tuple | None = None) -> tuple:
+        """Return (fingerprint, hot spot set), reloading only when the stored set changed."""
+        with self.factory() as session:
+            fingerprint = hot_spot_fingerprint(session)
+            if cached is not None and cached[0] == fingerprint:
+                return cached
+            return fingerprint, stored_hot_spots(session)
+
+    def _recompute(self) -> None:
+        """One bounded pass over pending dosage, so ingest never stalls behind a rebuild."""
+        try:
+            self._hot_spots = self._load_hot_spots(self._hot_spots)
+            with self.factory.begin() as session:
+                rebuild_device_days(session, self._hot_spots[1], self.params, limit=200)
+            with self.factory.begin() as session:
+                rebuild_hot_spot_days(session, self.params, limit=200)
+            retention_days = self.limits.max_age_days
+            if retention_days and time.monotonic() >= self._next_purge:
+                with self.factory.begin() as session:
+                    purged = purge_pings(session, retention_days, self.params)
+                log.info("purged %d pings older than %d days", purged, retention_days)
+                self._next_purge = time.monotonic() + PURGE_EVERY_S
+        except SQLAlchemyError as exc:
+            log.error("dosage recompute failed, will retry: %s", exc)
+
+
+if __name__ == "__main__":
+    main(*map(int, sys.argv[1:4]))
