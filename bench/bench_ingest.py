@@ -32,7 +32,9 @@ The pings table must hold exactly --messages rows and no dead letters.
 
 Peak memory is the ingester's peak RSS: the kernel's high-water mark (VmHWM in
 /proc/<pid>/status), read every 50 ms until the process exits, so at most the last 50 ms of
-its shutdown escape it. CPU is its user + system time (wait4).
+its shutdown escape it, added up over the process and its descendants (the ingester is a
+receiving and a writing process), which is at least the peak of their total. CPU is user +
+system time (wait4, which counts the writer too, since the receiver waits for it).
 
 By default the benchmark starts a private Mosquitto (the one installed) on a free loopback
 port with `max_queued_messages 0` (no cap on the per-client queue), because Mosquitto's
