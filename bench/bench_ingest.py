@@ -43,6 +43,11 @@ Receive Maximum + 1000 messages behind a full-speed publisher; everything else i
 default configuration. --mqtt-url uses an existing broker instead (then each consumer
 subscribes to the --devices topics of its own run by name, so other traffic is ignored).
 
+--backlog measures draining instead: each consumer connects and subscribes, disconnects
+(its session stays), the publishers publish everything, and the consumer is started again;
+the rate is messages / (last commit-and-ack - that start), start-up included, and memory and
+CPU are those of the second process. This takes the publishers out of the measurement.
+
 Other options: --consumers picks a subset (and "batched" adds a diagnostic: the counting
 subscriber with the ingester's threading, paho's thread queueing and a second thread taking
 batches and acknowledging them); --batch sets TRACKER_INGEST_BATCH; --no-hot-spots leaves
@@ -555,6 +560,7 @@ class Result:
     thread_cpu_s: dict = field(default_factory=dict)
     exit_code: int | None = None
     notes: list[str] = field(default_factory=list)
+    backlog_published: float = float("nan")  # --backlog: seconds the publishers took
 
     @property
     def seconds(self) -> float:
@@ -565,8 +571,13 @@ class Result:
         return self.messages / self.seconds if self.seconds > 0 else float("nan")
 
     @property
+    def publish_seconds(self) -> float:
+        backlog = self.backlog_published
+        return backlog if backlog == backlog else self.publish_acked - self.first
+
+    @property
     def publish_rate(self) -> float:
-        return self.messages / (self.publish_acked - self.first)
+        return self.messages / self.publish_seconds
 
     @property
     def lost(self) -> int:
@@ -612,20 +623,42 @@ class Scenario:
         result.first = min(r["first"] for r in reports)
         result.publish_acked = max(r["acked"] for r in reports)
 
-    def run_subscriber(self, batched: bool = False) -> Result:
-        result = Result("batched" if batched else "subscriber", self.n)
-        client_id = f"benchsub-{self.tag}"
-        batch = (self.args.batch or self.args.ingester_batch) if batched else 0
-        sub = Child([sys.executable, __file__, "--subscriber", client_id, "--host", self.host,
-                     "--port", str(self.port), "--expected", str(self.n),
-                     "--receive-maximum", str(self.args.receive_maximum),
-                     "--batch", str(batch), *self.filters])
-        sub.record(timeout=60)  # subscribed
-        load_before = os.getloadavg()
+    def publish_backlog(self, result: Result) -> None:
+        """--backlog: publish everything while the consumer's session has no connection."""
         publishers = self.start_publishers()
         for publisher in publishers:
             publisher.send("go")
         self.finish_publishers(publishers, result)
+        result.backlog_published = result.publish_acked - result.first
+
+    def run_subscriber(self, batched: bool = False) -> Result:
+        result = Result("batched" if batched else "subscriber", self.n)
+        client_id = f"benchsub-{self.tag}"
+        batch = (self.args.batch or self.args.ingester_batch) if batched else 0
+
+        def start() -> Child:
+            return Child([sys.executable, __file__, "--subscriber", client_id, "--host",
+                          self.host, "--port", str(self.port), "--expected", str(self.n),
+                          "--receive-maximum", str(self.args.receive_maximum),
+                          "--batch", str(batch), *self.filters])
+
+        sub = start()
+        sub.record(timeout=60)  # subscribed
+        if self.args.backlog:
+            sub.send("stop")
+            sub.record(timeout=60)
+            sub.wait()
+            self.publish_backlog(result)
+            load_before = os.getloadavg()
+            result.first = time.time()
+            sub = start()
+            sub.record(timeout=60)  # subscribed (again), while the backlog flows in
+        else:
+            load_before = os.getloadavg()
+            publishers = self.start_publishers()
+            for publisher in publishers:
+                publisher.send("go")
+            self.finish_publishers(publishers, result)
         try:
             done = sub.record(timeout=STALL_S)
             result.end = done["done"]
@@ -668,11 +701,21 @@ class Scenario:
                     raise RuntimeError("the ingester did not subscribe:\n"
                                        + "\n".join(ingester.stderr))
                 time.sleep(0.05)
-            load_before = os.getloadavg()
-            publishers = self.start_publishers()
-            for publisher in publishers:
-                publisher.send("go")
-            waiter = threading.Thread(target=self.finish_publishers, args=(publishers, result))
+            if args.backlog:
+                ingester.proc.send_signal(signal.SIGTERM)
+                ingester.wait()
+                self.publish_backlog(result)
+                load_before = os.getloadavg()
+                result.first = time.time()
+                ingester = Child(argv, cwd=root, env=env)
+                waiter = threading.Thread(target=lambda: None)
+            else:
+                load_before = os.getloadavg()
+                publishers = self.start_publishers()
+                for publisher in publishers:
+                    publisher.send("go")
+                waiter = threading.Thread(target=self.finish_publishers,
+                                          args=(publishers, result))
             waiter.start()
             # The last commit: the first poll that sees every ping (max(id) is cheap; the
             # count confirms it, ids can have gaps on PostgreSQL).
@@ -742,12 +785,13 @@ def fmt(value: float, digits: int = 0) -> str:
     return "n/a" if value != value else f"{value:,.{digits}f}"
 
 
-def summarise(results: list[dict[str, Result]], consumers: list[str]) -> str:
+def summarise(results: list[dict[str, Result]], consumers: list[str], backlog: bool) -> str:
     labels = {"subscriber": "(a) counting subscriber (baseline)",
               "batched": "(a') counting subscriber, batched acks (diagnostic)",
               "sqlite": "(b) ingester -> SQLite", "postgresql": "(c) ingester -> PostgreSQL"}
+    span = "Consumer start" if backlog else "First publish"
     lines = [
-        "| Consumer | Rate (msg/s) | Ratio to (a) | First publish -> last commit+ack (s) "
+        f"| Consumer | Rate (msg/s) | Ratio to (a) | {span} -> last commit+ack (s) "
         "| Publishers' QoS 1 rate (msg/s) | Peak RSS (MB) | CPU (us/msg) | Stored or counted "
         "| Lost | Redelivered after stop |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -777,7 +821,7 @@ def run_lines(results: list[dict[str, Result]]) -> list[str]:
             load = " -> ".join(", ".join(f"{v:.2f}" for v in la) for la in r.load)
             out.append(
                 f"- run {number}, {consumer}: {fmt(r.rate)} msg/s, {fmt(r.seconds, 2)} s "
-                f"(publishers acked after {fmt(r.publish_acked - r.first, 2)} s), "
+                f"(publishers acked after {fmt(r.publish_seconds, 2)} s), "
                 f"peak RSS {fmt(r.peak_rss_mb)} MB, CPU {fmt(r.cpu_s, 1)} s, "
                 f"{'counted' if consumer in ('subscriber', 'batched') else 'stored'} "
                 f"{r.received if consumer in ('subscriber', 'batched') else r.stored:,}, "
@@ -814,6 +858,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingester-root", default=str(ROOT),
                         help="run ingest_mqtt.py from this checkout (to compare versions)")
     parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument("--backlog", action="store_true",
+                        help="publish everything while each consumer is disconnected, then "
+                             "time it from its start until it has drained the backlog")
     parser.add_argument("--ingester-wrapper", default="",
                         help="a command to start the ingester with (e.g. 'taskset -c 1'); it "
                              "must exec the ingester in the same process")
@@ -891,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
     if dropped is not None:
         print(f"- Broker log lines 'Outgoing messages are being dropped': {dropped}")
     print()
-    print(summarise(results, consumers))
+    print(summarise(results, consumers, args.backlog))
     print()
     print("\n".join(run_lines(results)))
     ok = all(r.lost == 0 and r.redelivered == 0 for run in results for r in run.values())
