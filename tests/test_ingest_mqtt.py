@@ -36,7 +36,7 @@ import pytest
 from click.testing import CliRunner
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tracker import cli
 from tracker.geofence import load_hot_spots
@@ -735,6 +735,77 @@ def test_the_receiving_process_does_without_the_database_and_dosage_libraries():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=WAIT_S, check=True)
     assert done.stdout.strip() == "[]"
+
+
+class PingsTableAway:
+    """A database outage as the ingester sees it: the pings table renamed away and back.
+
+    Every write of a batch then fails at once with an SQL error, on SQLite and PostgreSQL
+    alike, and works again when the table is back.
+    """
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def _rename(self, old: str, new: str) -> None:
+        with self.db.begin() as session:
+            session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    def __enter__(self) -> PingsTableAway:
+        self._rename("pings", "pings_away")
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._rename("pings_away", "pings")
+
+    def rows(self) -> int:
+        with self.db() as session:
+            return session.scalar(text("SELECT count(*) FROM pings_away"))
+
+
+@DEPLOYMENTS
+def test_a_database_outage_holds_messages_unacknowledged_until_it_ends(harness, db):
+    run = unique("outage")
+    pings = simulated_fleet(run, devices=2, hours=1, seed=37)[:200]
+    topics = [native_topic(d) for d in device_ids(pings)]
+    ingester = harness.start(unique("ingest"), topics)
+    harness.wait_subscribed(ingester, len(topics))
+
+    with PingsTableAway(db) as away:
+        harness.publisher().publish(single_messages(pings))
+        wait_until(lambda: "database error, batch of" in ingester.log(),
+                   "the ingester to meet the outage", [ingester])
+        assert away.rows() == 0
+    wait_until(lambda: ping_count(db) == len(pings), "the pings after the outage", [ingester])
+
+    assert harness.stop(ingester) == 0
+    assert stored_pings(db) == set(pings)
+    assert ingester.final_totals() == Totals(len(pings), len(pings), 0, 0)
+
+
+@pytest.mark.parametrize("mqtt_broker", ["mosquitto"], indirect=True)
+def test_sigterm_during_a_database_outage_exits_0_and_leaves_the_messages_queued(harness, db):
+    run = unique("outage-term")
+    pings = simulated_fleet(run, devices=2, hours=1, seed=41)[:200]
+    topics = [native_topic(d) for d in device_ids(pings)]
+    client_id = unique("ingest")
+    ingester = harness.start(client_id, topics)
+    harness.wait_subscribed(ingester, len(topics))
+
+    with PingsTableAway(db):
+        # A stream, so that more batches wait behind the one the writer cannot commit.
+        harness.publisher().publish(single_messages(pings), STREAM_EVERY_S)
+        wait_until(lambda: "database error, batch of" in ingester.log(),
+                   "the ingester to meet the outage", [ingester])
+        assert harness.stop(ingester) == 0
+    # Nothing was committed, so nothing was acknowledged: the broker still has it all.
+    assert ingester.final_totals() == Totals(0, 0, 0, 0)
+    assert ping_count(db) == 0
+
+    again = harness.start(client_id, topics)
+    wait_until(lambda: ping_count(db) == len(pings), "the queued pings", [again])
+    assert stored_pings(db) == set(pings)
+    assert harness.stop(again) == 0
 
 
 # --- (f) shared subscriptions ------------------------------------------------------------------

@@ -185,6 +185,7 @@ class _WriterProcess:
         self._batches = Connection(batches, readable=False)
         self.replies = Connection(replies, writable=False)
         self._stop = Connection(stop, readable=False)
+        self._stopping = False
         # Through the pipe, not the command line: the URL may hold a database password.
         self._batches.send({"db_url": config.db_url, "recompute_every_s": config.recompute_every_s,
                             "log_level": log.getEffectiveLevel()})
@@ -201,9 +202,11 @@ class _WriterProcess:
         self._batches.send(batch)
 
     def stop(self) -> None:
-        """Tell the writer to give up a batch that is waiting for the database to come back."""
-        with contextlib.suppress(OSError):
-            self._stop.send(True)
+        """Tell the writer to give up batches that wait for the database to come back."""
+        if not self._stopping:
+            self._stopping = True
+            with contextlib.suppress(OSError):
+                self._stop.send(True)
 
     def finish(self) -> None:
         """Tell the writer that no more batches come; it answers ("finished",) and exits."""
@@ -383,6 +386,10 @@ class Ingester:
         while not self._slots.acquire(timeout=0.5):
             if self._writer_failed:
                 return
+            if self._stop.is_set():
+                # Asked to stop while the writer waits for the database: it gives up the
+                # batches it holds (unacknowledged, so the broker keeps them) and makes room.
+                writer.stop()
         self._sent.append(_SentBatch([(mid, qos) for mid, qos, *_ in batch],
                                      min(item[4] for item in batch)))
         with contextlib.suppress(OSError):  # the writer has gone: the acknowledger says so
