@@ -186,17 +186,24 @@ class _WriterProcess:
         self.replies = Connection(replies, writable=False)
         self._stop = Connection(stop, readable=False)
         self._stopping = False
-        # Through the pipe, not the command line: the URL may hold a database password.
-        self._batches.send({"db_url": config.db_url, "recompute_every_s": config.recompute_every_s,
-                            "log_level": log.getEffectiveLevel()})
-        reply = self.replies.recv() if self.replies.poll(WRITER_START_S) else ("timeout",)
+        try:
+            # Through the pipe, not the command line: the URL may hold a database password.
+            self._batches.send({"db_url": config.db_url, "log_level": log.getEffectiveLevel(),
+                                "recompute_every_s": config.recompute_every_s})
+            reply = self.replies.recv() if self.replies.poll(WRITER_START_S) else ("silent",)
+        except (EOFError, OSError):
+            reply = ("exited",)
         if reply[0] != "ready":
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-            raise WriterError(reply[1] if reply[0] == "error" else
-                              f"the writer process did not open the database ({reply[0]})")
+            if reply[0] == "error":
+                raise WriterError(reply[1])
+            if reply[0] == "exited":
+                raise WriterError(f"the writer process ended (exit code "
+                                  f"{self.process.returncode}) before it was ready")
+            raise WriterError(f"the writer process was not ready within {WRITER_START_S:.0f} s")
 
     def send(self, batch: list[tuple[str, bytes]]) -> None:
         self._batches.send(batch)

@@ -71,8 +71,9 @@ def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
         factory = open_database(options["db_url"])
         writer = Writer(factory, configured_params(), configured_limits(),
                         options["recompute_every_s"], stop)
-    except (click.ClickException, settings.SettingsError) as exc:
-        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+    except (click.ClickException, settings.SettingsError, SQLAlchemyError) as exc:
+        message = (exc.format_message() if isinstance(exc, click.ClickException)
+                   else f"cannot start the writer: {exc}")
         replies.send(("error", message))
         return
     replies.send(("ready",))
@@ -107,7 +108,7 @@ class Writer:
                 if batch is None:
                     break
                 outcome = self._commit(batch)
-                replies.send(("stored", asdict(outcome)) if outcome else ("not stored",))
+                replies.send(("not stored",) if outcome is None else ("stored", asdict(outcome)))
             now = time.monotonic()
             # While a batch is already waiting, ingest is behind the broker: the pass
             # waits (at most RECOMPUTE_MAX_DEFER intervals), so that a burst is acknowledged
