@@ -286,6 +286,28 @@ def test_a_devices_file_without_the_columns_is_rejected(database_url, db, tmp_pa
     assert count(db, Device) == 0
 
 
+HUGE_FIELD = "x" * 200_000  # over the csv module's 128 KB field limit
+
+
+@pytest.mark.parametrize(("command", "text"), [
+    (["devices", "load"], f"device_id,officer_id,starts\nradio-1,PC101,\"{HUGE_FIELD}\"\n"),
+    (["pings", "import"], "device_id,timestamp,lat,lon\nd1,2024-01-15T10:00:00Z,52.6,-1.1\n"
+                          f"d1,\"{HUGE_FIELD}\",52.6,-1.1\n"),
+])
+def test_a_csv_field_too_large_to_read_is_a_clear_error_naming_its_line(database_url, db,
+                                                                        tmp_path, command, text):
+    path = write(tmp_path / "huge.csv", text)
+
+    result = run(*command, path, "--db", database_url)
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    line = text.count("\n")  # the last line holds the huge field
+    assert f"{path}: line {line}: cannot read the CSV: field larger than field limit" \
+        in result.stderr
+    assert count(db, Device) == 0
+
+
 # --- pings import --------------------------------------------------------------------------------
 
 JAN_15 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)

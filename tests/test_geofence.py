@@ -99,6 +99,11 @@ def test_swapped_but_in_range_coordinates_load():
     assert hot_spots.ids == ("HS-1",)
 
 
+def test_json_nested_too_deeply_is_a_geofence_error():
+    with pytest.raises(GeofenceError, match=r"hot.geojson: not valid JSON .*nested too deeply"):
+        parse_hot_spots("[" * 100_000 + "]" * 100_000, source="hot.geojson")
+
+
 def test_unreadable_json_names_line_and_column():
     text = '{"type": "FeatureCollection",\n "features": [\n   {"type": "Feature",, }\n]}'
 

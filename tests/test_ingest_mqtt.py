@@ -440,6 +440,9 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
                             for n in range(40)]).encode()
     assert len(oversized) > 1024
     latin1 = '{"ts": 1, "lat": "é"}'.encode("latin-1")
+    # Deeper than json.loads can go (it gives up on the way down, before the missing "]"s),
+    # within the 1024-byte limit.
+    too_deep = b"[" * 1020
 
     def valid(n: int) -> tuple[str, bytes]:
         return native_topic(good), json.dumps({"ts": t0 + n, "lat": 52.6371, "lon": -1.1333,
@@ -462,6 +465,7 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
         body(ts=now_s() + 86_400, lat=52.6371, lon=-1.1333),
         (native_topic(bad), oversized),
         (native_topic(bad), latin1),
+        (native_topic(bad), too_deep),
         (f"patrol/{bad}/battery", b'{"percent": 80}'),
         (native_topic(bad), b"[]"),
         (native_topic(good), json.dumps([{"ts": t0 + 4, "lat": 52.6371, "lon": -1.1333},
@@ -481,6 +485,8 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
         (native_topic(bad), f"payload of {len(oversized)} bytes exceeds the 1024 byte limit"),
         (native_topic(bad),
          f"payload is not UTF-8 text (invalid byte 0xe9 at offset {latin1.index(0xE9)})"),
+        (native_topic(bad), "payload is not valid JSON (arrays or objects nested too deeply: "
+                            "line 1 column 1 (char 0))"),
         (f"patrol/{bad}/battery", f"topic 'patrol/{bad}/battery' is neither "
                                   "patrol/<device_id>/location nor owntracks/<user>/<device>"),
         (native_topic(bad), "payload is an empty array"),
@@ -490,8 +496,8 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
 
     harness.publisher().publish(messages)
 
-    wait_until(lambda: ping_count(db) == 7 and dead_letters(db) == 12,
-               "7 pings and 12 dead letters", [ingester])
+    wait_until(lambda: ping_count(db) == 7 and dead_letters(db) == 13,
+               "7 pings and 13 dead letters", [ingester])
     listed = json.loads(tracker_command("dead-letters", "--db", harness.database_url,
                                         "--format", "json"))
     assert ingester.running(), "bad input must never stop the ingester"
@@ -504,12 +510,12 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
     assert len(future) == 1
     assert future[0][1].endswith("(more than 300 s ahead of the server clock)")
     assert set(reasons) - set(future) == expected_letters
-    assert len(reasons) == 12
+    assert len(reasons) == 13
     payloads = {row["reason"]: row["payload"] for row in listed}
     assert payloads["missing lon"] == json.dumps({"ts": t0, "lat": 52.6371})
     oversized_reason = f"payload of {len(oversized)} bytes exceeds the 1024 byte limit"
     assert payloads[oversized_reason] == oversized.decode()[:120] + "…"
-    assert ingester.final_totals() == Totals(messages=17, pings=7, dead_letters=12, ignored=0)
+    assert ingester.final_totals() == Totals(messages=18, pings=7, dead_letters=13, ignored=0)
 
 
 # --- (b) OwnTracks ------------------------------------------------------------------------------

@@ -229,6 +229,19 @@ def test_payload_that_is_not_json(payload):
     assert only_error(decode(payload)).startswith("payload is not valid JSON (")
 
 
+@pytest.mark.parametrize("payload", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"ts": 1795679990, "lat": 52.6366, "lon": -1.1339, "x": ' + b"[" * 5_000
+    + b"]" * 5_000 + b"}",
+])
+def test_payload_nested_too_deeply_is_a_dead_letter_not_a_crash(payload):
+    # json.loads raises RecursionError here, which would crash the ingester's writer on
+    # every redelivery of the message.
+    assert only_error(decode(payload)) == (
+        "payload is not valid JSON (arrays or objects nested too deeply: line 1 column 1 "
+        "(char 0))")
+
+
 @pytest.mark.parametrize("payload, byte, offset", [
     ('{"ts": 1795679990, "lat": 52.6366, "lon": -1.1339, "n": "é"}'.encode("latin-1"),
      "0xe9", 57),

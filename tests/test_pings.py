@@ -315,6 +315,20 @@ def test_json_lines_good_rows_kept_and_bad_lines_reported():
     assert "ambiguous" in reasons[9]
 
 
+def test_json_lines_nested_too_deeply_is_a_bad_line_among_good_ones():
+    text = jsonl(
+        {"device_id": "d1", "timestamp": "2024-01-15T10:00:00Z", "lat": 52.605, "lon": -1.095},
+        "[" * 50_000 + "]" * 50_000,
+        {"device_id": "d1", "timestamp": "2024-01-15T10:01:00Z", "lat": 52.605, "lon": -1.095},
+    )
+
+    frame, bad = parse_pings_text(text, source="pings.jsonl")
+
+    assert len(frame) == 2
+    assert [(row.line, row.reason) for row in bad] == [
+        (2, "not valid JSON (arrays or objects nested too deeply)")]
+
+
 def test_json_lines_and_csv_give_the_same_frame():
     rows = [("d1", "2024-01-15T10:00:00Z", 52.605, -1.095, 5.0),
             ("d2", "1705312860", 52.6, -1.1, 7.5)]

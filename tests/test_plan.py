@@ -178,6 +178,11 @@ def test_invalid_plans_are_rejected_naming_the_line_and_field(text, expected):
     assert (f"plan.yaml: {expected}" if expected.startswith("line ") else expected) in message
 
 
+def test_yaml_nested_too_deeply_is_a_plan_error_not_a_crash():
+    with pytest.raises(PlanError, match=r"^plan.yaml: not valid YAML: .* nested too deeply$"):
+        parse_plan("operation: " + "[" * 5_000 + "]" * 5_000 + "\n", source="plan.yaml")
+
+
 def test_every_problem_is_reported_in_file_order():
     text = plan_text("  LE01: {presence_minutes_per_day: 30, visits_per_day: -2, colour: blue}\n"
                      "  LE02: {presence_minutes_per_day: 30, windows: [x]}\n",

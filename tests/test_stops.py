@@ -247,6 +247,12 @@ def test_a_wrong_header_is_a_file_error(text_, message):
         parse_stops(text_, source="x.csv")
 
 
+def test_a_field_too_large_for_the_csv_module_is_a_file_error_naming_its_line():
+    text = HEADER + "\n" + "Person search," + "x" * 200_000 + "\n"
+    with pytest.raises(StopFileError, match=r"^x.csv: line 2: cannot read the CSV: field larger"):
+        parse_stops(text, source="x.csv")
+
+
 def test_an_unreadable_file_is_a_file_error(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes((HEADER + "\n").encode() + "Person search,caf\xe9\n".encode("latin-1"))

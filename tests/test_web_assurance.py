@@ -498,6 +498,8 @@ def test_review_workflow_through_the_api(app, as_role, sessions):
     assert "ambiguous" in error["fields"]["occurred_at"]
     assert client.post("/api/stops", headers=headers, data="not json",
                        content_type="application/json").status_code == 400
+    assert client.post("/api/stops", headers=headers, data="[" * 100_000 + "]" * 100_000,
+                       content_type="application/json").status_code == 400
 
     created = client.post("/api/stops", headers=headers, json={
         "type": "Person search", "occurred_at": "2024-07-01T14:30:00+01:00",

@@ -12,6 +12,7 @@ from itertools import pairwise
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tracker import parsing
 from tracker.audit import record
 from tracker.models import Assignment, Device, Officer
 from tracker.pings import PingError, parse_timestamp
@@ -46,7 +47,9 @@ def _instant(text: str, field: str) -> datetime:
 def parse_assignments(text: str, source: str = "devices") -> list[AssignmentRow]:
     """Validate a devices CSV; raise AssignmentError naming every bad line."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    header = [h.strip() for h in reader.fieldnames or []]
+    with parsing.csv_errors(reader, source, AssignmentError):
+        header = [h.strip() for h in reader.fieldnames or []]
+        numbered_rows = [(reader.line_num, raw) for raw in reader]
     missing = [c for c in ("device_id", "officer_id", "starts") if c not in header]
     if missing:
         raise AssignmentError(
@@ -54,8 +57,7 @@ def parse_assignments(text: str, source: str = "devices") -> list[AssignmentRow]
             f"(expected {','.join(ASSIGNMENT_COLUMNS)}[,label])")
     rows: list[AssignmentRow] = []
     errors: list[str] = []
-    for raw in reader:
-        line = reader.line_num
+    for line, raw in numbered_rows:
         values = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         try:
             if not values.get("device_id"):

@@ -18,6 +18,8 @@ import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from tracker import parsing
+
 POLYGON_TYPES = ("Polygon", "MultiPolygon")
 
 
@@ -170,7 +172,7 @@ def parse_hot_spots(data: str | bytes | Mapping[str, Any], source: str = "GeoJSO
     """Validate GeoJSON text or a parsed mapping and return its hot spots."""
     if isinstance(data, str | bytes):
         try:
-            data = json.loads(data)
+            data = parsing.json_loads(data)
         except json.JSONDecodeError as exc:
             raise GeofenceError(
                 f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"

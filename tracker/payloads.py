@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracker import parsing
 from tracker.pings import Ping, PingError, format_timestamp, make_ping
 
 NATIVE_PREFIX = "patrol"
@@ -71,7 +72,7 @@ def decode_message(topic: str, payload: bytes, now_us: int, limits: Limits = Lim
                 f"at offset {exc.start})"
             ) from None
         try:
-            body = json.loads(text)
+            body = parsing.json_loads(text)
         except json.JSONDecodeError as exc:
             raise PingError(f"payload is not valid JSON ({exc})") from None
     except PingError as exc:

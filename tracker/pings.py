@@ -24,6 +24,8 @@ import gpxpy.gpx
 import numpy as np
 import pandas as pd
 
+from tracker import parsing
+
 DEVICE_ID = "device_id"
 TIMESTAMP = "timestamp"
 LAT = "lat"
@@ -245,7 +247,7 @@ def _looks_like_json_lines(text: str) -> bool:
     if all(name in (h.strip() for h in header) for name in REQUIRED_COLUMNS):
         return False
     try:
-        json.loads(first)
+        parsing.json_loads(first)
     except json.JSONDecodeError:
         return first.startswith(("{", "["))
     return True
@@ -253,21 +255,22 @@ def _looks_like_json_lines(text: str) -> bool:
 
 def _csv_rows(text: str, source: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = [name.strip() for name in next(reader)]
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    if missing:
-        raise PingFileError(
-            f"{source}: line 1: the CSV header lacks {', '.join(missing)} "
-            f"(expected {','.join(REQUIRED_COLUMNS)} and optionally {ACCURACY_M},{SPEED_KMH})"
-        )
-    for row in reader:
-        line = reader.line_num
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            yield line, f"expected {len(header)} fields, found {len(row)}"
-            continue
-        yield line, dict(zip(header, row, strict=True))
+    with parsing.csv_errors(reader, source, PingFileError):
+        header = [name.strip() for name in next(reader)]
+        missing = [name for name in REQUIRED_COLUMNS if name not in header]
+        if missing:
+            raise PingFileError(
+                f"{source}: line 1: the CSV header lacks {', '.join(missing)} (expected "
+                f"{','.join(REQUIRED_COLUMNS)} and optionally {ACCURACY_M},{SPEED_KMH})"
+            )
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                yield line, f"expected {len(header)} fields, found {len(row)}"
+                continue
+            yield line, dict(zip(header, row, strict=True))
 
 
 def _json_lines(text: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
@@ -277,7 +280,7 @@ def _json_lines(text: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
+            record = parsing.json_loads(raw)
         except json.JSONDecodeError as exc:
             yield line, f"not valid JSON ({exc.msg})"
             continue

@@ -383,6 +383,8 @@ def parse_plan(text: str, source: str = "plan",
         where = f"line {mark.line + 1}" if mark is not None else "line 1"
         problem = getattr(exc, "problem", None) or str(exc)
         raise PlanError(f"{source}: {where}: not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise PlanError(f"{source}: not valid YAML: lists or mappings nested too deeply") from None
     if root is None or not isinstance(root, yaml.MappingNode):
         raise PlanError(f"{source}: line {_line(root) if root else 1}: plan: expected a mapping "
                         f"with the keys {', '.join(TOP_KEYS)}")

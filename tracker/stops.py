@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tracker import parsing
 from tracker.audit import record
 from tracker.geofence import HotSpotSet
 from tracker.models import Officer, utc_now
@@ -332,7 +333,9 @@ def parse_stops(text: str, source: str = "stops", *, naive_tz: str | None = None
     if not text.strip():
         raise StopFileError(f"{source}: the file is empty")
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    header = [name.strip() for name in next(reader)]
+    with parsing.csv_errors(reader, source, StopFileError):
+        header = [name.strip() for name in next(reader)]
+        numbered_rows = [(reader.line_num, row) for row in reader]
     missing = [name for name in PUBLIC_COLUMNS if name not in header]
     unknown = [name for name in header if name not in COLUMNS]
     repeated = sorted({name for name in header if header.count(name) > 1})
@@ -350,8 +353,7 @@ def parse_stops(text: str, source: str = "stops", *, naive_tz: str | None = None
     records: list[StopRecord] = []
     bad: list[BadRow] = []
     reference_lines: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
+    for line, row in numbered_rows:
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):

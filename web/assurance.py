@@ -7,7 +7,6 @@ JSON API is a second blueprint under /api/stops, registered together with this o
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
@@ -31,7 +30,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracker import settings
+from tracker import parsing, settings
 from tracker.assurance import (
     assurance_summary,
     breakdown,
@@ -228,7 +227,7 @@ def local_time(moment: datetime | None) -> str | None:
 def load_population(path: str) -> dict[str, float]:
     """Read a JSON object mapping ethnic group to population, or raise PopulationError."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parsing.json_loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise PopulationError(f"POPULATION_FILE {path}: cannot read it: {exc}") from exc
     if not isinstance(data, dict) or not data:
@@ -532,7 +531,10 @@ def api_error(status: int, title: str, message: str, fields: Mapping[str, str]):
 
 def json_object() -> dict[str, Any]:
     """Return the request's JSON object, or 400."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested too deeply to parse (see tracker.parsing)
+        body = None
     if not isinstance(body, dict):
         abort(400, "send a JSON object with Content-Type: application/json")
     return body

@@ -1,0 +1,38 @@
+"""Parsing text that comes from outside, so that every malformed input fails as a format error.
+
+The standard library raises something else for two kinds of bad input, which would then
+escape the handlers for bad data: `json.loads` raises RecursionError for arrays or objects
+nested deeper than the interpreter's recursion limit (about 1,000 levels, so 2 KB of "["
+is enough), and the csv module raises csv.Error for a field over its size limit (128 KB)
+or a NUL byte. Left to propagate, one such MQTT message would crash the ingester's writer
+again on every redelivery, and one such file would end an import with a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any
+
+TOO_DEEP = "arrays or objects nested too deeply"
+
+
+def json_loads(text: str | bytes) -> Any:
+    """json.loads, raising json.JSONDecodeError for nesting too deep to parse."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError(TOO_DEEP, text if isinstance(text, str) else "", 0) from None
+
+
+@contextlib.contextmanager
+def csv_errors(reader: Any, source: str, error: type[Exception]) -> Iterator[None]:
+    """Turn a csv.Error while reading `reader` into `error`, naming the source and line."""
+    try:
+        yield
+    except csv.Error as exc:
+        # A DictReader updates its own line_num only after a row it could read.
+        line = getattr(reader, "reader", reader).line_num
+        raise error(f"{source}: line {line}: cannot read the CSV: {exc}") from None
