@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from multiprocessing.connection import Connection
 
 import click
@@ -28,11 +28,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from tracker import settings
 from tracker.cli import configured_params, open_database
 from tracker.dosage import DosageParams
-from tracker.ingest import BatchOutcome, Message, store_messages
+from tracker.ingest import SOURCE, BatchOutcome, Message, store_messages
 from tracker.mqtt.ingester import LOG_FORMAT, quiet_collector
 from tracker.payloads import Limits
 from tracker.recompute import rebuild_device_days, rebuild_hot_spot_days
-from tracker.store import hot_spot_fingerprint, purge_pings, stored_hot_spots
+from tracker.store import (
+    hot_spot_fingerprint,
+    purge_pings,
+    store_dead_letters,
+    stored_hot_spots,
+)
 
 log = logging.getLogger("tracker.ingest")
 
@@ -137,14 +142,12 @@ class Writer:
                               took * (1 - RECOMPUTE_SHARE) / RECOMPUTE_SHARE)
 
     def _commit(self, batch: list[tuple[str, bytes]]) -> BatchOutcome | None:
-        """Store the batch in one transaction; retry on database errors until stopped."""
+        """Store the batch; retry on database errors until stopped."""
         messages = [Message(topic, payload) for topic, payload in batch]
         delay_s = 0.5
         while True:
             try:
-                with self.factory.begin() as session:
-                    return store_messages(session, messages, self.params, self.limits,
-                                          time.time_ns() // 1000)
+                return self._store(messages)
             except SQLAlchemyError as exc:
                 # Not acknowledged: the broker keeps the messages until a commit succeeds.
                 log.error("database error, batch of %d not acknowledged, retrying in %.1f s: %s",
@@ -152,6 +155,42 @@ class Writer:
                 if self.stop.poll(delay_s):  # stopping, or the receiver has gone
                     return None
                 delay_s = min(delay_s * 2, 30)
+
+    def _store(self, messages: list[Message]) -> BatchOutcome:
+        """Store messages in one transaction, or one by one if that raises a non-database error.
+
+        Such an error means a message the code cannot handle (a bug: every bad input known
+        becomes a dead letter in `decode_message`). Left alone it would fail the batch
+        again on every redelivery and stop ingest for good; instead each message that still
+        raises on its own becomes a dead letter, and the messages around it are stored.
+        """
+        try:
+            return self._store_together(messages)
+        except SQLAlchemyError:
+            raise
+        except Exception:
+            log.exception("a batch of %d messages failed with an unexpected error; storing "
+                          "them one by one", len(messages))
+        total = BatchOutcome()
+        for message in messages:
+            try:
+                outcome = self._store_together([message])
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:
+                log.exception("message on %s could not be processed", message.topic)
+                reason = f"could not be processed ({type(exc).__name__}: {exc})"
+                with self.factory.begin() as session:
+                    store_dead_letters(session, SOURCE, [(message.topic, reason,
+                                                          message.payload)])
+                outcome = BatchOutcome(messages=1, dead_letters=1)
+            total = BatchOutcome(*map(sum, zip(astuple(total), astuple(outcome), strict=True)))
+        return total
+
+    def _store_together(self, messages: list[Message]) -> BatchOutcome:
+        with self.factory.begin() as session:
+            return store_messages(session, messages, self.params, self.limits,
+                                  time.time_ns() // 1000)
 
     def _load_hot_spots(self, cached: tuple | None = None) -> tuple:
         """Return (fingerprint, hot spot set), reloading only when the stored set changed."""
