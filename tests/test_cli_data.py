@@ -286,6 +286,24 @@ def test_a_devices_file_without_the_columns_is_rejected(database_url, db, tmp_pa
     assert count(db, Device) == 0
 
 
+@pytest.mark.parametrize(("command", "option", "value", "message"), [
+    (["report"], "--to", "9999-12-31",
+     "9999-12-31 is outside the dates handled, 1970-01-01 to 2099-12-31"),
+    (["recompute"], "--from", "0001-01-01",
+     "0001-01-01 is outside the dates handled, 1970-01-01 to 2099-12-31"),
+    (["report"], "--from", "26/11/2026", "expected a date as YYYY-MM-DD, not '26/11/2026'"),
+    (["plan", "compliance"], "--date", "9999-12-31",
+     "9999-12-31 is outside the dates handled, 1970-01-01 to 2099-12-31"),
+])
+def test_dates_outside_those_handled_are_usage_errors(database_url, command, option, value,
+                                                      message):
+    # --to 9999-12-31 once overflowed Python's dates with a traceback.
+    result = run(*command, option, value, "--db", database_url)
+
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': {message}" in result.stderr
+
+
 HUGE_FIELD = "x" * 200_000  # over the csv module's 128 KB field limit
 
 

@@ -289,6 +289,49 @@ def test_public_files_need_no_log_in(app, path):
         assert len(response.data) > 100
 
 
+# --- bad requests and unexpected errors -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("role", "url", "argument"), [
+    ("supervisor", "/overview?date=9999-12-31", "date"),
+    ("supervisor", "/hotspots/LE01?date=0001-01-01", "date"),
+    ("supervisor", "/tracks?date=9999-12-31", "date"),
+    ("admin", "/admin/audit?to=9999-12-31", "to"),
+    ("officer", "/me?from=1969-12-31", "from"),
+    ("assurance", "/assurance/?to=9999-12-31", "to"),
+    ("supervisor", "/api/dosage?from=9999-12-31", "from"),
+    ("assurance", "/api/stops?to=9999-12-31", "to"),
+])
+def test_a_date_outside_the_dates_handled_is_a_400_naming_the_argument(signed_in, role, url,
+                                                                        argument):
+    # These once overflowed Python's dates (a 500): pages work days either side of a date.
+    response = signed_in(role).get(url)
+
+    assert response.status_code == 400
+    message = (response.json["error"]["message"] if url.startswith("/api/")
+               else response.text)
+    assert f"{argument}: " in message
+    assert "is outside the dates handled, 1970-01-01 to 2099-12-31" in message
+
+
+def test_an_unexpected_error_is_a_500_without_internals_in_json_or_html(demo):
+    app = make_app(demo)
+
+    @app.get("/api/fails")
+    def fails():
+        raise RuntimeError("internal detail")
+
+    client = app.test_client()
+    as_json = client.get("/api/fails", headers={"Accept": "application/json"})
+    as_page = client.get("/api/fails", headers={"Accept": "text/html"})
+
+    assert as_json.status_code == as_page.status_code == 500
+    assert as_json.json == {"error": {"status": 500, "title": "Internal Server Error",
+                                      "message": "Something went wrong; it has been logged."}}
+    assert "Something went wrong" in as_page.text
+    assert "internal detail" not in as_json.text + as_page.text
+
+
 # --- CSRF and the log-in rate limit --------------------------------------------------------
 
 

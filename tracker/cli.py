@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import sys
-from datetime import date
 from pathlib import Path
 
 import click
@@ -16,7 +15,7 @@ from tracker.db import make_engine, schema_is_current, session_factory, upgrade
 from tracker.devices import AssignmentError, load_assignments, parse_assignments
 from tracker.dosage import DAILY_COLUMNS, DosageParams, compute_dosage
 from tracker.geofence import GeofenceError, load_hot_spots
-from tracker.options import db_option
+from tracker.options import Day, db_option
 from tracker.pings import PingFileError, parse_gpx, parse_ping_records, read_pings
 from tracker.recompute import bring_up_to_date, enqueue_all_device_days, replace_hot_spots
 from tracker.reports import daily_report, dead_letter_report
@@ -28,9 +27,9 @@ format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
     help="Output format.",
 )
-from_option = click.option("--from", "from_day", type=click.DateTime(["%Y-%m-%d"]),
-                           default=None, help="First local date (YYYY-MM-DD).")
-to_option = click.option("--to", "to_day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+from_option = click.option("--from", "from_day", type=Day(), default=None,
+                           help="First local date (YYYY-MM-DD).")
+to_option = click.option("--to", "to_day", type=Day(), default=None,
                          help="Last local date (YYYY-MM-DD).")
 
 
@@ -96,10 +95,6 @@ def open_database(db_url: str | None) -> sessionmaker[Session]:
         raise click.ClickException(
             "the database schema is missing or old: run `python -m tracker init` first")
     return session_factory(engine)
-
-
-def _day(value) -> date | None:
-    return value.date() if value is not None else None
 
 
 def _catch_up(factory: sessionmaker[Session], params: DosageParams) -> int:
@@ -255,7 +250,7 @@ def recompute(from_day, to_day, db_url) -> None:
     factory = open_database(db_url)
     params = configured_params()
     with factory.begin() as session:
-        queued = enqueue_all_device_days(session, params, _day(from_day), _day(to_day))
+        queued = enqueue_all_device_days(session, params, from_day, to_day)
     processed = _catch_up(factory, params)
     click.echo(f"recomputed {queued} device-days ({processed} queue entries)")
 
@@ -270,7 +265,7 @@ def report(from_day, to_day, db_url, fmt) -> None:
     factory = open_database(db_url)
     _catch_up(factory, configured_params())
     with factory() as session:
-        table = daily_report(session, _day(from_day), _day(to_day))
+        table = daily_report(session, from_day, to_day)
     write_table(table, fmt, sys.stdout)
 
 

@@ -1,5 +1,7 @@
 """Parsing text that comes from outside, so that every malformed input fails as a format error.
 
+Dates asked for by users are bounded here too (parse_day).
+
 The standard library raises something else for two kinds of bad input, which would then
 escape the handlers for bad data: `json.loads` raises RecursionError for arrays or objects
 nested deeper than the interpreter's recursion limit (about 1,000 levels, so 2 KB of "["
@@ -14,9 +16,14 @@ import contextlib
 import csv
 import json
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 TOO_DEEP = "arrays or objects nested too deeply"
+# The dates a user may ask about: a report or page works a few days either side of the
+# dates it is given and would overflow Python's date range (years 1-9999) at its edges.
+EARLIEST_DAY = date(1970, 1, 1)
+LATEST_DAY = date(2099, 12, 31)
 
 
 def json_loads(text: str | bytes) -> Any:
@@ -25,6 +32,17 @@ def json_loads(text: str | bytes) -> Any:
         return json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError(TOO_DEEP, text if isinstance(text, str) else "", 0) from None
+
+
+def parse_day(text: str) -> date:
+    """Return a YYYY-MM-DD date between EARLIEST_DAY and LATEST_DAY, or raise ValueError."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a date as YYYY-MM-DD, not {text[:20]!r}") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(f"{day} is outside the dates handled, {EARLIEST_DAY} to {LATEST_DAY}")
+    return day
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import click
 from tracker import settings
 from tracker.cli import db_option, format_option, open_database
 from tracker.compliance import compliance_table
+from tracker.options import Day
 from tracker.plan import PlanError, find_operation, load_plan, plan_table, read_plan, stored_plan
 from tracker.stops import relink_stops
 from tracker.tables import write_table
@@ -66,7 +67,7 @@ def plan_show(operation_name, db_url, fmt) -> None:
 
 
 @plan.command("compliance")
-@click.option("--date", "reference", type=click.DateTime(["%Y-%m-%d"]), default=None,
+@click.option("--date", "reference", type=Day(), default=None,
               help="Reference local date (default: today in the operation's time zone).")
 @operation_option
 @db_option
@@ -78,5 +79,5 @@ def plan_compliance(reference, operation_name, db_url, fmt) -> None:
             operation = find_operation(session, operation_name)
         except PlanError as exc:
             raise click.ClickException(str(exc)) from exc
-        table = compliance_table(session, operation, reference.date() if reference else None)
+        table = compliance_table(session, operation, reference)
     write_table(table, fmt, sys.stdout)

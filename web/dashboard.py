@@ -20,6 +20,7 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from tracker import parsing
 from tracker.audit import record
 from tracker.compliance import (
     compliance_table,
@@ -65,9 +66,9 @@ def parse_day(name: str, default: date) -> date:
     if not text:
         return default
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        abort(400, f"{name} must be a date as YYYY-MM-DD, not {text[:20]!r}")
+        return parsing.parse_day(text)
+    except ValueError as exc:
+        abort(400, f"{name}: {exc}")
 
 
 def csv_response(frame: pd.DataFrame, filename: str) -> Response:

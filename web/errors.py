@@ -29,7 +29,7 @@ def _unexpected(error: Exception):
     if isinstance(error, HTTPException):
         return _http_error(error)
     current_app.logger.exception("unhandled error", exc_info=error)
-    return _render(500, InternalServerError.name, "Something went wrong; it has been logged.")
+    return _render(500, InternalServerError().name, "Something went wrong; it has been logged.")
 
 
 def init_app(app: Flask) -> None:
