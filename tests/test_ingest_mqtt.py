@@ -16,7 +16,9 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import func, select, text
 
+from tests.servers import BrokerUnderTest, port_open, unavailable
 from tracker import cli
 from tracker.geofence import load_hot_spots
 from tracker.models import DeadLetter, PingRow
@@ -812,6 +815,78 @@ def test_sigterm_during_a_database_outage_exits_0_and_leaves_the_messages_queued
     wait_until(lambda: ping_count(db) == len(pings), "the queued pings", [again])
     assert stored_pings(db) == set(pings)
     assert harness.stop(again) == 0
+
+
+class PrivateMosquitto:
+    """A Mosquitto of this test's own, which it can stop and start again on the same port.
+
+    Persistence is on, as in production, so that the ingester's session and the messages
+    queued for it survive the restart.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("mosquitto") is None:
+            unavailable("the mosquitto program")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        folder.mkdir()
+        self.config = folder / "mosquitto.conf"
+        # "user root": started as root, Mosquitto would otherwise run as the user mosquitto,
+        # which cannot reach pytest's folders to save its persistence file (it has no
+        # effect when not started as root).
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                               f"persistence true\npersistence_location {folder}/\n"
+                               "max_queued_messages 0\nuser root\n")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(["mosquitto", "-c", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: port_open("127.0.0.1", self.port), "the private Mosquitto to listen")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # Mosquitto saves its persistence file on the way out
+            self.process.wait(timeout=WAIT_S)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_ingester_reconnects_after_a_broker_restart_and_resumes_its_session(
+        database_url, db, tmp_path):
+    broker = PrivateMosquitto(tmp_path / "broker")
+    broker.start()
+    harness = Harness(BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True),
+                      database_url, tmp_path)
+    try:
+        run = unique("restart")
+        pings = simulated_fleet(run, devices=2, hours=1, seed=43)[:200]
+        topics = [native_topic(d) for d in device_ids(pings)]
+        ingester = harness.start(unique("ingest"), topics)
+        harness.wait_subscribed(ingester, len(topics))
+        messages = single_messages(pings)
+        harness.publisher().publish(messages[:100])
+        wait_until(lambda: ping_count(db) == 100, "the pings before the restart", [ingester])
+
+        broker.stop()
+        wait_until(lambda: "reconnecting" in ingester.log(), "the ingester to lose the broker",
+                   [ingester])
+        broker.start()
+        # Published by a new client once the broker is back; the ingester gets them when
+        # it has reconnected, through the session the broker kept for it.
+        harness.publisher().publish(messages[100:])
+
+        wait_until(lambda: ping_count(db) == len(pings), "every ping", [ingester])
+        assert ingester.log().count("(session resumed)") == 1
+        assert stored_pings(db) == set(pings)
+        assert harness.stop(ingester) == 0
+    finally:
+        harness.close()
+        broker.stop()
 
 
 # --- (f) shared subscriptions ------------------------------------------------------------------
