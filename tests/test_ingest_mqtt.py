@@ -190,7 +190,8 @@ class Harness:
         for client in self.publishers:
             client.disconnect()
             client.loop_stop()
-        if self.broker.protocol == "5":
+        # The shared Mosquitto keeps sessions; a test's private one is discarded with them.
+        if self.broker.protocol == "5" and self.broker.name != "private":
             for client_id in {i.client_id for i in self.ingesters}:
                 delete_session(self.host, self.port, client_id)
 
@@ -824,7 +825,7 @@ class PrivateMosquitto:
     queued for it survive the restart.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, extra_config: str = "") -> None:
         if shutil.which("mosquitto") is None:
             unavailable("the mosquitto program")
         with socket.socket() as probe:
@@ -837,12 +838,13 @@ class PrivateMosquitto:
         # effect when not started as root).
         self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                                f"persistence true\npersistence_location {folder}/\n"
-                               "max_queued_messages 0\nuser root\n")
+                               f"max_queued_messages 0\nuser root\n{extra_config}")
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        scheme = "mqtts" if "certfile" in self.config.read_text() else "mqtt"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.process = subprocess.Popen(["mosquitto", "-c", str(self.config)],
@@ -884,6 +886,65 @@ def test_the_ingester_reconnects_after_a_broker_restart_and_resumes_its_session(
         assert ingester.log().count("(session resumed)") == 1
         assert stored_pings(db) == set(pings)
         assert harness.stop(ingester) == 0
+    finally:
+        harness.close()
+        broker.stop()
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path, Path]:
+    """Return (CA, server certificate for 127.0.0.1, its key, another CA) made with openssl."""
+    if shutil.which("openssl") is None:
+        unavailable("the openssl program")
+    folder.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True,
+                       timeout=WAIT_S)
+
+    for name in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", f"/CN=tracker test {name}", "-keyout", f"{name}.key",
+                "-out", f"{name}.pem")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    return (folder / "ca.pem", folder / "server.pem", folder / "server.key",
+            folder / "other-ca.pem")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_mqtts_with_the_brokers_ca_ingests_and_with_another_ca_says_why_it_cannot(
+        database_url, db, tmp_path):
+    ca, certificate, key, other_ca = make_certificates(tmp_path / "tls")
+    broker = PrivateMosquitto(tmp_path / "broker", f"cafile {ca}\ncertfile {certificate}\n"
+                                                    f"keyfile {key}\n")
+    broker.start()
+    harness = Harness(BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True),
+                      database_url, tmp_path)
+    try:
+        assert broker.url.startswith("mqtts://")
+        pings = simulated_fleet(unique("tls"), devices=2, hours=1, seed=47)[:50]
+        topics = [native_topic(d) for d in device_ids(pings)]
+        refused = harness.start(unique("ingest"), topics, "--ca-file", str(other_ca))
+        trusted = harness.start(unique("ingest"), topics, "--ca-file", str(ca))
+        harness.wait_subscribed(trusted, len(topics))
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("test-pub"),
+                             protocol=mqtt.MQTTv5)
+        client.tls_set(ca_certs=str(ca))
+        harness.publishers.append(client)
+
+        Publisher(client, "127.0.0.1", broker.port).publish(single_messages(pings))
+
+        wait_until(lambda: ping_count(db) == len(pings), "the pings sent over TLS", [trusted])
+        assert f"connected to {broker.url}" in trusted.log()
+        wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in refused.log(),
+                   "the other ingester to say why it cannot connect", [refused])
+        assert f"cannot connect to {broker.url} ([SSL: CERTIFICATE_VERIFY_FAILED]" in refused.log()
+        assert "connected to" not in refused.log()
+        assert harness.stop(refused) == 0  # still running, retrying, and stops cleanly
+        assert harness.stop(trusted) == 0
     finally:
         harness.close()
         broker.stop()

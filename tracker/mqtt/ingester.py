@@ -256,6 +256,7 @@ class Ingester:
             client.tls_set(ca_certs=config.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -278,6 +279,14 @@ class Ingester:
             _result, mid = client.subscribe([(t, 1) for t in filters])
         self._pending_subscriptions[mid] = filters
         self._connected.set()
+
+    def _on_connect_fail(self, _client, _userdata) -> None:
+        # paho retries on its own and says why only at debug level; a broker that cannot
+        # be reached (down, wrong address, a TLS certificate refused) must show in the log.
+        # paho calls this while it handles the error, so the error is still at hand.
+        error = sys.exc_info()[1]
+        log.warning("cannot connect to %s (%s); retrying", self.config.broker,
+                    error or "connection failed")
 
     def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
         # A refused filter (an ACL, a broker without shared subscriptions) would otherwise
