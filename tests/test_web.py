@@ -8,13 +8,16 @@ All tests share one demo database (tracker/demo.py), built once per test session
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -31,7 +34,7 @@ from tracker.dosage import DosageParams
 from tracker.models import AuditEvent
 from tracker.patrols import officer_figures
 from tracker.tables import write_table
-from tracker.users import issue_token, revoke_token
+from tracker.users import create_user, issue_token, revoke_token
 from web import ConfigurationError, create_app
 
 ROLES = ("admin", "supervisor", "assurance", "officer")
@@ -65,6 +68,7 @@ ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/login", ANYONE),
     ("GET", "/plan", READERS),
     ("GET", "/plan?format=csv", READERS),
+    ("POST", "/plan", frozenset({"admin"})),
     ("GET", "/admin/audit", frozenset({"admin"})),
     ("GET", "/admin/audit?format=csv&action=login", frozenset({"admin"})),
     ("GET", "/admin/users", frozenset({"admin"})),
@@ -223,6 +227,9 @@ def test_route_access_by_role(app, demo, signed_in, role, method, path, allowed)
     elif role not in allowed:
         assert response.status_code == 302
         assert location_path(response) == "/login"
+    elif (method, path) == ("POST", "/plan"):
+        assert response.status_code == 400  # allowed, but this request holds no file
+        assert "Choose a plan file (YAML) to load." in response.text
     elif (method, path) == ("POST", "/logout"):
         assert response.status_code == 302
         assert location_path(response) == "/login"
@@ -330,6 +337,110 @@ def test_an_unexpected_error_is_a_500_without_internals_in_json_or_html(demo):
                                       "message": "Something went wrong; it has been logged."}}
     assert "Something went wrong" in as_page.text
     assert "internal detail" not in as_json.text + as_page.text
+
+
+# --- loading a plan in the browser -----------------------------------------------------------
+
+DEMO_PLAN_TEXT = (Path(__file__).resolve().parent.parent / "geofences" / "demo_plan.yaml"
+                  ).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def own_demo(demo, tmp_path) -> Demo:
+    """A copy of the demo database, for a test that changes the plan."""
+    copy = tmp_path / "demo.db"
+    shutil.copyfile(demo.url.removeprefix("sqlite:///"), copy)
+    return Demo(f"sqlite:///{copy}", demo.passwords)
+
+
+def upload_plan(client: FlaskClient, text: str, filename: str = "plan.yaml"):
+    return client.post("/plan", data={"csrf_token": csrf_token(client),
+                                      "plan": (io.BytesIO(text.encode()), filename)},
+                       content_type="multipart/form-data")
+
+
+def plan_loads(sessions_of: sessionmaker[Session]) -> list[tuple[str, str]]:
+    with sessions_of() as session:
+        return [tuple(row) for row in session.execute(
+            select(AuditEvent.actor, AuditEvent.subject)
+            .where(AuditEvent.action == "plan.load").order_by(AuditEvent.id))]
+
+
+def test_an_administrator_loads_a_plan_in_the_browser_and_it_is_audited(own_demo):
+    app = make_app(own_demo)
+    client = sign_in(app, own_demo, "admin")
+    engine = make_engine(own_demo.url)
+    before = plan_loads(session_factory(engine))
+    changed = DEMO_PLAN_TEXT.replace("  presence_minutes_per_day: 45\n",
+                                     "  presence_minutes_per_day: 50\n", 1)
+    assert changed != DEMO_PLAN_TEXT
+
+    def le10_daily_minutes() -> set[float]:
+        rows = csv.DictReader(io.StringIO(client.get("/plan?format=csv").text))
+        return {float(r["presence_minutes_per_day"]) for r in rows if r["hotspot_id"] == "LE10"}
+
+    assert le10_daily_minutes() == {45.0}  # the default of the demo plan
+
+    response = upload_plan(client, changed)
+
+    assert response.status_code == 302
+    assert location_path(response) == "/plan"
+    page = client.get("/plan").text
+    assert "Loaded the plan of Operation Guardian (DEMONSTRATION): 25 hot spots" in page
+    assert le10_daily_minutes() == {50.0}
+    assert plan_loads(session_factory(engine)) == [
+        *before, ("admin", "operation Operation Guardian (DEMONSTRATION)")]
+    engine.dispose()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (DEMO_PLAN_TEXT.replace("end: 2027-05-31", "end: 2026-05-31"),
+     "end: 2026-05-31 is before the start 2026-06-01"),
+    ("operation: X\nstart: [2026-04-01\n", "line 3: not valid YAML"),
+    (DEMO_PLAN_TEXT.replace("tz: Europe/London", "tz: Europe/Paris"),
+     "tz Europe/Paris differs from TRACKER_TZ Europe/London"),
+])
+def test_a_bad_plan_file_is_refused_with_its_errors_and_changes_nothing(own_demo, text,
+                                                                        expected):
+    app = make_app(own_demo)
+    client = sign_in(app, own_demo, "admin")
+    csv_before = client.get("/plan?format=csv").text
+
+    response = upload_plan(client, text, filename="bad.yaml")
+
+    assert response.status_code == 400
+    assert "Nothing loaded:" in response.text
+    assert expected in html.unescape(response.text)
+    assert "bad.yaml" in response.text
+    assert client.get("/plan?format=csv").text == csv_before
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_without_a_plan_only_an_administrator_sees_the_plan_page_to_load_one(database_url,
+                                                                            db):
+    passwords = {"admin": secrets.token_urlsafe(), "supervisor": secrets.token_urlsafe()}
+    with db.begin() as session:
+        for role, password in passwords.items():
+            create_user(session, role, role, password, actor="test")
+    empty = Demo(database_url, passwords)
+    app = make_app(empty)
+
+    as_admin = sign_in(app, empty, "admin").get("/plan")
+    as_supervisor = sign_in(app, empty, "supervisor").get("/plan")
+
+    assert as_admin.status_code == 200
+    assert "No operation plan is loaded yet." in as_admin.text
+    assert 'name="plan"' in as_admin.text
+    assert as_supervisor.status_code == 404
+    assert "no operation plan is loaded" in as_supervisor.text
+
+
+def test_a_plan_upload_without_a_csrf_token_is_refused(own_demo):
+    client = sign_in(make_app(own_demo), own_demo, "admin")
+    response = client.post("/plan", data={"plan": (io.BytesIO(b"x"), "plan.yaml")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "Form expired or forged" in response.text
 
 
 # --- CSRF and the log-in rate limit --------------------------------------------------------

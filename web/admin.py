@@ -5,11 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import select
 
 from tracker.models import AuditEvent, User
-from tracker.plan import plan_table, stored_plan
+from tracker.plan import (
+    PlanError,
+    find_operation,
+    load_plan,
+    parse_plan,
+    plan_table,
+    stored_plan,
+)
+from tracker.stops import relink_stops
 from web.auth import DOSAGE_READERS, roles_required
 from web.dashboard import (
     csv_response,
@@ -24,6 +33,7 @@ from web.database import get_db
 
 blueprint = Blueprint("admin", __name__)
 AUDIT_LIMIT = 2000
+MAX_PLAN_BYTES = 1024 * 1024
 
 
 @blueprint.get("/admin/audit")
@@ -81,8 +91,55 @@ def users():
 @roles_required(*DOSAGE_READERS)
 def plan():
     """The operation's plan: every hot spot's phases of targets and patrol windows."""
-    operation = current_operation()
-    frame = plan_table(stored_plan(get_db(), operation))
     if wants_csv():
-        return csv_response(frame, "plan.csv")
-    return render_template("plan.html", operation=operation, rows=table_rows(frame))
+        operation = current_operation()
+        return csv_response(plan_table(stored_plan(get_db(), operation)), "plan.csv")
+    return _plan_page([], 200)
+
+
+@blueprint.post("/plan")
+@roles_required("admin")
+def load_plan_file():
+    """Load a YAML plan file, as `python -m tracker plan load` does (validated, audited)."""
+    upload = request.files.get("plan")
+    data = upload.read(MAX_PLAN_BYTES + 1) if upload else b""
+    name = (upload.filename or "plan") if upload else "plan"
+    if not data:
+        return _plan_page(["Choose a plan file (YAML) to load."], 400)
+    if len(data) > MAX_PLAN_BYTES:
+        return _plan_page([f"{name}: larger than {MAX_PLAN_BYTES // 1024} KB; a plan is a "
+                           "few KB."], 400)
+    db = get_db()
+    tz = params().tz
+    try:
+        new_plan = parse_plan(data.decode("utf-8"), source=name, default_tz=tz)
+        if new_plan.tz != tz:
+            # Stored dosage is binned into TRACKER_TZ days; other days would not match.
+            raise PlanError(f"{name}: tz {new_plan.tz} differs from TRACKER_TZ {tz}, the "
+                            "time zone of the stored dosage days")
+        operation = load_plan(db, new_plan, actor=current_user.username)
+        relink_stops(db, tz)  # stops now fall in other operation dates
+    except UnicodeDecodeError:
+        return _plan_page([f"{name}: not UTF-8 text"], 400)
+    except PlanError as exc:
+        db.rollback()
+        return _plan_page(str(exc).splitlines(), 400)
+    db.commit()
+    flash(f"Loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
+          f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}.",
+          "info")
+    return redirect(url_for("admin.plan"))
+
+
+def _plan_page(errors: list[str], status: int):
+    """The plan page; without a plan loaded, only administrators see it (to load one)."""
+    db = get_db()
+    try:
+        operation = find_operation(db)
+    except PlanError as exc:
+        if current_user.role != "admin":
+            abort(404, str(exc))
+        operation = None
+    rows = table_rows(plan_table(stored_plan(db, operation))) if operation else []
+    return render_template("plan.html", operation=operation, rows=rows, errors=errors,
+                           max_kb=MAX_PLAN_BYTES // 1024), status
