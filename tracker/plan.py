@@ -534,6 +534,16 @@ def read_plan(path: str | Path, default_tz: str = DosageParams.tz) -> Plan:
 # --- storing and reading back --------------------------------------------------------------
 
 
+def require_dosage_tz(plan: Plan, dosage_tz: str, source: str) -> None:
+    """Refuse a plan whose time zone is not that of the stored dosage days (TRACKER_TZ).
+
+    Stored dosage is binned into TRACKER_TZ days and hours; other days would not match.
+    """
+    if plan.tz != dosage_tz:
+        raise PlanError(f"{source}: tz {plan.tz} differs from TRACKER_TZ {dosage_tz}, the time "
+                        "zone of the stored dosage days; change one of them")
+
+
 def load_plan(session: Session, plan: Plan, actor: str) -> Operation:
     """Create the operation or replace its plan; audited with before/after when it changes.
 

@@ -10,7 +10,15 @@ from tracker import settings
 from tracker.cli import db_option, format_option, open_database
 from tracker.compliance import compliance_table
 from tracker.options import Day
-from tracker.plan import PlanError, find_operation, load_plan, plan_table, read_plan, stored_plan
+from tracker.plan import (
+    PlanError,
+    find_operation,
+    load_plan,
+    plan_table,
+    read_plan,
+    require_dosage_tz,
+    stored_plan,
+)
 from tracker.stops import relink_stops
 from tracker.tables import write_table
 
@@ -34,13 +42,9 @@ def plan_load(path, db_url) -> None:
     dosage_tz = settings.get("TRACKER_TZ")
     try:
         new_plan = read_plan(path, default_tz=dosage_tz)
+        require_dosage_tz(new_plan, dosage_tz, source=path)
     except PlanError as exc:
         raise click.ClickException(f"nothing loaded:\n{exc}") from exc
-    if new_plan.tz != dosage_tz:
-        # Stored dosage is binned into TRACKER_TZ days and hours; other days would not match.
-        raise click.ClickException(
-            f"{path}: tz {new_plan.tz} differs from TRACKER_TZ {dosage_tz}, the time zone "
-            "of the stored dosage days; change one of them")
     try:
         with open_database(db_url).begin() as session:
             operation = load_plan(session, new_plan, actor="cli")

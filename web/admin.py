@@ -16,6 +16,7 @@ from tracker.plan import (
     load_plan,
     parse_plan,
     plan_table,
+    require_dosage_tz,
     stored_plan,
 )
 from tracker.stops import relink_stops
@@ -113,10 +114,7 @@ def load_plan_file():
     tz = params().tz
     try:
         new_plan = parse_plan(data.decode("utf-8"), source=name, default_tz=tz)
-        if new_plan.tz != tz:
-            # Stored dosage is binned into TRACKER_TZ days; other days would not match.
-            raise PlanError(f"{name}: tz {new_plan.tz} differs from TRACKER_TZ {tz}, the "
-                            "time zone of the stored dosage days")
+        require_dosage_tz(new_plan, tz, source=name)
         operation = load_plan(db, new_plan, actor=current_user.username)
         relink_stops(db, tz)  # stops now fall in other operation dates
     except UnicodeDecodeError:
