@@ -1,4 +1,4 @@
-"""Fixtures for the real servers the integration tests use: databases and MQTT brokers.
+"""Fixtures for the real servers the integration tests use: databases, MQTT brokers, Chromium.
 
 Where a server is unreachable the test skips, except when TRACKER_TEST_REQUIRE_SERVICES=1
 (set by .ci/run): then it fails, so CI can never pass by skipping.
@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,6 +21,11 @@ from tracker.mqtt.broker import EMBEDDED_BROKER_MQTT_VERSIONS, EmbeddedBroker
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_MOSQUITTO_URL = "mqtt://127.0.0.1:1883"
+# Debian's Chromium by default: Playwright cannot download browsers here.
+CHROMIUM = Path(os.environ.get("TRACKER_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
 
 
 def services_required() -> bool:
@@ -97,3 +103,21 @@ def mqtt_broker(request):
     with EmbeddedBroker() as broker:
         yield BrokerUnderTest("embedded", broker.url, EMBEDDED_BROKER_MQTT_VERSIONS[-1],
                               redelivers_unacked=False)
+
+
+def launch_chromium(playwright):
+    """Launch Debian's Chromium headless through Playwright (or skip/fail without it)."""
+    if not CHROMIUM.exists():
+        unavailable(f"Chromium at {CHROMIUM}")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+@pytest.fixture
+def chromium():
+    """A headless Chromium for one test."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,22 +17,12 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from waitress import create_server
 
-from tests.servers import unavailable
+from tests.servers import launch_chromium
 from tests.test_web import OFFICER_OF_DEMO_USER, Demo, demo_database
 from web import create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOT_SPOTS = 25
 TIMEOUT_MS = 15_000
 RAG_WORDS = {"green", "amber", "red", "none"}
@@ -104,8 +93,6 @@ class BrowserSession:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Served]:
-    if not CHROMIUM.exists():
-        unavailable(f"Chromium at {CHROMIUM}")
     demo = demo_database(tmp_path_factory)
     app = create_app({"DATABASE_URL": demo.url})
     server = create_server(app, host="127.0.0.1", port=0)
@@ -119,7 +106,7 @@ def served(tmp_path_factory) -> Iterator[Served]:
 @pytest.fixture(scope="module")
 def browser(served) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 

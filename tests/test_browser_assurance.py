@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 import waitress
 from sqlalchemy import select
 
-from tests.servers import unavailable
 from tests.test_web_assurance import PASSWORD, make_app, seed
 from tracker.db import make_engine, session_factory, upgrade
 from tracker.stops_models import GOWISELY, BwvReview
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 HOST = "127.0.0.1"
 
 
@@ -49,22 +43,10 @@ def live_server(database):
     thread.join(timeout=10)
 
 
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        unavailable(f"Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def test_review_a_pending_stop_in_the_browser(browser, live_server, database):
+def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
     _, sessions, ids = database
     stop_id = ids["S3"]  # pending, not yet overdue
-    page = browser.new_page()
+    page = chromium.new_page()
     requests: list[str] = []
     problems: list[str] = []
     failed: list[str] = []
