@@ -45,6 +45,8 @@ def poison(monkeypatch):
     def decode_or_raise(topic, payload, now_us, limits):
         if payload == b"poison":
             raise ZeroDivisionError("division by zero")
+        if payload.startswith(b"quoted"):
+            raise ValueError(f"cannot handle {payload.decode()!s}")  # quotes a NUL byte
         return decode(topic, payload, now_us, limits)
 
     monkeypatch.setattr(ingest, "decode_message", decode_or_raise)
@@ -68,6 +70,19 @@ def test_a_message_the_code_cannot_handle_is_a_dead_letter_and_the_rest_is_store
         letter = session.scalars(select(DeadLetter)).one()
     assert (letter.topic, letter.reason, letter.payload) == (
         TOPIC, "could not be processed (ZeroDivisionError: division by zero)", "poison")
+
+
+def test_an_error_quoting_a_nul_byte_is_stored_on_every_database(db, stop, poison):
+    # PostgreSQL text cannot hold NUL: the dead letter itself must not fail to store.
+    writer = Writer(db, DosageParams(), Limits(), 2.0, stop[0])
+
+    outcome = writer._commit([(TOPIC, b"quoted \x00 byte")])
+
+    assert outcome == BatchOutcome(messages=1, pings=0, dead_letters=1, ignored=0)
+    with db() as session:
+        letter = session.scalars(select(DeadLetter)).one()
+    assert letter.reason == "could not be processed (ValueError: cannot handle quoted \\0 byte)"
+    assert letter.payload == "quoted \\0 byte"
 
 
 def test_a_database_error_is_never_made_a_dead_letter(db, stop, poison):

@@ -273,8 +273,11 @@ def store_dead_letters(session: Session, source: str,
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         if len(text) > MAX_DEAD_LETTER_PAYLOAD:
             text = text[:MAX_DEAD_LETTER_PAYLOAD] + f"... [{len(text)} characters in all]"
-        rows.append({"received_at": now, "source": source, "topic": topic[:256],
-                     "reason": reason, "payload": text.replace("\x00", "\\0")})
+        # PostgreSQL text cannot hold NUL, and a reason may quote the input it rejects.
+        rows.append({"received_at": now, "source": source,
+                     "topic": topic.replace("\x00", "\\0")[:256],
+                     "reason": reason[:MAX_DEAD_LETTER_PAYLOAD].replace("\x00", "\\0"),
+                     "payload": text.replace("\x00", "\\0")})
     session.execute(DeadLetter.__table__.insert(), rows)
 
 
