@@ -13,6 +13,7 @@ from multiprocessing import Pipe
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DataError
 
 from tracker import ingest
 from tracker.dosage import DosageParams
@@ -45,6 +46,8 @@ def poison(monkeypatch):
     def decode_or_raise(topic, payload, now_us, limits):
         if payload == b"poison":
             raise ZeroDivisionError("division by zero")
+        if payload == b"refused":
+            raise DataError("INSERT INTO pings ...", {}, Exception("value out of range"))
         if payload.startswith(b"quoted"):
             raise ValueError(f"cannot handle {payload.decode()!s}")  # quotes a NUL byte
         return decode(topic, payload, now_us, limits)
@@ -70,6 +73,19 @@ def test_a_message_the_code_cannot_handle_is_a_dead_letter_and_the_rest_is_store
         letter = session.scalars(select(DeadLetter)).one()
     assert (letter.topic, letter.reason, letter.payload) == (
         TOPIC, "could not be processed (ZeroDivisionError: division by zero)", "poison")
+
+
+def test_data_the_database_refuses_is_a_dead_letter_not_a_retry_for_ever(db, stop, poison):
+    writer = Writer(db, DosageParams(), Limits(), 2.0, stop[0])
+    t = int(time.time()) - 600
+
+    outcome = writer._commit([(TOPIC, position(t)), (TOPIC, b"refused")])
+
+    assert outcome == BatchOutcome(messages=2, pings=1, dead_letters=1, ignored=0)
+    with db() as session:
+        letter = session.scalars(select(DeadLetter)).one()
+    assert letter.reason.startswith("could not be processed (DataError: ")
+    assert "value out of range" in letter.reason
 
 
 def test_an_error_quoting_a_nul_byte_is_stored_on_every_database(db, stop, poison):

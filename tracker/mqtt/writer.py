@@ -22,7 +22,7 @@ from dataclasses import asdict, astuple
 from multiprocessing.connection import Connection
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tracker import settings
@@ -44,6 +44,8 @@ log = logging.getLogger("tracker.ingest")
 PURGE_EVERY_S = 3600
 RECOMPUTE_SHARE = 0.25  # the most of this process's time that dosage passes may take
 RECOMPUTE_MAX_DEFER = 15  # while backlogged, a pass at least every this many intervals
+# Errors in the data, not in reaching the database: retrying the same batch cannot help.
+DATA_ERRORS = (DataError, IntegrityError)
 
 
 def configured_limits() -> Limits:
@@ -157,15 +159,19 @@ class Writer:
                 delay_s = min(delay_s * 2, 30)
 
     def _store(self, messages: list[Message]) -> BatchOutcome:
-        """Store messages in one transaction, or one by one if that raises a non-database error.
+        """Store messages in one transaction, or one by one if that fails other than by an outage.
 
-        Such an error means a message the code cannot handle (a bug: every bad input known
-        becomes a dead letter in `decode_message`). Left alone it would fail the batch
-        again on every redelivery and stop ingest for good; instead each message that still
-        raises on its own becomes a dead letter, and the messages around it are stored.
+        Such a failure means a message the code cannot handle (a bug: every bad input known
+        becomes a dead letter in `decode_message`) or data the database refuses (DATA_ERRORS).
+        Left alone it would fail the batch again on every redelivery and stop ingest for
+        good; instead each message that still fails on its own becomes a dead letter, and
+        the messages around it are stored.
         """
         try:
             return self._store_together(messages)
+        except DATA_ERRORS:
+            log.exception("the database refused the data of a batch of %d messages; storing "
+                          "them one by one", len(messages))
         except SQLAlchemyError:
             raise
         except Exception:
@@ -175,17 +181,22 @@ class Writer:
         for message in messages:
             try:
                 outcome = self._store_together([message])
+            except DATA_ERRORS as exc:
+                outcome = self._dead_letter(message, exc)
             except SQLAlchemyError:
-                raise
+                raise  # the database is unavailable: the caller retries the batch
             except Exception as exc:
-                log.exception("message on %s could not be processed", message.topic)
-                reason = f"could not be processed ({type(exc).__name__}: {exc})"
-                with self.factory.begin() as session:
-                    store_dead_letters(session, SOURCE, [(message.topic, reason,
-                                                          message.payload)])
-                outcome = BatchOutcome(messages=1, dead_letters=1)
+                outcome = self._dead_letter(message, exc)
             total = BatchOutcome(*map(sum, zip(astuple(total), astuple(outcome), strict=True)))
         return total
+
+    def _dead_letter(self, message: Message, exc: Exception) -> BatchOutcome:
+        """Store a message that cannot be stored as a dead letter naming the error."""
+        log.exception("message on %s could not be processed", message.topic, exc_info=exc)
+        reason = f"could not be processed ({type(exc).__name__}: {exc})"
+        with self.factory.begin() as session:
+            store_dead_letters(session, SOURCE, [(message.topic, reason, message.payload)])
+        return BatchOutcome(messages=1, dead_letters=1)
 
     def _store_together(self, messages: list[Message]) -> BatchOutcome:
         with self.factory.begin() as session:
