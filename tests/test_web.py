@@ -435,6 +435,19 @@ def test_without_a_plan_only_an_administrator_sees_the_plan_page_to_load_one(dat
     assert "no operation plan is loaded" in as_supervisor.text
 
 
+def test_loading_the_same_plan_again_says_nothing_changed_and_audits_nothing(own_demo):
+    client = sign_in(make_app(own_demo), own_demo, "admin")
+    engine = make_engine(own_demo.url)
+    before = plan_loads(session_factory(engine))
+
+    response = upload_plan(client, DEMO_PLAN_TEXT)  # the plan the demo database holds
+
+    assert response.status_code == 302
+    assert "is already this one; nothing changed." in client.get("/plan").text
+    assert plan_loads(session_factory(engine)) == before
+    engine.dispose()
+
+
 def test_a_plan_upload_without_a_csrf_token_is_refused(own_demo):
     client = sign_in(make_app(own_demo), own_demo, "admin")
     response = client.post("/plan", data={"plan": (io.BytesIO(b"x"), "plan.yaml")},

@@ -19,6 +19,7 @@ from tracker.plan import (
     require_dosage_tz,
     stored_plan,
 )
+from tracker.plan_models import Operation
 from tracker.stops import relink_stops
 from web.auth import DOSAGE_READERS, roles_required
 from web.dashboard import (
@@ -115,6 +116,8 @@ def load_plan_file():
     try:
         new_plan = parse_plan(data.decode("utf-8"), source=name, default_tz=tz)
         require_dosage_tz(new_plan, tz, source=name)
+        existing = db.scalar(select(Operation).where(Operation.name == new_plan.name))
+        stamp = existing.updated_at if existing else None
         operation = load_plan(db, new_plan, actor=current_user.username)
         relink_stops(db, tz)  # stops now fall in other operation dates
     except UnicodeDecodeError:
@@ -123,9 +126,12 @@ def load_plan_file():
         db.rollback()
         return _plan_page(str(exc).splitlines(), 400)
     db.commit()
-    flash(f"Loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
-          f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}.",
-          "info")
+    if existing is not None and operation.updated_at == stamp:  # load_plan changed nothing
+        flash(f"The plan of {operation.name} is already this one; nothing changed.", "info")
+    else:
+        flash(f"Loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
+              f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}.",
+              "info")
     return redirect(url_for("admin.plan"))
 
 
