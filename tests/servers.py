@@ -6,9 +6,12 @@ Where a server is unreachable the test skips, except when TRACKER_TEST_REQUIRE_S
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -121,3 +124,29 @@ def chromium():
         browser = launch_chromium(playwright)
         yield browser
         browser.close()
+
+
+@contextlib.contextmanager
+def served_by_waitress(app) -> Iterator[str]:
+    """Serve a WSGI app with waitress on a free loopback port; yield its base URL."""
+    from waitress import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown()
+        thread.join(timeout=10)
+
+
+def console_problems(page) -> list[str]:
+    """Collect a page's script errors and console errors (a CSP violation is one)."""
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text)
+            if message.type == "error" and "favicon.ico" not in message.text
+            and "Failed to load resource" not in message.text else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems

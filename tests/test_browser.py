@@ -7,7 +7,6 @@ Skips without /usr/bin/chromium, unless TRACKER_TEST_REQUIRE_SERVICES=1 (then it
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -15,9 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from waitress import create_server
 
-from tests.servers import launch_chromium
+from tests.servers import launch_chromium, served_by_waitress
 from tests.test_web import OFFICER_OF_DEMO_USER, Demo, demo_database
 from web import create_app
 
@@ -95,12 +93,8 @@ class BrowserSession:
 def served(tmp_path_factory) -> Iterator[Served]:
     demo = demo_database(tmp_path_factory)
     app = create_app({"DATABASE_URL": demo.url})
-    server = create_server(app, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-    thread.start()
-    yield Served(f"http://127.0.0.1:{server.effective_port}", demo)
-    server.close()
-    thread.join(timeout=5)
+    with served_by_waitress(app) as base:
+        yield Served(base, demo)
 
 
 @pytest.fixture(scope="module")

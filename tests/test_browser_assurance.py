@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-import waitress
 from sqlalchemy import select
 
+from tests.servers import console_problems, served_by_waitress
 from tests.test_web_assurance import PASSWORD, make_app, seed
 from tracker.db import make_engine, session_factory, upgrade
 from tracker.stops_models import GOWISELY, BwvReview
 
 pytestmark = pytest.mark.browser
 
-HOST = "127.0.0.1"
 
 
 @pytest.fixture
@@ -34,13 +31,8 @@ def database(tmp_path):
 def live_server(database):
     """The app served by waitress on a free loopback port; yields its base URL."""
     url, _, _ = database
-    server = waitress.create_server(make_app(url), host=HOST, port=0, threads=4)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.effective_port}"
-    server.close()
-    server.task_dispatcher.shutdown()
-    thread.join(timeout=10)
+    with served_by_waitress(make_app(url)) as base:
+        yield base
 
 
 def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
@@ -48,16 +40,11 @@ def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
     stop_id = ids["S3"]  # pending, not yet overdue
     page = chromium.new_page()
     requests: list[str] = []
-    problems: list[str] = []
+    problems = console_problems(page)  # a script blocked by the CSP is reported there
     failed: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
     page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
             if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
-    # A script blocked by the Content Security Policy is reported on the console.
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" and "favicon.ico" not in message.text
-            and "Failed to load resource" not in message.text else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
 
     page.goto(f"{live_server}/login")
     page.fill("input[name=username]", "assurance")
@@ -92,7 +79,7 @@ def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
     assert review.findings == "Warrant card shown only when asked."
 
     assert requests, "the page made no requests"
-    outside = [url for url in requests if not url.startswith(f"http://{HOST}")]
+    outside = [url for url in requests if not url.startswith("http://127.0.0.1")]
     assert outside == []
     assert failed == []
     assert problems == []  # no CSP violation, no script error

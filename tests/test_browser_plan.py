@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-import waitress
 from sqlalchemy import func, select
 
+from tests.servers import console_problems, served_by_waitress
 from tests.test_web_assurance import PASSWORD, make_app
 from tracker.db import make_engine, session_factory, upgrade
 from tracker.dosage import DosageParams
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PLAN = ROOT / "geofences" / "demo_plan.yaml"
-HOST = "127.0.0.1"
 
 
 @pytest.fixture
@@ -36,24 +34,15 @@ def served(tmp_path):
         replace_hot_spots(session, load_hot_spots(ROOT / "geofences" /
                                                   "leicestershire_demo.geojson"), DosageParams())
         create_user(session, "admin", "admin", PASSWORD, actor="test")
-    server = waitress.create_server(make_app(url), host=HOST, port=0, threads=4)
-    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.effective_port}", sessions
-    server.close()
-    server.task_dispatcher.shutdown()
-    thread.join(timeout=10)
+    with served_by_waitress(make_app(url)) as base:
+        yield base, sessions
     engine.dispose()
 
 
 def test_an_administrator_loads_the_first_plan_from_the_plan_page(chromium, served):
     base, sessions = served
     page = chromium.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" and "favicon.ico" not in message.text
-            and "Failed to load resource" not in message.text else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
+    problems = console_problems(page)
     page.goto(f"{base}/login")
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", PASSWORD)
