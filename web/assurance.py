@@ -532,8 +532,10 @@ def api_error(status: int, title: str, message: str, fields: Mapping[str, str]):
 def json_object() -> dict[str, Any]:
     """Return the request's JSON object, or 400."""
     try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nested too deeply to parse (see tracker.parsing)
+        # tracker.parsing rather than request.get_json: JSON nested too deeply fails there
+        # as bad JSON, not as a RecursionError.
+        body = parsing.json_loads(request.get_data()) if request.is_json else None
+    except ValueError:
         body = None
     if not isinstance(body, dict):
         abort(400, "send a JSON object with Content-Type: application/json")
