@@ -67,7 +67,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -412,58 +411,6 @@ class Child:
     @property
     def cpu_s(self) -> float:
         return self.rusage.ru_utime + self.rusage.ru_stime if self.rusage else float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateBroker:
-    """A Mosquitto of our own on a free loopback port, with no cap on queued messages."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        # Mosquitto started as root runs as the user mosquitto: give it a folder it can write.
-        folder = workdir / "broker"
-        folder.mkdir()
-        folder.chmod(0o777)
-        workdir.chmod(0o755)
-        conf = folder / "mosquitto.conf"
-        self.log = folder / "mosquitto.log"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 0\n"
-            f"log_dest file {self.log}\n"
-        )
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the private mosquitto did not start")
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def dropped_warnings(self) -> int:
-        """How many times the broker logged that it dropped messages for a client."""
-        try:
-            return self.log.read_text(errors="replace").count("being dropped")
-        except OSError:
-            return -1
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 def mosquitto_version() -> str:
@@ -903,7 +850,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         broker = None
         if args.mqtt_url is None:
-            broker = PrivateBroker(workdir)
+            # The tests' private broker: no cap on queued messages, a log to count drops in.
+            from tests.servers import PrivateMosquitto
+
+            broker = PrivateMosquitto(workdir / "broker", "persistence false").start()
             host, port, broker_note = "127.0.0.1", broker.port, (
                 f"private instance on 127.0.0.1:{broker.port}, max_queued_messages 0, "
                 "persistence false, otherwise defaults")

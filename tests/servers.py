@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,3 +153,56 @@ def console_problems(page) -> list[str]:
             and "Failed to load resource" not in message.text else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     return problems
+
+
+class PrivateMosquitto:
+    """A Mosquitto of one's own on a free loopback port, to stop and start again at will.
+
+    It keeps every queued message (max_queued_messages 0), logs to a file in `folder`, and
+    takes further configuration lines (persistence, TLS). Used by the ingest tests that
+    restart their broker or speak TLS, and by bench/bench_ingest.py.
+    """
+
+    def __init__(self, folder: Path, *settings: str, tls: bool = False) -> None:
+        if shutil.which("mosquitto") is None:
+            unavailable("the mosquitto program")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.tls = tls
+        folder.mkdir(exist_ok=True)
+        self.log = folder / "mosquitto.log"
+        self.config = folder / "mosquitto.conf"
+        # "user root": started as root, Mosquitto would otherwise run as the user mosquitto,
+        # which cannot reach pytest's folders to write its log and persistence file (it has
+        # no effect when not started as root).
+        self.config.write_text("\n".join([
+            f"listener {self.port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 0",
+            "user root", f"log_dest file {self.log}", *settings]) + "\n")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> PrivateMosquitto:
+        self.process = subprocess.Popen(["mosquitto", "-c", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the private Mosquitto did not start; see {self.log}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # Mosquitto saves a persistence file on the way out
+            self.process.wait(timeout=30)
+
+    def dropped_warnings(self) -> int:
+        """How many times the broker logged that it dropped messages for a client."""
+        try:
+            return self.log.read_text(errors="replace").count("being dropped")
+        except OSError:
+            return -1

@@ -18,7 +18,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,7 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import func, select, text
 
-from tests.servers import BrokerUnderTest, port_open, unavailable
+from tests.servers import BrokerUnderTest, PrivateMosquitto, unavailable
 from tracker import cli
 from tracker.geofence import load_hot_spots
 from tracker.models import DeadLetter, PingRow
@@ -818,49 +817,12 @@ def test_sigterm_during_a_database_outage_exits_0_and_leaves_the_messages_queued
     assert harness.stop(again) == 0
 
 
-class PrivateMosquitto:
-    """A Mosquitto of this test's own, which it can stop and start again on the same port.
-
-    Persistence is on, as in production, so that the ingester's session and the messages
-    queued for it survive the restart.
-    """
-
-    def __init__(self, folder: Path, extra_config: str = "") -> None:
-        if shutil.which("mosquitto") is None:
-            unavailable("the mosquitto program")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        folder.mkdir()
-        self.config = folder / "mosquitto.conf"
-        # "user root": started as root, Mosquitto would otherwise run as the user mosquitto,
-        # which cannot reach pytest's folders to save its persistence file (it has no
-        # effect when not started as root).
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                               f"persistence true\npersistence_location {folder}/\n"
-                               f"max_queued_messages 0\nuser root\n{extra_config}")
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        scheme = "mqtts" if "certfile" in self.config.read_text() else "mqtt"
-        return f"{scheme}://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(["mosquitto", "-c", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: port_open("127.0.0.1", self.port), "the private Mosquitto to listen")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # Mosquitto saves its persistence file on the way out
-            self.process.wait(timeout=WAIT_S)
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_ingester_reconnects_after_a_broker_restart_and_resumes_its_session(
         database_url, db, tmp_path):
-    broker = PrivateMosquitto(tmp_path / "broker")
+    # Persistence on, as in production: the session and its queue survive the restart.
+    folder = tmp_path / "broker"
+    broker = PrivateMosquitto(folder, "persistence true", f"persistence_location {folder}/")
     broker.start()
     harness = Harness(BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True),
                       database_url, tmp_path)
@@ -918,9 +880,8 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path, Path]:
 def test_mqtts_with_the_brokers_ca_ingests_and_with_another_ca_says_why_it_cannot(
         database_url, db, tmp_path):
     ca, certificate, key, other_ca = make_certificates(tmp_path / "tls")
-    broker = PrivateMosquitto(tmp_path / "broker", f"cafile {ca}\ncertfile {certificate}\n"
-                                                    f"keyfile {key}\n")
-    broker.start()
+    broker = PrivateMosquitto(tmp_path / "broker", f"cafile {ca}", f"certfile {certificate}",
+                              f"keyfile {key}", tls=True).start()
     harness = Harness(BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True),
                       database_url, tmp_path)
     try:
