@@ -292,24 +292,6 @@ def subscriber_main(host: str, port: int, client_id: str, filters: list[str], ex
 # --- the parent: broker, databases, scenarios ----------------------------------------------------
 
 
-def _descendants(root: int) -> list[int]:
-    """Return the pids of every living descendant of a process (from /proc)."""
-    parent_of = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                parent_of[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parent_of.items() if parent in frontier]
-        found.extend(children)
-        frontier = children
-    return found
-
-
 class Child:
     """A child process whose stdout (JSON lines) and stderr (lines) are read by threads."""
 
@@ -335,13 +317,15 @@ class Child:
         ticks = os.sysconf("SC_CLK_TCK")
         hwm_kb: dict[int, int] = {}
         task_cpu: dict[tuple[int, int], float] = {}
+        from tests.servers import descendants as living_descendants
+
         descendants: list[int] = []
         next_scan = 0.0
         while self.proc.returncode is None:
             # Walking all of /proc every 50 ms would cost the measured processes CPU; a
             # process found late loses nothing, as VmHWM and CPU times are cumulative.
             if time.monotonic() >= next_scan:
-                descendants = _descendants(root)
+                descendants = living_descendants(root)
                 next_scan = time.monotonic() + 1.0
             for pid in [root, *descendants]:
                 try:

@@ -206,3 +206,35 @@ class PrivateMosquitto:
             return self.log.read_text(errors="replace").count("being dropped")
         except OSError:
             return -1
+
+
+def _process_state(stat: str) -> tuple[str, int]:
+    """(state, parent pid) from the text of /proc/<pid>/stat (the name may hold spaces)."""
+    state, parent = stat[stat.rindex(")") + 2:].split()[:2]
+    return state, int(parent)
+
+
+def descendants(root: int) -> list[int]:
+    """The living (not zombie) descendants of a process, children first, from /proc."""
+    parent_of = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, parent = _process_state((entry / "stat").read_text())
+            except (OSError, ValueError, IndexError):
+                continue
+            if state != "Z":
+                parent_of[int(entry.name)] = parent
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {pid for pid, parent in parent_of.items() if parent in frontier}
+        found.extend(sorted(frontier))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        return _process_state(Path(f"/proc/{pid}/stat").read_text())[0] != "Z"
+    except OSError:
+        return False

@@ -39,7 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import func, select, text
 
-from tests.servers import BrokerUnderTest, PrivateMosquitto, unavailable
+from tests.servers import BrokerUnderTest, PrivateMosquitto, alive, descendants, unavailable
 from tracker import cli
 from tracker.geofence import load_hot_spots
 from tracker.models import DeadLetter, PingRow
@@ -406,29 +406,6 @@ def now_s() -> int:
     return int(time.time())
 
 
-def child_pids(pid: int) -> list[int]:
-    """The living (not zombie) child processes of a process, from /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            state, parent = stat[stat.rindex(")") + 2:].split()[:2]
-            if int(parent) == pid and state != "Z":
-                children.append(int(entry.name))
-    return children
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
-
-
 # --- (a) malformed messages --------------------------------------------------------------------
 
 
@@ -666,7 +643,7 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(harness, db, tmp
     streaming = Background(stream)
     try:
         wait_until(lambda: ping_count(db) >= 300, "a few hundred pings", [ingester])
-        writers = child_pids(ingester.process.pid)
+        writers = descendants(ingester.process.pid)
         assert len(writers) == 1, "the ingester is a receiving and a writing process"
         assert harness.stop(ingester, signal.SIGKILL) == -signal.SIGKILL
         # The writer cannot acknowledge anything without the receiver, and leaves too.
@@ -704,7 +681,7 @@ def test_a_killed_writer_stops_the_ingester_and_a_restart_loses_nothing(harness,
     streaming = Background(lambda: publisher.publish(messages, STREAM_EVERY_S))
     try:
         wait_until(lambda: ping_count(db) >= 300, "a few hundred pings", [ingester])
-        [writer] = child_pids(ingester.process.pid)
+        [writer] = descendants(ingester.process.pid)
         os.kill(writer, signal.SIGKILL)
         # Nothing more can be committed, so the receiver must not go on taking messages.
         assert ingester.process.wait(timeout=WAIT_S) == 1
