@@ -43,9 +43,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from tracker.dosage import DosageParams, compute_dosage  # noqa: E402
-from tracker.geofence import HotSpot, HotSpotSet, load_hot_spots  # noqa: E402
-from tracker.pings import PING_COLUMNS  # noqa: E402
+from tracker.dosage.engine import DosageParams, compute_dosage  # noqa: E402
+from tracker.dosage.geofence import HotSpot, HotSpotSet, load_hot_spots  # noqa: E402
+from tracker.dosage.pings import PING_COLUMNS  # noqa: E402
 
 DEMO_GEOJSON = ROOT / "geofences" / "leicestershire_demo.geojson"
 SEED = 20250314

@@ -450,10 +450,10 @@ class Database:
 def make_database(kind: str, workdir: Path, pg_url: str, hot_spots: bool) -> Database:
     from sqlalchemy import text
 
-    from tracker.db import make_engine, session_factory, upgrade
-    from tracker.dosage import DosageParams
-    from tracker.geofence import load_hot_spots
-    from tracker.recompute import replace_hot_spots
+    from tracker.dosage.engine import DosageParams
+    from tracker.dosage.geofence import load_hot_spots
+    from tracker.dosage.recompute import replace_hot_spots
+    from tracker.foundation.database import make_engine, session_factory, upgrade
 
     cleanup = None
     if kind == "sqlite":
@@ -612,7 +612,7 @@ class Scenario:
         return result
 
     def run_ingester(self, kind: str) -> Result:
-        from tracker.db import make_engine
+        from tracker.foundation.database import make_engine
 
         args = self.args
         result = Result(kind, self.n)
@@ -706,7 +706,7 @@ def ingest_machine_info(args, broker: str) -> list[tuple[str, str]]:
     try:
         from sqlalchemy import text
 
-        from tracker.db import make_engine
+        from tracker.foundation.database import make_engine
 
         engine = make_engine(args.pg_url)
         with engine.connect() as connection:

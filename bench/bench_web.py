@@ -62,20 +62,20 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import text  # noqa: E402
 
 from bench.machine import machine_info  # noqa: E402
-from tracker.db import make_engine, session_factory, upgrade  # noqa: E402
-from tracker.devices import AssignmentRow, load_assignments  # noqa: E402
-from tracker.dosage import DosageParams  # noqa: E402
-from tracker.geofence import load_hot_spots  # noqa: E402
-from tracker.models import (  # noqa: E402
+from tracker.accounts.users import create_user  # noqa: E402
+from tracker.dosage.devices import AssignmentRow, load_assignments  # noqa: E402
+from tracker.dosage.engine import DosageParams  # noqa: E402
+from tracker.dosage.geofence import load_hot_spots  # noqa: E402
+from tracker.dosage.recompute import replace_hot_spots  # noqa: E402
+from tracker.foundation.database import make_engine, session_factory, upgrade  # noqa: E402
+from tracker.foundation.models import (  # noqa: E402
     CreditedSpan,
     DailyDosage,
     DeviceDailyDosage,
     HourlyPresence,
     Visit,
 )
-from tracker.plan import load_plan, parse_plan  # noqa: E402
-from tracker.recompute import replace_hot_spots  # noqa: E402
-from tracker.users import create_user  # noqa: E402
+from tracker.plan.reader import load_plan, parse_plan  # noqa: E402
 
 DEMO_HOT_SPOTS = ROOT / "geofences" / "leicestershire_demo.geojson"
 DEMO_PLAN = ROOT / "geofences" / "demo_plan.yaml"
@@ -329,15 +329,15 @@ def masked(html: bytes) -> str:
 
 def figures(url: str, params: DosageParams) -> dict:
     """Return the tables behind the overview and hot spot pages, for exact comparison."""
-    from tracker import compliance
-    from tracker.compliance import (
+    from tracker.dosage.patrols import hot_spot_visits, hour_by_weekday, officer_figures
+    from tracker.plan import compliance
+    from tracker.plan.compliance import (
         compliance_table,
         cumulative_series,
         daily_compliance,
         hot_spot_overview,
     )
-    from tracker.patrols import hot_spot_visits, hour_by_weekday, officer_figures
-    from tracker.plan import find_operation, local_today
+    from tracker.plan.reader import find_operation, local_today
 
     # Faster ways to the same tables, where this version of the code has them: their
     # results are stored under "<table>#fast" and compared with <table>.
@@ -510,7 +510,7 @@ def main() -> None:
         lines, collected["sqlite"] = run_one("SQLite", f"sqlite:///{path}", today, params, args)
         output += lines
     if args.postgres:
-        from tracker.db import make_engine as engine_for
+        from tracker.foundation.database import make_engine as engine_for
 
         schema = f"bench_web_{uuid.uuid4().hex[:10]}"
         admin = engine_for(args.postgres)

@@ -10,9 +10,9 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from tracker.dosage import DosageParams, DosageResult, compute_dosage
-from tracker.geofence import HotSpotSet, parse_hot_spots
-from tracker.pings import Ping, make_ping, parse_timestamp, pings_frame
+from tracker.dosage.engine import DosageParams, DosageResult, compute_dosage
+from tracker.dosage.geofence import HotSpotSet, parse_hot_spots
+from tracker.dosage.pings import Ping, make_ping, parse_timestamp, pings_frame
 
 METRES_PER_DEGREE_LAT = 111_320.0
 

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.builders import BOX_A, BOX_B, BOX_H, HOLE_H, hot_spot_set, polygon_feature
-from tracker.geofence import HotSpotSet
+from tracker.dosage.geofence import HotSpotSet
 
 
 @pytest.fixture(scope="session")

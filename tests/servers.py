@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import text
 
-from tracker.db import make_engine, session_factory, upgrade
+from tracker.foundation.database import make_engine, session_factory, upgrade
 from tracker.mqtt.broker import EMBEDDED_BROKER_MQTT_VERSIONS, EmbeddedBroker
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

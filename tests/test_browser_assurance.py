@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from tests.servers import console_problems, served_by_waitress
 from tests.test_web_assurance import PASSWORD, make_app, seed
-from tracker.db import make_engine, session_factory, upgrade
-from tracker.stops_models import GOWISELY, BwvReview
+from tracker.foundation.database import make_engine, session_factory, upgrade
+from tracker.stops.models import GOWISELY, BwvReview
 
 pytestmark = pytest.mark.browser
 

@@ -9,13 +9,13 @@ from sqlalchemy import func, select
 
 from tests.servers import console_problems, served_by_waitress
 from tests.test_web_assurance import PASSWORD, make_app
-from tracker.db import make_engine, session_factory, upgrade
-from tracker.dosage import DosageParams
-from tracker.geofence import load_hot_spots
-from tracker.models import AuditEvent
-from tracker.plan_models import Operation
-from tracker.recompute import replace_hot_spots
-from tracker.users import create_user
+from tracker.accounts.users import create_user
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.geofence import load_hot_spots
+from tracker.dosage.recompute import replace_hot_spots
+from tracker.foundation.database import make_engine, session_factory, upgrade
+from tracker.foundation.models import AuditEvent
+from tracker.plan.models import Operation
 
 pytestmark = pytest.mark.browser
 

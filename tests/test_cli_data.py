@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import MetaData, delete, func, select, update
 
-from tracker import settings
+from tracker.accounts.users import authenticate, user_for_token
 from tracker.cli import main
-from tracker.db import make_engine, schema_is_current, session_factory
-from tracker.models import (
+from tracker.foundation import settings
+from tracker.foundation.database import make_engine, schema_is_current, session_factory
+from tracker.foundation.models import (
     Assignment,
     AuditEvent,
     DailyDosage,
@@ -26,7 +27,6 @@ from tracker.models import (
     PingRow,
     User,
 )
-from tracker.users import authenticate, user_for_token
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_GEOFENCES = REPO_ROOT / "geofences" / "leicestershire_demo.geojson"

@@ -16,7 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from tracker.cli import main
-from tracker.compliance import (
+from tracker.dosage.engine import US_PER_MINUTE
+from tracker.foundation.models import DailyDosage, HotSpotRow, HourlyPresence, Visit
+from tracker.foundation.tables import records, write_table
+from tracker.plan.compliance import (
     COMPLIANCE_COLUMNS,
     CUMULATIVE_COLUMNS,
     DAILY_COMPLIANCE_COLUMNS,
@@ -29,11 +32,8 @@ from tracker.compliance import (
     hot_spot_overview,
     rag_status,
 )
-from tracker.dosage import US_PER_MINUTE
-from tracker.models import DailyDosage, HotSpotRow, HourlyPresence, Visit
-from tracker.plan import PlanError, load_plan, parse_plan
-from tracker.plan_models import Operation
-from tracker.tables import records, write_table
+from tracker.plan.models import Operation
+from tracker.plan.reader import PlanError, load_plan, parse_plan
 
 HEAD = "operation: Test operation\nstart: 2026-12-28\nend: 2027-03-21\ntz: Europe/London\n"
 

@@ -10,7 +10,7 @@ import pytest
 import shapely
 from shapely.geometry import LinearRing, Polygon
 
-from tracker.geofence import HotSpot, HotSpotSet, load_hot_spots
+from tracker.dosage.geofence import HotSpot, HotSpotSet, load_hot_spots
 
 DEMO_PATH = Path(__file__).resolve().parent.parent / "geofences" / "leicestershire_demo.geojson"
 

@@ -27,7 +27,12 @@ from tests.builders import (
     square_feature,
     track,
 )
-from tracker.dosage import DAILY_COLUMNS, DEVICE_DAILY_COLUMNS, DEVICE_VISIT_COLUMNS, VISIT_COLUMNS
+from tracker.dosage.engine import (
+    DAILY_COLUMNS,
+    DEVICE_DAILY_COLUMNS,
+    DEVICE_VISIT_COLUMNS,
+    VISIT_COLUMNS,
+)
 
 T0 = "2026-01-14T12:00:00+00:00"
 DAY = date(2026, 1, 14)

@@ -22,8 +22,8 @@ from tests.builders import (
     ON_HOLE_EDGE,
     OUTSIDE,
 )
-from tracker.dosage import DosageParams, DosageResult, compute_dosage
-from tracker.pings import Ping, parse_timestamp, pings_frame
+from tracker.dosage.engine import DosageParams, DosageResult, compute_dosage
+from tracker.dosage.pings import Ping, parse_timestamp, pings_frame
 
 PROPERTY_SETTINGS = settings(max_examples=50, deadline=None)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Point
 
-from tracker.geofence import GeofenceError, HotSpotSet, load_hot_spots, parse_hot_spots
+from tracker.dosage.geofence import GeofenceError, HotSpotSet, load_hot_spots, parse_hot_spots
 
 
 def ring(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:

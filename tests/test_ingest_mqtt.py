@@ -41,14 +41,14 @@ from sqlalchemy import func, select, text
 
 from tests.servers import BrokerUnderTest, PrivateMosquitto, alive, descendants, unavailable
 from tracker import cli
-from tracker.geofence import load_hot_spots
-from tracker.models import DeadLetter, PingRow
-from tracker.pings import Ping, format_timestamp
-from tracker.recompute import replace_hot_spots
-from tracker.reports import daily_report
-from tracker.simulate import fleet
-from tracker.store import dead_letter_count
-from tracker.tables import write_table
+from tracker.dosage.geofence import load_hot_spots
+from tracker.dosage.pings import Ping, format_timestamp
+from tracker.dosage.recompute import replace_hot_spots
+from tracker.dosage.reports import daily_report
+from tracker.dosage.store import dead_letter_count
+from tracker.foundation.models import DeadLetter, PingRow
+from tracker.foundation.tables import write_table
+from tracker.simulation.fleet import fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PATH = ROOT / "geofences" / "leicestershire_demo.geojson"

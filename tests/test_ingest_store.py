@@ -1,6 +1,6 @@
 """Storing ingest batches and keeping dosage current, on SQLite and PostgreSQL.
 
-The incremental dosage (tracker.recompute) must always equal what the offline engine
+The incremental dosage (tracker.dosage.recompute) must always equal what the offline engine
 (tracker.dosage.compute_dosage) makes of the same pings, whatever order and grouping the
 pings arrive in (DESIGN sections 4 and 5).
 """
@@ -20,11 +20,21 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from tests.builders import feature_collection, square_feature
-from tracker import recompute
-from tracker.dosage import DAILY_COLUMNS, DosageParams, compute_dosage
-from tracker.geofence import HotSpot, HotSpotSet, load_hot_spots, parse_hot_spots
-from tracker.ingest import BatchOutcome, Message, store_messages
-from tracker.models import (
+from tracker.dosage import recompute
+from tracker.dosage.engine import DAILY_COLUMNS, DosageParams, compute_dosage
+from tracker.dosage.geofence import HotSpot, HotSpotSet, load_hot_spots, parse_hot_spots
+from tracker.dosage.ingest import BatchOutcome, Message, store_messages
+from tracker.dosage.payloads import Limits
+from tracker.dosage.pings import Ping, format_timestamp, make_ping, pings_frame
+from tracker.dosage.recompute import (
+    bring_up_to_date,
+    enqueue_all_device_days,
+    rebuild_device_days,
+    replace_hot_spots,
+)
+from tracker.dosage.reports import daily_report
+from tracker.dosage.store import MAX_DEAD_LETTER_PAYLOAD, purge_pings, store_pings, stored_hot_spots
+from tracker.foundation.models import (
     CreditedSpan,
     DailyDosage,
     DeadLetter,
@@ -35,18 +45,8 @@ from tracker.models import (
     PingRow,
     Visit,
 )
-from tracker.payloads import Limits
-from tracker.pings import Ping, format_timestamp, make_ping, pings_frame
-from tracker.recompute import (
-    bring_up_to_date,
-    enqueue_all_device_days,
-    rebuild_device_days,
-    replace_hot_spots,
-)
-from tracker.reports import daily_report
-from tracker.simulate import fleet
-from tracker.store import MAX_DEAD_LETTER_PAYLOAD, purge_pings, store_pings, stored_hot_spots
-from tracker.tables import records
+from tracker.foundation.tables import records
+from tracker.simulation.fleet import fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = load_hot_spots(ROOT / "geofences" / "leicestershire_demo.geojson")

@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from tracker import plan_models, stops_models  # noqa: F401 (they register their tables)
-from tracker.db import alembic_config, make_engine, schema_is_current, upgrade
-from tracker.models import Base, PingRow
+from tracker.foundation.database import alembic_config, make_engine, schema_is_current, upgrade
+from tracker.foundation.models import Base, PingRow
+from tracker.stops import models as stops_models  # noqa: F401 (they register their tables)
 
 
 def test_the_migrated_schema_matches_the_models(database_url):

@@ -2,10 +2,10 @@
 
 from datetime import UTC, date, datetime, timedelta
 
-from tracker.devices import AssignmentRow, load_assignments
-from tracker.dosage import DosageParams
-from tracker.models import CreditedSpan, DeadLetter, PingRow
-from tracker.patrols import device_health, ingest_rates, officer_figures
+from tracker.dosage.devices import AssignmentRow, load_assignments
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.patrols import device_health, ingest_rates, officer_figures
+from tracker.foundation.models import CreditedSpan, DeadLetter, PingRow
 
 NOW = datetime(2026, 7, 1, 12, 30, tzinfo=UTC)
 US = 1_000_000

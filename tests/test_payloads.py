@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tracker.payloads import Decoded, Limits, decode_message
-from tracker.pings import Ping
+from tracker.dosage.payloads import Decoded, Limits, decode_message
+from tracker.dosage.pings import Ping
 
 # 2026-11-26T07:59:50Z, a few seconds before the server clock NOW_US below.
 T_S = 1_795_679_990

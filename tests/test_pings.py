@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from tracker.pings import (
+from tracker.dosage.pings import (
     BadRow,
     Ping,
     PingError,

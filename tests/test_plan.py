@@ -11,10 +11,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from tracker.cli import main
-from tracker.dosage import DosageParams
-from tracker.geofence import load_hot_spots
-from tracker.models import AuditEvent, HotSpotRow
-from tracker.plan import (
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.geofence import load_hot_spots
+from tracker.dosage.recompute import replace_hot_spots
+from tracker.foundation.models import AuditEvent, HotSpotRow
+from tracker.plan.models import Operation, OperationHotSpot, PlanPhase
+from tracker.plan.reader import (
     PatrolWindow,
     PlanError,
     find_operation,
@@ -27,8 +29,6 @@ from tracker.plan import (
     read_plan,
     stored_plan,
 )
-from tracker.plan_models import Operation, OperationHotSpot, PlanPhase
-from tracker.recompute import replace_hot_spots
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PLAN = REPO_ROOT / "geofences" / "demo_plan.yaml"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker import settings
+from tracker.foundation import settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

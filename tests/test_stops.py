@@ -18,7 +18,14 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from tests.builders import BOX_A, BOX_B, IN_A_AND_B, hot_spot_set, polygon_feature
-from tracker.assurance import (
+from tracker.cli import main
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.geofence import load_hot_spots
+from tracker.dosage.recompute import replace_hot_spots
+from tracker.foundation.database import make_engine
+from tracker.foundation.models import AuditEvent, Base, Officer
+from tracker.plan.models import Operation
+from tracker.stops.figures import (
     assurance_summary,
     breakdown,
     ethnicity_breakdown,
@@ -28,19 +35,8 @@ from tracker.assurance import (
     stop_dict,
     stops_frame,
 )
-from tracker.bwv_review import (
-    is_overdue,
-    review_of,
-    update_review,
-)
-from tracker.cli import main
-from tracker.db import make_engine
-from tracker.dosage import DosageParams
-from tracker.geofence import load_hot_spots
-from tracker.models import AuditEvent, Base, Officer
-from tracker.plan_models import Operation
-from tracker.recompute import replace_hot_spots
-from tracker.stops import (
+from tracker.stops.models import GOWISELY, BwvReview, StopSearch
+from tracker.stops.records import (
     PUBLIC_COLUMNS,
     BadStopRows,
     ReviewError,
@@ -57,7 +53,11 @@ from tracker.stops import (
     read_stops,
     relink_stops,
 )
-from tracker.stops_models import GOWISELY, BwvReview, StopSearch
+from tracker.stops.review import (
+    is_overdue,
+    review_of,
+    update_review,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_GEOJSON = ROOT / "geofences" / "leicestershire_demo.geojson"

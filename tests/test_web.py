@@ -27,14 +27,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tracker.accounts.users import create_user, issue_token, revoke_token
 from tracker.cli import main
-from tracker.db import make_engine, session_factory
 from tracker.demo import prepare
-from tracker.dosage import DosageParams
-from tracker.models import AuditEvent
-from tracker.patrols import officer_figures
-from tracker.tables import write_table
-from tracker.users import create_user, issue_token, revoke_token
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.patrols import officer_figures
+from tracker.foundation.database import make_engine, session_factory
+from tracker.foundation.models import AuditEvent
+from tracker.foundation.tables import write_table
 from web import ConfigurationError, create_app
 
 ROLES = ("admin", "supervisor", "assurance", "officer")

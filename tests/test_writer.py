@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DataError
 
-from tracker import ingest
-from tracker.dosage import DosageParams
-from tracker.ingest import BatchOutcome
-from tracker.models import DeadLetter, PingRow
+from tracker.dosage import ingest
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.ingest import BatchOutcome
+from tracker.dosage.payloads import Limits
+from tracker.foundation.models import DeadLetter, PingRow
 from tracker.mqtt.writer import Writer
-from tracker.payloads import Limits
 
 TOPIC = "patrol/radio-1/location"
 

@@ -18,19 +18,19 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tracker import settings
-from tracker.bwv_review import update_review
-from tracker.db import make_engine, session_factory, upgrade
-from tracker.devices import AssignmentRow, load_assignments
-from tracker.dosage import DosageParams
-from tracker.geofence import load_hot_spots
-from tracker.plan import load_plan, read_plan
-from tracker.recompute import bring_up_to_date, replace_hot_spots
-from tracker.simulate import fleet, patrol, point_in
-from tracker.stops import import_stops, validate_stop
-from tracker.stops_models import GOWISELY, StopSearch
-from tracker.store import store_pings
-from tracker.users import create_user
+from tracker.accounts.users import create_user
+from tracker.dosage.devices import AssignmentRow, load_assignments
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.geofence import load_hot_spots
+from tracker.dosage.recompute import bring_up_to_date, replace_hot_spots
+from tracker.dosage.store import store_pings
+from tracker.foundation import settings
+from tracker.foundation.database import make_engine, session_factory, upgrade
+from tracker.plan.reader import load_plan, read_plan
+from tracker.simulation.fleet import fleet, patrol, point_in
+from tracker.stops.models import GOWISELY, StopSearch
+from tracker.stops.records import import_stops, validate_stop
+from tracker.stops.review import update_review
 
 log = logging.getLogger("tracker.demo")
 GEOFENCES = settings.PROJECT_ROOT / "geofences"
@@ -212,7 +212,7 @@ def run(host: str = "127.0.0.1", port: int = 5000) -> None:
     """Prepare the demo database, start broker, ingester, live fleet and web app."""
     from waitress import create_server
 
-    from tracker.cli import configured_params
+    from tracker.cli.options import configured_params
     from tracker.mqtt.broker import EmbeddedBroker
     from tracker.mqtt.ingester import BrokerAddress, IngestConfig, Ingester
     from web import create_app

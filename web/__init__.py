@@ -8,9 +8,9 @@ from pathlib import Path
 
 from flask import Flask, url_for
 
-from tracker import settings
-from tracker.cli import configured_params
-from tracker.db import make_engine, session_factory
+from tracker.dosage.engine import configured_params
+from tracker.foundation import settings
+from tracker.foundation.database import make_engine, session_factory
 
 
 class ConfigurationError(RuntimeError):
@@ -20,6 +20,10 @@ class ConfigurationError(RuntimeError):
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the app: settings, database, log-in, CSRF, rate limits, headers, blueprints."""
     app = Flask(__name__, instance_path=str(Path(settings.get("TRACKER_INSTANCE_PATH"))))
+    try:
+        dosage_params = configured_params()
+    except settings.SettingsError as exc:
+        raise ConfigurationError(str(exc)) from exc
     production = settings.is_production()
     secret_key = settings.get("TRACKER_SECRET_KEY")
     if production and len(secret_key) < 32:
@@ -43,7 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAP_TILES=settings.get("TRACKER_MAP_TILES"),
         LOGIN_RATE_LIMIT=settings.get("TRACKER_LOGIN_RATE_LIMIT"),
         RATELIMIT_STORAGE_URI=settings.get("TRACKER_RATELIMIT_STORAGE_URI"),
-        DOSAGE_PARAMS=configured_params(),
+        DOSAGE_PARAMS=dosage_params,
         # CSRF is checked in a before_request hook, except for bearer-token API calls.
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,

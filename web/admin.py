@@ -9,8 +9,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from tracker.models import AuditEvent, User
-from tracker.plan import (
+from tracker.foundation.models import AuditEvent, User
+from tracker.plan.models import Operation
+from tracker.plan.reader import (
     PlanError,
     find_operation,
     load_plan,
@@ -19,8 +20,7 @@ from tracker.plan import (
     require_dosage_tz,
     stored_plan,
 )
-from tracker.plan_models import Operation
-from tracker.stops import relink_stops
+from tracker.stops.records import relink_stops
 from web.auth import DOSAGE_READERS, roles_required
 from web.dashboard import (
     csv_response,

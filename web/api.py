@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, jsonify, request
 
-from tracker.reports import daily_report
-from tracker.store import stored_hot_spots
-from tracker.tables import records
+from tracker.dosage.reports import daily_report
+from tracker.dosage.store import stored_hot_spots
+from tracker.foundation.tables import records
 from web.auth import DOSAGE_READERS, roles_required
 from web.dashboard import parse_day
 from web.database import get_db

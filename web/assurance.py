@@ -30,8 +30,11 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tracker import parsing, settings
-from tracker.assurance import (
+from tracker.dosage.geofence import HotSpotSet
+from tracker.dosage.store import stored_hot_spots
+from tracker.foundation import parsing, settings
+from tracker.foundation.models import AuditEvent
+from tracker.stops.figures import (
     assurance_summary,
     breakdown,
     ethnicity_breakdown,
@@ -42,15 +45,16 @@ from tracker.assurance import (
     stop_dict,
     stops_frame,
 )
-from tracker.bwv_review import (
-    is_overdue,
-    local_today,
-    review_of,
-    update_review,
+from tracker.stops.models import (
+    GOWISELY,
+    GOWISELY_ANSWERS,
+    RAG_RATINGS,
+    REVIEW_OUTCOMES,
+    REVIEW_STATUSES,
+    BwvReview,
+    StopSearch,
 )
-from tracker.geofence import HotSpotSet
-from tracker.models import AuditEvent
-from tracker.stops import (
+from tracker.stops.records import (
     LABELS,
     SEARCH_TYPES,
     STOP_FIELDS,
@@ -61,16 +65,12 @@ from tracker.stops import (
     StopValidationError,
     create_stop,
 )
-from tracker.stops_models import (
-    GOWISELY,
-    GOWISELY_ANSWERS,
-    RAG_RATINGS,
-    REVIEW_OUTCOMES,
-    REVIEW_STATUSES,
-    BwvReview,
-    StopSearch,
+from tracker.stops.review import (
+    is_overdue,
+    local_today,
+    review_of,
+    update_review,
 )
-from tracker.store import stored_hot_spots
 from web import maps
 from web.auth import roles_required
 from web.dashboard import csv_response, hot_spot_bounds, params, parse_day, table_rows, wants_csv
@@ -532,7 +532,7 @@ def api_error(status: int, title: str, message: str, fields: Mapping[str, str]):
 def json_object() -> dict[str, Any]:
     """Return the request's JSON object, or 400."""
     try:
-        # tracker.parsing rather than request.get_json: JSON nested too deeply fails there
+        # tracker.foundation.parsing rather than request.get_json: JSON nested too deeply fails there
         # as bad JSON, not as a RecursionError.
         body = parsing.json_loads(request.get_data()) if request.is_json else None
     except ValueError:

@@ -24,9 +24,9 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from tracker.audit import record
-from tracker.models import User
-from tracker.users import authenticate, user_for_token
+from tracker.accounts.audit import record
+from tracker.accounts.users import authenticate, user_for_token
+from tracker.foundation.models import User
 from web.database import get_db
 
 blueprint = Blueprint("auth", __name__)

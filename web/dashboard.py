@@ -20,17 +20,9 @@ from flask import (
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from tracker import parsing
-from tracker.audit import record
-from tracker.compliance import (
-    compliance_table,
-    hot_spot_overview,
-    hot_spot_tables,
-    overview_table,
-)
-from tracker.dosage import DosageParams
-from tracker.models import Device, HotSpotRow, Officer
-from tracker.patrols import (
+from tracker.accounts.audit import record
+from tracker.dosage.engine import DosageParams
+from tracker.dosage.patrols import (
     device_health,
     hour_by_weekday,
     ingest_rates,
@@ -39,10 +31,18 @@ from tracker.patrols import (
     period_bounds_us,
     track,
 )
-from tracker.plan import PlanError, find_operation, local_today, operation_day
-from tracker.reports import dead_letter_report
-from tracker.store import stored_hot_spots
-from tracker.tables import write_table
+from tracker.dosage.reports import dead_letter_report
+from tracker.dosage.store import stored_hot_spots
+from tracker.foundation import parsing
+from tracker.foundation.models import Device, HotSpotRow, Officer
+from tracker.foundation.tables import write_table
+from tracker.plan.compliance import (
+    compliance_table,
+    hot_spot_overview,
+    hot_spot_tables,
+    overview_table,
+)
+from tracker.plan.reader import PlanError, find_operation, local_today, operation_day
 from web import charts, maps
 from web.auth import DOSAGE_READERS, SUPERVISORS, roles_required
 from web.database import get_db

@@ -1,10 +1,10 @@
-"""Alembic environment: runs against the engine handed over by tracker.db."""
+"""Alembic environment: runs against the engine handed over by tracker.foundation.database."""
 
 from alembic import context
 
-import tracker.plan_models  # noqa: F401
-from tracker import stops_models  # noqa: F401  (registers the stop-and-search tables)
-from tracker.models import Base
+import tracker.plan.models  # noqa: F401  (registers the plan's tables)
+import tracker.stops.models  # noqa: F401  (registers the stop-and-search tables)
+from tracker.foundation.models import Base
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:

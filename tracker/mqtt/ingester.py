@@ -32,7 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from tracker.settings import PROJECT_ROOT
+from tracker.foundation.settings import PROJECT_ROOT
 
 log = logging.getLogger("tracker.ingest")
 

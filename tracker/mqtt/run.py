@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from tracker import settings
+from tracker.foundation import settings
 from tracker.mqtt.ingester import (
     LOG_FORMAT,
     BrokerAddress,
@@ -16,9 +16,15 @@ from tracker.mqtt.ingester import (
     WriterError,
     install_signal_handlers,
 )
-from tracker.options import db_option
 
 EMBEDDED_PORT = 1884
+
+# Declared here rather than shared with `tracker.cli`: this process is kept small and
+# imports no other edge.
+db_option = click.option(
+    "--db", "db_url", default=None, metavar="URL",
+    help="SQLAlchemy database URL (default: TRACKER_DATABASE_URL, then embedded SQLite).",
+)
 
 
 def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],

@@ -21,23 +21,22 @@ import time
 from dataclasses import asdict, astuple
 from multiprocessing.connection import Connection
 
-import click
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tracker import settings
-from tracker.cli import configured_params, open_database
-from tracker.dosage import DosageParams
-from tracker.ingest import SOURCE, BatchOutcome, Message, store_messages
-from tracker.mqtt.ingester import LOG_FORMAT, quiet_collector
-from tracker.payloads import Limits
-from tracker.recompute import rebuild_device_days, rebuild_hot_spot_days
-from tracker.store import (
+from tracker.dosage.engine import DosageParams, configured_params
+from tracker.dosage.ingest import SOURCE, BatchOutcome, Message, store_messages
+from tracker.dosage.payloads import Limits, configured_limits
+from tracker.dosage.recompute import rebuild_device_days, rebuild_hot_spot_days
+from tracker.dosage.store import (
     hot_spot_fingerprint,
     purge_pings,
     store_dead_letters,
     stored_hot_spots,
 )
+from tracker.foundation import settings
+from tracker.foundation.database import DatabaseNotReady, open_database
+from tracker.mqtt.ingester import LOG_FORMAT, quiet_collector
 
 log = logging.getLogger("tracker.ingest")
 
@@ -46,13 +45,6 @@ RECOMPUTE_SHARE = 0.25  # the most of this process's time that dosage passes may
 RECOMPUTE_MAX_DEFER = 15  # while backlogged, a pass at least every this many intervals
 # Errors in the data, not in reaching the database: retrying the same batch cannot help.
 DATA_ERRORS = (DataError, IntegrityError)
-
-
-def configured_limits() -> Limits:
-    """Return the bounds on accepted payloads (TRACKER_ settings)."""
-    return Limits(max_payload_bytes=settings.get("TRACKER_MAX_PAYLOAD_BYTES"),
-                  max_future_s=settings.get("TRACKER_MAX_FUTURE_S"),
-                  max_age_days=settings.get("TRACKER_RETENTION_DAYS"))
 
 
 def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
@@ -78,10 +70,11 @@ def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
         factory = open_database(options["db_url"])
         writer = Writer(factory, configured_params(), configured_limits(),
                         options["recompute_every_s"], stop)
-    except (click.ClickException, settings.SettingsError, SQLAlchemyError) as exc:
-        message = (exc.format_message() if isinstance(exc, click.ClickException)
-                   else f"cannot start the writer: {exc}")
-        replies.send(("error", message))
+    except DatabaseNotReady as exc:
+        replies.send(("error", str(exc)))
+        return
+    except (settings.SettingsError, SQLAlchemyError) as exc:
+        replies.send(("error", f"cannot start the writer: {exc}"))
         return
     replies.send(("ready",))
     try:

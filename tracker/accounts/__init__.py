@@ -1,0 +1,1 @@
+"""Accounts: users, roles, API tokens and the audit log."""

@@ -1,0 +1,101 @@
+"""Users, roles, passwords and API tokens (core; the web app and the command line use it)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from tracker.accounts.audit import record
+from tracker.foundation.models import ApiToken, Officer, User, utc_now
+
+ROLES = ("admin", "supervisor", "assurance", "officer")
+MIN_PASSWORD_LENGTH = 12
+TOKEN_PREFIX = "hsd_"  # noqa: S105 (a prefix that makes leaked tokens easy to spot)
+# A constant hash to compare against when the user does not exist, so that a log-in for
+# an unknown name costs the same time as a wrong password.
+_DUMMY_HASH = generate_password_hash("not a real password")
+
+
+class UserError(ValueError):
+    """A user or token operation that cannot be done, with the reason."""
+
+
+def create_user(session: Session, username: str, role: str, password: str,
+                officer_id: str | None = None, actor: str = "cli") -> User:
+    """Create a user with a hashed password (scrypt); officers must be linked to an officer."""
+    username = username.strip()
+    if not username or len(username) > 64 or not username.replace(".", "").replace(
+            "-", "").replace("_", "").isalnum():
+        raise UserError("username must be 1-64 letters, digits, '.', '-' or '_'")
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if session.scalar(select(User).where(User.username == username)) is not None:
+        raise UserError(f"user {username!r} already exists")
+    if role == "officer":
+        if not officer_id:
+            raise UserError("an officer user needs --officer ID (their collar or staff number)")
+        if session.get(Officer, officer_id) is None:
+            session.add(Officer(id=officer_id, name=username))
+    user = User(username=username, role=role, officer_id=officer_id if role == "officer" else None,
+                password_hash=generate_password_hash(password))
+    session.add(user)
+    session.flush()
+    record(session, actor, "user.create", username, None, {"role": role, "officer_id": officer_id})
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """Return the active user with this name and password, or None."""
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    if user is None or not user.active:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password):
+        return None
+    user.last_login = utc_now()
+    return user
+
+
+def issue_token(session: Session, username: str, name: str, actor: str = "cli") -> str:
+    """Create an API token for a user and return it; only its SHA-256 is stored."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise UserError(f"no user {username!r}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, name=name, token_sha256=_digest(token)))
+    record(session, actor, "token.issue", username, None, {"name": name})
+    return token
+
+
+def revoke_token(session: Session, username: str, name: str, actor: str = "cli") -> int:
+    """Revoke a user's tokens with this name; return how many."""
+    tokens = session.scalars(select(ApiToken).join(User).where(
+        User.username == username, ApiToken.name == name, ApiToken.revoked.is_(False))).all()
+    for token in tokens:
+        token.revoked = True
+    if tokens:
+        record(session, actor, "token.revoke", username, {"name": name}, None)
+    return len(tokens)
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """Return the active user owning an unrevoked token, or None."""
+    row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
+    if row is None or row.revoked:
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    row.last_used = utc_now()
+    return user
+
+
+def _digest(token: str) -> str:
+    # Tokens are long and random, so a fast hash is enough (no need for a slow KDF).
+    return hashlib.sha256(token.encode()).hexdigest()

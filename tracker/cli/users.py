@@ -1,0 +1,89 @@
+"""`python -m tracker users ...` and `tokens ...`: accounts and API tokens."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import pandas as pd
+from sqlalchemy import select
+
+from tracker.accounts.users import ROLES, UserError, create_user, issue_token, revoke_token
+from tracker.cli.options import db_option, format_option, open_database
+from tracker.foundation.models import User
+from tracker.foundation.tables import write_table
+
+
+@click.group()
+def users() -> None:
+    """Web app accounts."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--officer", "officer_id", default=None,
+              help="The officer's collar or staff number (required for --role officer).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input.")
+@db_option
+def users_create(username, role, officer_id, password_stdin, db_url) -> None:
+    """Create a user; the password comes from a prompt or stdin, never the command line."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    factory = open_database(db_url)
+    try:
+        with factory.begin() as session:
+            create_user(session, username, role, password, officer_id)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {role} {username}")
+
+
+@users.command("list")
+@db_option
+@format_option
+def users_list(db_url, fmt) -> None:
+    """List users and their roles (never their password hashes)."""
+    factory = open_database(db_url)
+    with factory() as session:
+        rows = session.execute(select(User.username, User.role, User.officer_id, User.active,
+                                      User.last_login).order_by(User.username)).all()
+    frame = pd.DataFrame(rows, columns=["username", "role", "officer_id", "active", "last_login"])
+    write_table(frame, fmt, sys.stdout)
+
+
+@click.group()
+def tokens() -> None:
+    """API tokens for BI tools (Authorization: Bearer ...)."""
+
+
+@tokens.command("issue")
+@click.argument("username")
+@click.argument("name")
+@db_option
+def tokens_issue(username, name, db_url) -> None:
+    """Issue a token acting as USERNAME (with that user's role); it is shown once."""
+    factory = open_database(db_url)
+    try:
+        with factory.begin() as session:
+            token = issue_token(session, username, name)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(token)
+
+
+@tokens.command("revoke")
+@click.argument("username")
+@click.argument("name")
+@db_option
+def tokens_revoke(username, name, db_url) -> None:
+    """Revoke USERNAME's tokens called NAME."""
+    factory = open_database(db_url)
+    with factory.begin() as session:
+        count = revoke_token(session, username, name)
+    if not count:
+        raise click.ClickException(f"no active token {name!r} for {username!r}")
+    click.echo(f"revoked {count} token(s)")

@@ -1,0 +1,1 @@
+"""The operation plan: its tables, the YAML reader, storage, and compliance against the plan."""

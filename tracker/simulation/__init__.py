@@ -1,0 +1,1 @@
+"""Simulated patrols: a fleet of officers moving between hot spots, for the demo and benchmarks."""
