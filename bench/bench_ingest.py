@@ -103,8 +103,9 @@ TARGET_RSS_MB = 200.0
 # --- data -----------------------------------------------------------------------------------
 
 
-def generate_payloads(messages: int, devices: int,
-                      seed: int = SEED) -> tuple[np.ndarray, list[bytes]]:
+def generate_payloads(
+    messages: int, devices: int, seed: int = SEED
+) -> tuple[np.ndarray, list[bytes]]:
     """Return (device index per message, JSON payload per message), in fleet time order.
 
     Each device starts somewhere within 3 km of Leicester's centre and alternates, in
@@ -202,8 +203,11 @@ def publisher_main(path: str, host: str, port: int) -> None:
         if acked[0] == n:
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"benchpub-{uuid.uuid4().hex[:10]}", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"benchpub-{uuid.uuid4().hex[:10]}",
+        protocol=mqtt.MQTTv5,
+    )
     client.on_publish = on_publish
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 0
@@ -217,14 +221,28 @@ def publisher_main(path: str, host: str, port: int) -> None:
         client.publish(topic, payload, qos=1)
     sent = time.time()
     complete = done.wait(STALL_S * 10)
-    _emit({"first": first, "sent": sent, "acked": time.time() if complete else float("nan"),
-           "messages": n, "broker_acks": acked[0]})
+    _emit(
+        {
+            "first": first,
+            "sent": sent,
+            "acked": time.time() if complete else float("nan"),
+            "messages": n,
+            "broker_acks": acked[0],
+        }
+    )
     client.disconnect()
     client.loop_stop()
 
 
-def subscriber_main(host: str, port: int, client_id: str, filters: list[str], expected: int,
-                    receive_maximum: int, batch_size: int = 0) -> None:
+def subscriber_main(
+    host: str,
+    port: int,
+    client_id: str,
+    filters: list[str],
+    expected: int,
+    receive_maximum: int,
+    batch_size: int = 0,
+) -> None:
     """Count messages, acknowledging each at once; report when `expected` have arrived.
 
     With batch_size, paho's thread only queues the messages and the main thread takes
@@ -268,8 +286,9 @@ def subscriber_main(host: str, port: int, client_id: str, filters: list[str], ex
     def on_connect(client, _userdata, _flags, _reason_code, _properties) -> None:
         client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5, manual_ack=True)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+    )
     client.on_message = on_message
     client.on_connect = on_connect
     client.on_subscribe = lambda *_args: subscribed.set()
@@ -296,8 +315,15 @@ class Child:
     """A child process whose stdout (JSON lines) and stderr (lines) are read by threads."""
 
     def __init__(self, argv: list[str], cwd: Path | None = None, env: dict | None = None) -> None:
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.records: queue.Queue[dict] = queue.Queue()
         self.stderr: list[str] = []
         self.rusage = None
@@ -335,7 +361,7 @@ class Child:
                     # CPU seconds per thread; a thread that has ended keeps its last reading.
                     for task in Path(f"/proc/{pid}/task").iterdir():
                         stat = (task / "stat").read_text()
-                        fields = stat[stat.rindex(")") + 2:].split()
+                        fields = stat[stat.rindex(")") + 2 :].split()
                         task_cpu[pid, int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
                 except (OSError, ValueError, IndexError):
                     if pid == root and not Path(f"/proc/{root}").exists():
@@ -343,14 +369,18 @@ class Child:
             self.vm_hwm_kb = sum(hwm_kb.values())
             # The root's main thread, its other threads by CPU time (for the ingester and the
             # subscriber the busiest is paho's network thread), then each child process.
-            others = sorted((cpu for (pid, tid), cpu in task_cpu.items()
-                             if pid == root and tid != root), reverse=True)
+            others = sorted(
+                (cpu for (pid, tid), cpu in task_cpu.items() if pid == root and tid != root),
+                reverse=True,
+            )
             children = sorted({pid for pid, _tid in task_cpu} - {root})
             self.thread_cpu_s = {
                 "main": task_cpu.get((root, root), 0.0),
                 **{f"other {n}": cpu for n, cpu in enumerate(others, start=1) if cpu},
-                **{f"child process {n}": sum(cpu for (p, _t), cpu in task_cpu.items() if p == pid)
-                   for n, pid in enumerate(children, start=1)},
+                **{
+                    f"child process {n}": sum(cpu for (p, _t), cpu in task_cpu.items() if p == pid)
+                    for n, pid in enumerate(children, start=1)
+                },
             }
             time.sleep(0.05)
 
@@ -417,8 +447,9 @@ def resume_and_clear(host: str, port: int, client_id: str, wait_s: float = 2.0) 
         got[0] += 1
         client.ack(message.mid, message.qos)
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5, manual_ack=True)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+    )
     client.on_connect = on_connect
     client.on_message = on_message
     properties = Properties(PacketTypes.CONNECT)
@@ -525,8 +556,15 @@ class Result:
 class Scenario:
     """One consumer against one fresh set of topics, fed by the publisher processes."""
 
-    def __init__(self, args, workdir: Path, host: str, port: int, device_of: np.ndarray,
-                 payloads: list[bytes]) -> None:
+    def __init__(
+        self,
+        args,
+        workdir: Path,
+        host: str,
+        port: int,
+        device_of: np.ndarray,
+        payloads: list[bytes],
+    ) -> None:
         self.args, self.workdir, self.host, self.port = args, workdir, host, port
         self.tag = uuid.uuid4().hex[:8]
         self.devices = device_ids(args.devices, self.tag)
@@ -542,13 +580,28 @@ class Scenario:
                         handle.write(topic + payload + b"\n")
             self.files.append(path)
         # On a private broker the default filter is enough; on a shared one, only ours.
-        self.filters = (["patrol/+/location"] if args.mqtt_url is None else
-                        [f"patrol/{d}/location" for d in self.devices])
+        self.filters = (
+            ["patrol/+/location"]
+            if args.mqtt_url is None
+            else [f"patrol/{d}/location" for d in self.devices]
+        )
 
     def start_publishers(self) -> list[Child]:
-        publishers = [Child([sys.executable, __file__, "--publisher", str(path),
-                             "--host", self.host, "--port", str(self.port)])
-                      for path in self.files]
+        publishers = [
+            Child(
+                [
+                    sys.executable,
+                    __file__,
+                    "--publisher",
+                    str(path),
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                ]
+            )
+            for path in self.files
+        ]
         for publisher in publishers:
             publisher.record(timeout=120)  # ready
         return publishers
@@ -574,10 +627,25 @@ class Scenario:
         batch = (self.args.batch or self.args.ingester_batch) if batched else 0
 
         def start() -> Child:
-            return Child([sys.executable, __file__, "--subscriber", client_id, "--host",
-                          self.host, "--port", str(self.port), "--expected", str(self.n),
-                          "--receive-maximum", str(self.args.receive_maximum),
-                          "--batch", str(batch), *self.filters])
+            return Child(
+                [
+                    sys.executable,
+                    __file__,
+                    "--subscriber",
+                    client_id,
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                    "--expected",
+                    str(self.n),
+                    "--receive-maximum",
+                    str(self.args.receive_maximum),
+                    "--batch",
+                    str(batch),
+                    *self.filters,
+                ]
+            )
 
         sub = start()
         sub.record(timeout=60)  # subscribed
@@ -620,8 +688,16 @@ class Scenario:
         engine = make_engine(db.url)
         client_id = f"benchingest-{self.tag}"
         root = Path(args.ingester_root).resolve()
-        argv = [sys.executable, str(root / "ingest_mqtt.py"), "--mqtt-url",
-                f"mqtt://{self.host}:{self.port}", "--db", db.url, "--client-id", client_id]
+        argv = [
+            sys.executable,
+            str(root / "ingest_mqtt.py"),
+            "--mqtt-url",
+            f"mqtt://{self.host}:{self.port}",
+            "--db",
+            db.url,
+            "--client-id",
+            client_id,
+        ]
         if args.mqtt_url is not None:
             argv += [arg for f in self.filters for arg in ("--topic", f)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
@@ -635,8 +711,9 @@ class Scenario:
             deadline = time.monotonic() + 60
             while sum("subscribed to" in line for line in ingester.stderr) < len(self.filters):
                 if ingester.exited() or time.monotonic() > deadline:
-                    raise RuntimeError("the ingester did not subscribe:\n"
-                                       + "\n".join(ingester.stderr))
+                    raise RuntimeError(
+                        "the ingester did not subscribe:\n" + "\n".join(ingester.stderr)
+                    )
                 time.sleep(0.05)
             if args.backlog:
                 ingester.proc.send_signal(signal.SIGTERM)
@@ -651,8 +728,7 @@ class Scenario:
                 publishers = self.start_publishers()
                 for publisher in publishers:
                     publisher.send("go")
-                waiter = threading.Thread(target=self.finish_publishers,
-                                          args=(publishers, result))
+                waiter = threading.Thread(target=self.finish_publishers, args=(publishers, result))
             waiter.start()
             # The last commit: the first poll that sees every ping (max(id) is cheap; the
             # count confirms it, ids can have gaps on PostgreSQL).
@@ -701,8 +777,10 @@ class Scenario:
 
 def ingest_machine_info(args, broker: str) -> list[tuple[str, str]]:
     """The shared machine description, then the broker and database servers."""
-    info = [*machine_info("paho-mqtt", "SQLAlchemy", "psycopg"),
-            ("Broker", f"Mosquitto {mosquitto_version()} ({broker})")]
+    info = [
+        *machine_info("paho-mqtt", "SQLAlchemy", "psycopg"),
+        ("Broker", f"Mosquitto {mosquitto_version()} ({broker})"),
+    ]
     try:
         from sqlalchemy import text
 
@@ -723,9 +801,12 @@ def fmt(value: float, digits: int = 0) -> str:
 
 
 def summarise(results: list[dict[str, Result]], consumers: list[str], backlog: bool) -> str:
-    labels = {"subscriber": "(a) counting subscriber (baseline)",
-              "batched": "(a') counting subscriber, batched acks (diagnostic)",
-              "sqlite": "(b) ingester -> SQLite", "postgresql": "(c) ingester -> PostgreSQL"}
+    labels = {
+        "subscriber": "(a) counting subscriber (baseline)",
+        "batched": "(a') counting subscriber, batched acks (diagnostic)",
+        "sqlite": "(b) ingester -> SQLite",
+        "postgresql": "(c) ingester -> PostgreSQL",
+    }
     span = "Consumer start" if backlog else "First publish"
     lines = [
         f"| Consumer | Rate (msg/s) | Ratio to (a) | {span} -> last commit+ack (s) "
@@ -735,8 +816,11 @@ def summarise(results: list[dict[str, Result]], consumers: list[str], backlog: b
     ]
     for consumer in consumers:
         rs = [run[consumer] for run in results if consumer in run]
-        ratios = [run[consumer].rate / run["subscriber"].rate for run in results
-                  if consumer in run and "subscriber" in run]
+        ratios = [
+            run[consumer].rate / run["subscriber"].rate
+            for run in results
+            if consumer in run and "subscriber" in run
+        ]
         kept = [r.received if consumer in ("subscriber", "batched") else r.stored for r in rs]
         lines.append(
             f"| {labels[consumer]} | {fmt(statistics.median(r.rate for r in rs))} "
@@ -776,31 +860,62 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--publishers", type=int, default=2,
-                        help="publisher processes (each owns every P-th device)")
-    parser.add_argument("--mqtt-url", default=None,
-                        help="use this broker instead of a private Mosquitto (see the docstring)")
-    parser.add_argument("--pg-url", default=os.environ.get("TRACKER_TEST_DATABASE_URL",
-                                                           DEFAULT_POSTGRES_URL))
-    parser.add_argument("--consumers", default="subscriber,sqlite,postgresql",
-                        help="comma-separated subset of subscriber,sqlite,postgresql")
-    parser.add_argument("--batch", type=int, default=0,
-                        help="TRACKER_INGEST_BATCH for the ingester (default: its setting)")
-    parser.add_argument("--receive-maximum", type=int, default=0,
-                        help="Receive Maximum of the counting subscriber (default: the "
-                             "ingester's, from tracker.mqtt.ingester)")
-    parser.add_argument("--no-hot-spots", action="store_true",
-                        help="do not load the 25 demo hot spots into the ingester's database")
+    parser.add_argument(
+        "--publishers",
+        type=int,
+        default=2,
+        help="publisher processes (each owns every P-th device)",
+    )
+    parser.add_argument(
+        "--mqtt-url",
+        default=None,
+        help="use this broker instead of a private Mosquitto (see the docstring)",
+    )
+    parser.add_argument(
+        "--pg-url", default=os.environ.get("TRACKER_TEST_DATABASE_URL", DEFAULT_POSTGRES_URL)
+    )
+    parser.add_argument(
+        "--consumers",
+        default="subscriber,sqlite,postgresql",
+        help="comma-separated subset of subscriber,sqlite,postgresql",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="TRACKER_INGEST_BATCH for the ingester (default: its setting)",
+    )
+    parser.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=0,
+        help="Receive Maximum of the counting subscriber (default: the "
+        "ingester's, from tracker.mqtt.ingester)",
+    )
+    parser.add_argument(
+        "--no-hot-spots",
+        action="store_true",
+        help="do not load the 25 demo hot spots into the ingester's database",
+    )
     parser.add_argument("--poll-s", type=float, default=0.05, help="database poll interval")
-    parser.add_argument("--ingester-root", default=str(ROOT),
-                        help="run ingest_mqtt.py from this checkout (to compare versions)")
+    parser.add_argument(
+        "--ingester-root",
+        default=str(ROOT),
+        help="run ingest_mqtt.py from this checkout (to compare versions)",
+    )
     parser.add_argument("--json", help="also write every run's figures to this file")
-    parser.add_argument("--backlog", action="store_true",
-                        help="publish everything while each consumer is disconnected, then "
-                             "time it from its start until it has drained the backlog")
-    parser.add_argument("--ingester-wrapper", default="",
-                        help="a command to start the ingester with (e.g. 'taskset -c 1'); it "
-                             "must exec the ingester in the same process")
+    parser.add_argument(
+        "--backlog",
+        action="store_true",
+        help="publish everything while each consumer is disconnected, then "
+        "time it from its start until it has drained the backlog",
+    )
+    parser.add_argument(
+        "--ingester-wrapper",
+        default="",
+        help="a command to start the ingester with (e.g. 'taskset -c 1'); it "
+        "must exec the ingester in the same process",
+    )
     # Child modes.
     parser.add_argument("--publisher", help=argparse.SUPPRESS)
     parser.add_argument("--subscriber", help=argparse.SUPPRESS)
@@ -814,8 +929,15 @@ def main(argv: list[str] | None = None) -> int:
         publisher_main(args.publisher, args.host, args.port)
         return 0
     if args.subscriber:
-        subscriber_main(args.host, args.port, args.subscriber, args.filters, args.expected,
-                        args.receive_maximum, args.batch)
+        subscriber_main(
+            args.host,
+            args.port,
+            args.subscriber,
+            args.filters,
+            args.expected,
+            args.receive_maximum,
+            args.batch,
+        )
         return 0
 
     if not args.receive_maximum:
@@ -838,9 +960,14 @@ def main(argv: list[str] | None = None) -> int:
             from tests.servers import PrivateMosquitto
 
             broker = PrivateMosquitto(workdir / "broker", "persistence false").start()
-            host, port, broker_note = "127.0.0.1", broker.port, (
-                f"private instance on 127.0.0.1:{broker.port}, max_queued_messages 0, "
-                "persistence false, otherwise defaults")
+            host, port, broker_note = (
+                "127.0.0.1",
+                broker.port,
+                (
+                    f"private instance on 127.0.0.1:{broker.port}, max_queued_messages 0, "
+                    "persistence false, otherwise defaults"
+                ),
+            )
         else:
             parts = urlsplit(args.mqtt_url)
             host, port, broker_note = parts.hostname, parts.port or 1883, args.mqtt_url
@@ -848,8 +975,11 @@ def main(argv: list[str] | None = None) -> int:
             info = ingest_machine_info(args, broker_note)
             t0 = time.perf_counter()
             device_of, payloads = generate_payloads(args.messages, args.devices)
-            print(f"generated {len(payloads):,} payloads from {args.devices} devices in "
-                  f"{time.perf_counter() - t0:.1f} s, e.g. {payloads[0].decode()}", flush=True)
+            print(
+                f"generated {len(payloads):,} payloads from {args.devices} devices in "
+                f"{time.perf_counter() - t0:.1f} s, e.g. {payloads[0].decode()}",
+                flush=True,
+            )
             results: list[dict[str, Result]] = []
             for number in range(1, args.runs + 1):
                 run: dict[str, Result] = {}
@@ -869,8 +999,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"Command: .venv/bin/python bench/bench_ingest.py {' '.join(sys.argv[1:])}")
-    print(f"Messages: {args.messages:,} from {args.devices} devices, {args.publishers} publisher "
-          f"processes, median of {args.runs} runs, wall time {time.time() - started:.0f} s")
+    print(
+        f"Messages: {args.messages:,} from {args.devices} devices, {args.publishers} publisher "
+        f"processes, median of {args.runs} runs, wall time {time.time() - started:.0f} s"
+    )
     for key, value in info:
         print(f"- {key}: {value}")
     print(f"- Counting subscriber's Receive Maximum: {args.receive_maximum}")
@@ -883,17 +1015,26 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(run_lines(results)))
     ok = all(r.lost == 0 and r.redelivered == 0 for run in results for r in run.values())
     for consumer in ("sqlite", "postgresql"):
-        ratios = [run[consumer].rate / run["subscriber"].rate for run in results
-                  if consumer in run and "subscriber" in run]
+        ratios = [
+            run[consumer].rate / run["subscriber"].rate
+            for run in results
+            if consumer in run and "subscriber" in run
+        ]
         rss = [run[consumer].peak_rss_mb for run in results if consumer in run]
         if ratios:
-            print(f"\n{consumer}: median ratio {statistics.median(ratios):.2f} (target >= "
-                  f"{TARGET_RATIO}), peak RSS {max(rss):.0f} MB (target < {TARGET_RSS_MB:.0f}), "
-                  f"{'nothing lost' if ok else 'LOSSES OR REDELIVERIES'}")
+            print(
+                f"\n{consumer}: median ratio {statistics.median(ratios):.2f} (target >= "
+                f"{TARGET_RATIO}), peak RSS {max(rss):.0f} MB (target < {TARGET_RSS_MB:.0f}), "
+                f"{'nothing lost' if ok else 'LOSSES OR REDELIVERIES'}"
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            [{k: {**vars(r), "rate": r.rate} for k, r in run.items()} for run in results],
-            indent=1, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                [{k: {**vars(r), "rate": r.rate} for k, r in run.items()} for run in results],
+                indent=1,
+                default=str,
+            )
+        )
     return 0 if ok else 1
 
 

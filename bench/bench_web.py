@@ -107,10 +107,12 @@ def shifted_plan_text(first: date) -> str:
     """Return the demo plan with every date moved so the operation starts on `first`."""
     shift = first - DEMO_PLAN_START
     source = DEMO_PLAN.read_text(encoding="utf-8")
-    source = re.sub(r"^operation: .*$", "operation: Benchmark operation (synthetic)", source,
-                    flags=re.MULTILINE)
-    return re.sub(r"\d{4}-\d{2}-\d{2}",
-                  lambda m: (date.fromisoformat(m[0]) + shift).isoformat(), source)
+    source = re.sub(
+        r"^operation: .*$", "operation: Benchmark operation (synthetic)", source, flags=re.MULTILINE
+    )
+    return re.sub(
+        r"\d{4}-\d{2}-\d{2}", lambda m: (date.fromisoformat(m[0]) + shift).isoformat(), source
+    )
 
 
 def _insert(connection, table, columns: dict[str, list], chunk: int = 50_000) -> int:
@@ -119,14 +121,22 @@ def _insert(connection, table, columns: dict[str, list], chunk: int = 50_000) ->
     values = list(columns.values())
     n = len(values[0]) if values else 0
     for low in range(0, n, chunk):
-        rows = [dict(zip(names, row, strict=True))
-                for row in zip(*(v[low:low + chunk] for v in values), strict=True)]
+        rows = [
+            dict(zip(names, row, strict=True))
+            for row in zip(*(v[low : low + chunk] for v in values), strict=True)
+        ]
         connection.execute(table.insert(), rows)
     return n
 
 
-def build_database(url: str, today: date, params: DosageParams, officers_per_spot_day: int,
-                   span_days: int = SPAN_DAYS, seed: int = SEED) -> tuple[dict[str, int], str]:
+def build_database(
+    url: str,
+    today: date,
+    params: DosageParams,
+    officers_per_spot_day: int,
+    span_days: int = SPAN_DAYS,
+    seed: int = SEED,
+) -> tuple[dict[str, int], str]:
     """Create the schema and fill it; return row counts and the supervisor's password."""
     engine = make_engine(url)
     upgrade(engine)
@@ -138,11 +148,17 @@ def build_database(url: str, today: date, params: DosageParams, officers_per_spo
     with factory.begin() as session:
         replace_hot_spots(session, hot_spots, params)
         assigned = datetime.combine(first - timedelta(days=30), dtime(0), tzinfo=UTC)
-        load_assignments(session, [
-            AssignmentRow(n + 2, device_name(n), officer_of(n), f"Officer {n + 1:03d}",
-                          assigned, None) for n in range(OFFICERS)], actor="bench")
-        load_plan(session, parse_plan(shifted_plan_text(first), source="bench plan"),
-                  actor="bench")
+        load_assignments(
+            session,
+            [
+                AssignmentRow(
+                    n + 2, device_name(n), officer_of(n), f"Officer {n + 1:03d}", assigned, None
+                )
+                for n in range(OFFICERS)
+            ],
+            actor="bench",
+        )
+        load_plan(session, parse_plan(shifted_plan_text(first), source="bench plan"), actor="bench")
         create_user(session, USERNAME, "supervisor", password, actor="bench")
 
     rng = np.random.default_rng(seed)
@@ -150,10 +166,17 @@ def build_database(url: str, today: date, params: DosageParams, officers_per_spo
     n_spots = len(ids)
     days = [first + timedelta(days=i) for i in range(DAYS)]
     # UTC of 07:00 local each day; 07:00-23:00 holds no DST change, so offsets are exact.
-    seven_us = np.array([
-        (datetime.combine(d, dtime(7), tzinfo=zone).astimezone(UTC)
-         - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for d in days],
-        dtype=np.int64)
+    seven_us = np.array(
+        [
+            (
+                datetime.combine(d, dtime(7), tzinfo=zone).astimezone(UTC)
+                - datetime(1970, 1, 1, tzinfo=UTC)
+            )
+            // timedelta(microseconds=1)
+            for d in days
+        ],
+        dtype=np.int64,
+    )
 
     # Hot spot visits: 2-5 a day, one in each equal slot of 07:00-23:00.
     per_cell = rng.integers(2, 6, size=n_spots * DAYS)  # cell = spot * DAYS + day
@@ -186,18 +209,21 @@ def build_database(url: str, today: date, params: DosageParams, officers_per_spo
     device_visit = officer_s >= params.min_visit_s
     d_spot, d_day = np.divmod(d_cell, DAYS)
 
-    presence_us = np.bincount(cell, weights=duration_s, minlength=n_spots * DAYS).astype(
-        np.int64) * US
-    daily_officer_us = np.bincount(d_cell, weights=officer_s, minlength=n_spots * DAYS).astype(
-        np.int64) * US
+    presence_us = (
+        np.bincount(cell, weights=duration_s, minlength=n_spots * DAYS).astype(np.int64) * US
+    )
+    daily_officer_us = (
+        np.bincount(d_cell, weights=officer_s, minlength=n_spots * DAYS).astype(np.int64) * US
+    )
     visit_devices = np.maximum(np.bincount(d_visit, minlength=len(cell)), 1)
 
     # Hourly presence: each visit split over the local clock hours 07..22 it covers.
     hour_rows = []
     for hour in range(16):
         low, high = hour * 3600, (hour + 1) * 3600
-        overlap = np.clip(np.minimum(start_s + duration_s, high) - np.maximum(start_s, low),
-                          0, None)
+        overlap = np.clip(
+            np.minimum(start_s + duration_s, high) - np.maximum(start_s, low), 0, None
+        )
         summed = np.bincount(cell, weights=overlap, minlength=n_spots * DAYS).astype(np.int64)
         nonzero = np.flatnonzero(summed)
         hour_rows.append((nonzero, np.full(len(nonzero), 7 + hour), summed[nonzero] * US))
@@ -213,32 +239,65 @@ def build_database(url: str, today: date, params: DosageParams, officers_per_spo
     counts: dict[str, int] = {}
     with engine.begin() as connection:
         all_cells = np.arange(n_spots * DAYS)
-        counts["daily_dosage"] = _insert(connection, DailyDosage.__table__, {
-            "hotspot_id": ids_arr[all_cells // DAYS].tolist(),
-            "day": days_arr[all_cells % DAYS].tolist(),
-            "presence_us": presence_us.tolist(), "officer_us": daily_officer_us.tolist(),
-            "visits": per_cell.tolist()})
-        counts["hourly_presence"] = _insert(connection, HourlyPresence.__table__, {
-            "hotspot_id": ids_arr[h_cell // DAYS].tolist(),
-            "day": days_arr[h_cell % DAYS].tolist(),
-            "hour": h_hour.tolist(), "presence_us": h_presence.tolist()})
-        counts["visits (hot spot)"] = _insert(connection, Visit.__table__, {
-            "hotspot_id": ids_arr[v_spot].tolist(), "device_id": [""] * len(cell),
-            "day": days_arr[v_day].tolist(), "start_us": v_start_us.tolist(),
-            "end_us": v_end_us.tolist(), "presence_us": (duration_s * US).tolist(),
-            "devices": visit_devices.tolist()})
-        counts["device_daily_dosage"] = _insert(connection, DeviceDailyDosage.__table__, {
-            "hotspot_id": ids_arr[d_spot].tolist(),
-            "device_id": devices_arr[d_officer].tolist(),
-            "day": days_arr[d_day].tolist(), "officer_us": officer_us.tolist(),
-            "visits": device_visit.astype(np.int64).tolist()})
+        counts["daily_dosage"] = _insert(
+            connection,
+            DailyDosage.__table__,
+            {
+                "hotspot_id": ids_arr[all_cells // DAYS].tolist(),
+                "day": days_arr[all_cells % DAYS].tolist(),
+                "presence_us": presence_us.tolist(),
+                "officer_us": daily_officer_us.tolist(),
+                "visits": per_cell.tolist(),
+            },
+        )
+        counts["hourly_presence"] = _insert(
+            connection,
+            HourlyPresence.__table__,
+            {
+                "hotspot_id": ids_arr[h_cell // DAYS].tolist(),
+                "day": days_arr[h_cell % DAYS].tolist(),
+                "hour": h_hour.tolist(),
+                "presence_us": h_presence.tolist(),
+            },
+        )
+        counts["visits (hot spot)"] = _insert(
+            connection,
+            Visit.__table__,
+            {
+                "hotspot_id": ids_arr[v_spot].tolist(),
+                "device_id": [""] * len(cell),
+                "day": days_arr[v_day].tolist(),
+                "start_us": v_start_us.tolist(),
+                "end_us": v_end_us.tolist(),
+                "presence_us": (duration_s * US).tolist(),
+                "devices": visit_devices.tolist(),
+            },
+        )
+        counts["device_daily_dosage"] = _insert(
+            connection,
+            DeviceDailyDosage.__table__,
+            {
+                "hotspot_id": ids_arr[d_spot].tolist(),
+                "device_id": devices_arr[d_officer].tolist(),
+                "day": days_arr[d_day].tolist(),
+                "officer_us": officer_us.tolist(),
+                "visits": device_visit.astype(np.int64).tolist(),
+            },
+        )
         kept = np.flatnonzero(device_visit)
-        counts["visits (device)"] = _insert(connection, Visit.__table__, {
-            "hotspot_id": ids_arr[d_spot[kept]].tolist(),
-            "device_id": devices_arr[d_officer[kept]].tolist(),
-            "day": days_arr[d_day[kept]].tolist(), "start_us": d_start_us[kept].tolist(),
-            "end_us": (d_start_us[kept] + officer_us[kept]).tolist(),
-            "presence_us": officer_us[kept].tolist(), "devices": [1] * len(kept)})
+        counts["visits (device)"] = _insert(
+            connection,
+            Visit.__table__,
+            {
+                "hotspot_id": ids_arr[d_spot[kept]].tolist(),
+                "device_id": devices_arr[d_officer[kept]].tolist(),
+                "day": days_arr[d_day[kept]].tolist(),
+                "start_us": d_start_us[kept].tolist(),
+                "end_us": (d_start_us[kept] + officer_us[kept]).tolist(),
+                "presence_us": officer_us[kept].tolist(),
+                "devices": [1] * len(kept),
+            },
+        )
         stored = 0
         for block in range(DAYS - span_days, DAYS, 7):  # a week at a time: bounded memory
             recent = np.flatnonzero((d_day >= block) & (d_day < block + 7))
@@ -246,11 +305,16 @@ def build_database(url: str, today: date, params: DosageParams, officers_per_spo
             member = np.repeat(recent, per_row)
             step = np.arange(len(member)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
             s_start = d_start_us[member] + step * interval_s[member] * US
-            stored += _insert(connection, CreditedSpan.__table__, {
-                "hotspot_id": ids_arr[d_spot[member]].tolist(),
-                "device_id": devices_arr[d_officer[member]].tolist(),
-                "start_us": s_start.tolist(),
-                "end_us": (s_start + interval_s[member] * US).tolist()})
+            stored += _insert(
+                connection,
+                CreditedSpan.__table__,
+                {
+                    "hotspot_id": ids_arr[d_spot[member]].tolist(),
+                    "device_id": devices_arr[d_officer[member]].tolist(),
+                    "start_us": s_start.tolist(),
+                    "end_us": (s_start + interval_s[member] * US).tolist(),
+                },
+            )
         counts[f"credited_spans (last {span_days} days)"] = stored
     if engine.dialect.name == "postgresql":  # as autovacuum would; SQLite is left as is
         with engine.begin() as connection:
@@ -268,8 +332,9 @@ def signed_in_client(app, password: str):
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
     if token is None:
         token = re.search(r'value="([^"]+)"[^>]*name="csrf_token"', page)
-    response = client.post("/login", data={"csrf_token": token[1], "username": USERNAME,
-                                           "password": password})
+    response = client.post(
+        "/login", data={"csrf_token": token[1], "username": USERNAME, "password": password}
+    )
     if response.status_code != 302:
         raise RuntimeError(f"log-in failed: {response.status_code}")
     return client
@@ -279,8 +344,7 @@ def timed_get(client, path: str) -> tuple[float, float, bytes, int]:
     wall, cpu = time.perf_counter(), time.process_time()
     response = client.get(path)
     body = response.get_data()
-    return (time.perf_counter() - wall, time.process_time() - cpu, body,
-            response.status_code)
+    return (time.perf_counter() - wall, time.process_time() - cpu, body, response.status_code)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -351,11 +415,15 @@ def figures(url: str, params: DosageParams) -> dict:
         recent = max(operation.start_date, reference - timedelta(days=27))
         ids = sorted(session.scalars(text("SELECT hotspot_id FROM operation_hot_spots")))
         start = operation.start_date
-        for label, day in (("today", reference), ("mid", reference - timedelta(days=200)),
-                           ("start", start), ("start+3", start + timedelta(days=3)),
-                           ("before", start - timedelta(days=3)),
-                           ("end+1", operation.end_date + timedelta(days=1)),
-                           ("end+10", operation.end_date + timedelta(days=10))):
+        for label, day in (
+            ("today", reference),
+            ("mid", reference - timedelta(days=200)),
+            ("start", start),
+            ("start+3", start + timedelta(days=3)),
+            ("before", start - timedelta(days=3)),
+            ("end+1", operation.end_date + timedelta(days=1)),
+            ("end+10", operation.end_date + timedelta(days=10)),
+        ):
             table = compliance_table(session, operation, day)
             out[f"compliance_table/{label}"] = table
             out[f"hot_spot_overview/{label}"] = hot_spot_overview(table)
@@ -363,26 +431,31 @@ def figures(url: str, params: DosageParams) -> dict:
             if overview_table is not None:
                 out[f"hot_spot_overview/{label}#fast"] = overview_table(session, operation, day)
         for hotspot in ids:
-            out[f"daily_compliance/{hotspot}"] = daily_compliance(session, operation, reference,
-                                                                  [hotspot])
-            out[f"cumulative_series/{hotspot}"] = cumulative_series(session, operation, hotspot,
-                                                                    reference)
+            out[f"daily_compliance/{hotspot}"] = daily_compliance(
+                session, operation, reference, [hotspot]
+            )
+            out[f"cumulative_series/{hotspot}"] = cumulative_series(
+                session, operation, hotspot, reference
+            )
             if hot_spot_tables is not None:
-                daily, cumulative, visits = hot_spot_tables(session, operation, hotspot, params,
-                                                            reference)
+                daily, cumulative, visits = hot_spot_tables(
+                    session, operation, hotspot, params, reference
+                )
                 out[f"daily_compliance/{hotspot}#fast"] = daily
                 out[f"cumulative_series/{hotspot}#fast"] = cumulative
                 if hotspot in ("LE01", "LE13"):
                     out[f"hot_spot_visits/{hotspot}#fast"] = visits
         for hotspot in ("LE01", "LE13"):
             out[f"hot_spot_visits/{hotspot}"] = hot_spot_visits(
-                session, hotspot, operation.start_date, reference, params)
-            out[f"hour_by_weekday/{hotspot}"] = hour_by_weekday(session, hotspot, recent,
-                                                                reference)
-            out[f"officer_figures/{hotspot}"] = officer_figures(session, params, recent,
-                                                                reference, hotspot_id=hotspot)
-        out["officer_figures/PC4107"] = officer_figures(session, params, recent, reference,
-                                                        officer_id="PC4107")
+                session, hotspot, operation.start_date, reference, params
+            )
+            out[f"hour_by_weekday/{hotspot}"] = hour_by_weekday(session, hotspot, recent, reference)
+            out[f"officer_figures/{hotspot}"] = officer_figures(
+                session, params, recent, reference, hotspot_id=hotspot
+            )
+        out["officer_figures/PC4107"] = officer_figures(
+            session, params, recent, reference, officer_id="PC4107"
+        )
     engine.dispose()
     return out
 
@@ -420,9 +493,11 @@ def report(name: str, results: dict, asset_sizes: dict[str, int], runs: int) -> 
     baseline = statistics.median(results[BASELINES[0]]["wall"])
     baseline_cpu = statistics.median(results[BASELINES[0]]["cpu"])
     lines = [
-        f"### {name}", "",
+        f"### {name}",
+        "",
         f"Median and p90 of {runs} requests after one warm-up; ratio = median / median of "
-        f"GET {BASELINES[0]}.", "",
+        f"GET {BASELINES[0]}.",
+        "",
         "| Page | Median ms | p90 ms | CPU median ms | HTML bytes | gzip bytes | Static files "
         "loaded (bytes) | Ratio to baseline | Target met |",
         "|---|--:|--:|--:|--:|--:|--:|--:|---|",
@@ -436,12 +511,17 @@ def report(name: str, results: dict, asset_sizes: dict[str, int], runs: int) -> 
         packed = len(gzip.compress(r["body"]))
         assets = assets_of(r["body"].decode("utf-8", "replace")) if path in PAGES else []
         static = sum(asset_sizes.get(a, 0) for a in assets)
-        met = ("yes" if median <= TARGET_MS and size <= TARGET_BYTES else "**no**") \
-            if path in PAGES else "(baseline)"
-        lines.append(f"| GET {path} | {median:.1f} | {p90:.1f} | {cpu:.1f} | {size:,} | "
-                     f"{packed:,} | {static:,} ({len(assets)} files) | "
-                     f"{median / 1000 / baseline:.1f}x (CPU {cpu / 1000 / baseline_cpu:.1f}x) "
-                     f"| {met} |")
+        met = (
+            ("yes" if median <= TARGET_MS and size <= TARGET_BYTES else "**no**")
+            if path in PAGES
+            else "(baseline)"
+        )
+        lines.append(
+            f"| GET {path} | {median:.1f} | {p90:.1f} | {cpu:.1f} | {size:,} | "
+            f"{packed:,} | {static:,} ({len(assets)} files) | "
+            f"{median / 1000 / baseline:.1f}x (CPU {cpu / 1000 / baseline_cpu:.1f}x) "
+            f"| {met} |"
+        )
     lines.append("")
     return lines
 
@@ -450,8 +530,9 @@ def run_one(name: str, url: str, today: date, params: DosageParams, args) -> tup
     from web import create_app
 
     started = time.perf_counter()
-    counts, password = build_database(url, today, params, args.officers_per_spot_day,
-                                      args.span_days)
+    counts, password = build_database(
+        url, today, params, args.officers_per_spot_day, args.span_days
+    )
     built = time.perf_counter() - started
     print(f"[{name}] built in {built:.1f} s: {counts}", file=sys.stderr)
     app = create_app({"DATABASE_URL": url})
@@ -465,11 +546,15 @@ def run_one(name: str, url: str, today: date, params: DosageParams, args) -> tup
     assets = sorted({a for p in PAGES for a in assets_of(results[p]["body"].decode())})
     asset_sizes = {a: len(client.get(a).get_data()) for a in assets}
     lines = report(name, results, asset_sizes, args.runs)
-    lines += [f"Load average before / after the timed requests: {load_before} / {load_after}.",
-              f"Database built in {built:.0f} s; rows: "
-              + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + ".", "",
-              "Static files: " + ", ".join(f"`{a}` {s:,} B" for a, s in asset_sizes.items())
-              + ".", ""]
+    lines += [
+        f"Load average before / after the timed requests: {load_before} / {load_after}.",
+        f"Database built in {built:.0f} s; rows: "
+        + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        + ".",
+        "",
+        "Static files: " + ", ".join(f"`{a}` {s:,} B" for a, s in asset_sizes.items()) + ".",
+        "",
+    ]
     for path in PAGES:
         walls = ", ".join(f"{w * 1000:.0f}" for w in results[path]["wall"])
         lines.append(f"- GET {path} wall ms: {walls}")
@@ -482,14 +567,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--officers-per-spot-day", type=int, default=OFFICERS)
-    parser.add_argument("--span-days", type=int, default=SPAN_DAYS,
-                        help="days (ending today) with stored credited spans (default 28)")
+    parser.add_argument(
+        "--span-days",
+        type=int,
+        default=SPAN_DAYS,
+        help="days (ending today) with stored credited spans (default 28)",
+    )
     parser.add_argument("--db", help="SQLite file to create (default: a temporary folder)")
-    parser.add_argument("--postgres", nargs="?", const=os.environ.get(
-        "TRACKER_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-        help="also run on a private schema of this PostgreSQL database (dropped afterwards)")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="call gc.freeze() after start-up (the app does not do this itself)")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=os.environ.get(
+            "TRACKER_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+        help="also run on a private schema of this PostgreSQL database (dropped afterwards)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="call gc.freeze() after start-up (the app does not do this itself)",
+    )
     parser.add_argument("--save-figures", help="pickle the tables and masked pages here")
     parser.add_argument("--compare-figures", help="check the tables and pages against this")
     args = parser.parse_args()
@@ -497,9 +594,11 @@ def main() -> None:
     params = DosageParams()
     today = datetime.now(params.zone).date()
     command = " ".join(["bench/bench_web.py", *sys.argv[1:]])
-    output = ["Run of " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-              + f" (`{command}`), operation "
-              f"{today - timedelta(days=DAYS - 1)} to {today}, on:", ""]
+    output = [
+        "Run of " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC") + f" (`{command}`), operation "
+        f"{today - timedelta(days=DAYS - 1)} to {today}, on:",
+        "",
+    ]
     packages = ("numpy", "pandas", "sqlalchemy", "flask", "folium")
     output += [f"- {k}: {v}" for k, v in machine_info(*packages)] + [""]
     collected = {}
@@ -537,8 +636,10 @@ def main() -> None:
                 print(f"figures ({name}): nothing saved to compare with")
                 continue
             problems = compare_figures(saved[name], tables)
-            print(f"figures ({name}): {len(tables)} tables and pages compared, "
-                  + ("all identical" if not problems else f"{len(problems)} differ"))
+            print(
+                f"figures ({name}): {len(tables)} tables and pages compared, "
+                + ("all identical" if not problems else f"{len(problems)} differ")
+            )
             for problem in problems:
                 print(f"  {problem}")
 

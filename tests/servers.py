@@ -29,9 +29,15 @@ DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_MOSQUITTO_URL = "mqtt://127.0.0.1:1883"
 # Debian's Chromium by default: Playwright cannot download browsers here.
 CHROMIUM = Path(os.environ.get("TRACKER_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def services_required() -> bool:
@@ -107,8 +113,9 @@ def mqtt_broker(request):
         yield BrokerUnderTest("mosquitto", url, "5", redelivers_unacked=True)
         return
     with EmbeddedBroker() as broker:
-        yield BrokerUnderTest("embedded", broker.url, EMBEDDED_BROKER_MQTT_VERSIONS[-1],
-                              redelivers_unacked=False)
+        yield BrokerUnderTest(
+            "embedded", broker.url, EMBEDDED_BROKER_MQTT_VERSIONS[-1], redelivers_unacked=False
+        )
 
 
 def launch_chromium(playwright):
@@ -148,9 +155,16 @@ def served_by_waitress(app) -> Iterator[str]:
 def console_problems(page) -> list[str]:
     """Collect a page's script errors and console errors (a CSP violation is one)."""
     problems: list[str] = []
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" and "favicon.ico" not in message.text
-            and "Failed to load resource" not in message.text else None)
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error"
+            and "favicon.ico" not in message.text
+            and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
     page.on("pageerror", lambda error: problems.append(str(error)))
     return problems
 
@@ -176,9 +190,19 @@ class PrivateMosquitto:
         # "user root": started as root, Mosquitto would otherwise run as the user mosquitto,
         # which cannot reach pytest's folders to write its log and persistence file (it has
         # no effect when not started as root).
-        self.config.write_text("\n".join([
-            f"listener {self.port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 0",
-            "user root", f"log_dest file {self.log}", *settings]) + "\n")
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"listener {self.port} 127.0.0.1",
+                    "allow_anonymous true",
+                    "max_queued_messages 0",
+                    "user root",
+                    f"log_dest file {self.log}",
+                    *settings,
+                ]
+            )
+            + "\n"
+        )
         self.process: subprocess.Popen | None = None
 
     @property
@@ -186,8 +210,11 @@ class PrivateMosquitto:
         return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> PrivateMosquitto:
-        self.process = subprocess.Popen(["mosquitto", "-c", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + timeout_s
         while not port_open("127.0.0.1", self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -210,7 +237,7 @@ class PrivateMosquitto:
 
 def _process_state(stat: str) -> tuple[str, int]:
     """(state, parent pid) from the text of /proc/<pid>/stat (the name may hold spaces)."""
-    state, parent = stat[stat.rindex(")") + 2:].split()[:2]
+    state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
     return state, int(parent)
 
 

@@ -13,7 +13,6 @@ from tracker.stops.models import GOWISELY, BwvReview
 pytestmark = pytest.mark.browser
 
 
-
 @pytest.fixture
 def database(tmp_path):
     """A migrated, seeded SQLite database: its session factory and the stops' ids."""
@@ -43,8 +42,14 @@ def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
     problems = console_problems(page)  # a script blocked by the CSP is reported there
     failed: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
-            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
+    page.on(
+        "response",
+        lambda response: (
+            failed.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
 
     page.goto(f"{live_server}/login")
     page.fill("input[name=username]", "assurance")
@@ -75,7 +80,12 @@ def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
     with sessions() as session:
         review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id))
     assert (review.status, review.outcome, review.rag, review.warrant_card, review.reviewer) == (
-        "reviewed", "learning_identified", "amber", "partly", "assurance")
+        "reviewed",
+        "learning_identified",
+        "amber",
+        "partly",
+        "assurance",
+    )
     assert review.findings == "Warrant card shown only when asked."
 
     assert requests, "the page made no requests"

@@ -31,8 +31,11 @@ def served(tmp_path):
     upgrade(engine)
     sessions = session_factory(engine)
     with sessions.begin() as session:
-        replace_hot_spots(session, load_hot_spots(ROOT / "geofences" /
-                                                  "leicestershire_demo.geojson"), DosageParams())
+        replace_hot_spots(
+            session,
+            load_hot_spots(ROOT / "geofences" / "leicestershire_demo.geojson"),
+            DosageParams(),
+        )
         create_user(session, "admin", "admin", PASSWORD, actor="test")
     with served_by_waitress(make_app(url)) as base:
         yield base, sessions
@@ -55,12 +58,15 @@ def test_an_administrator_loads_the_first_plan_from_the_plan_page(chromium, serv
     page.click("form[enctype='multipart/form-data'] button[type=submit]")
     page.wait_for_url(f"{base}/plan")
 
-    assert "Loaded the plan of Operation Guardian (DEMONSTRATION): 25 hot spots" in \
-        page.inner_text(".flash")
+    assert "Loaded the plan of Operation Guardian (DEMONSTRATION): 25 hot spots" in page.inner_text(
+        ".flash"
+    )
     assert page.inner_text("h1") == "Plan: Operation Guardian (DEMONSTRATION)"
     assert page.locator("a[href='/hotspots/LE25']").count() >= 1
     assert problems == []
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Operation)) == 1
-        assert session.scalar(select(AuditEvent.actor).where(
-            AuditEvent.action == "plan.load")) == "admin"
+        assert (
+            session.scalar(select(AuditEvent.actor).where(AuditEvent.action == "plan.load"))
+            == "admin"
+        )

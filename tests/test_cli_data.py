@@ -69,8 +69,15 @@ def iso(moment: datetime) -> str:
 
 def minute_pings(device: str, start: datetime, minutes: int, where=IN_LE01) -> list[dict]:
     """Pings once a minute from `start` for `minutes` minutes (minutes + 1 pings)."""
-    return [{"device_id": device, "timestamp": iso(start + timedelta(minutes=i)),
-             "lat": where[0], "lon": where[1]} for i in range(minutes + 1)]
+    return [
+        {
+            "device_id": device,
+            "timestamp": iso(start + timedelta(minutes=i)),
+            "lat": where[0],
+            "lon": where[1],
+        }
+        for i in range(minutes + 1)
+    ]
 
 
 def csv_text(pings: list[dict]) -> str:
@@ -116,8 +123,11 @@ def test_init_creates_the_schema_and_is_idempotent(empty_database_url, tmp_path)
     assert first.stdout.startswith("database ready: ")
     engine = make_engine(empty_database_url)
     assert schema_is_current(engine)
-    devices = write(tmp_path / "devices.csv", "device_id,officer_id,officer_name,starts,ends\n"
-                    "radio-1,PC101,Alice Smith,2024-01-01T00:00:00Z,\n")
+    devices = write(
+        tmp_path / "devices.csv",
+        "device_id,officer_id,officer_name,starts,ends\n"
+        "radio-1,PC101,Alice Smith,2024-01-01T00:00:00Z,\n",
+    )
     ok("devices", "load", devices, "--db", empty_database_url)
 
     again = ok("init", "--db", empty_database_url)
@@ -128,8 +138,10 @@ def test_init_creates_the_schema_and_is_idempotent(empty_database_url, tmp_path)
     engine.dispose()
 
 
-@pytest.mark.parametrize("command", [["report"], ["dead-letters"], ["recompute"],
-                                     ["users", "list"], ["purge", "--days", "5"]])
+@pytest.mark.parametrize(
+    "command",
+    [["report"], ["dead-letters"], ["recompute"], ["users", "list"], ["purge", "--days", "5"]],
+)
 def test_commands_on_an_uninitialised_database_say_to_run_init(empty_database_url, command):
     result = run(*command, "--db", empty_database_url)
 
@@ -144,8 +156,10 @@ def test_a_new_sqlite_file_says_to_run_init(tmp_path):
     result = run("report", "--db", url)
 
     assert result.exit_code == 1
-    assert result.stderr == "Error: the database schema is missing or old: " \
-                            "run `python -m tracker init` first\n"
+    assert (
+        result.stderr == "Error: the database schema is missing or old: "
+        "run `python -m tracker init` first\n"
+    )
     assert result.stdout == ""
 
 
@@ -157,8 +171,11 @@ radio-1,PC102,Bob Jones,2024-02-01T00:00:00+00:00,,Radio one
 radio-2,PC103,Carol White,2024-01-01T09:00:00+01:00,,
 """
 RADIO_1_BEFORE = [
-    {"officer_id": "PC101", "starts": "2024-01-01T00:00:00+00:00",
-     "ends": "2024-02-01T00:00:00+00:00"},
+    {
+        "officer_id": "PC101",
+        "starts": "2024-01-01T00:00:00+00:00",
+        "ends": "2024-02-01T00:00:00+00:00",
+    },
     {"officer_id": "PC102", "starts": "2024-02-01T00:00:00+00:00", "ends": None},
 ]
 # radio-1 changes hands on 15 January instead; radio-2 is not in the file.
@@ -167,16 +184,20 @@ radio-1,PC101,,2024-01-01T00:00:00Z,2024-01-15T00:00:00Z
 radio-1,PC104,Dan Brown,2024-01-15T00:00:00Z,
 """
 RADIO_1_AFTER = [
-    {"officer_id": "PC101", "starts": "2024-01-01T00:00:00+00:00",
-     "ends": "2024-01-15T00:00:00+00:00"},
+    {
+        "officer_id": "PC101",
+        "starts": "2024-01-01T00:00:00+00:00",
+        "ends": "2024-01-15T00:00:00+00:00",
+    },
     {"officer_id": "PC104", "starts": "2024-01-15T00:00:00+00:00", "ends": None},
 ]
 
 
 def assignments(db) -> dict[str, list[tuple]]:
     with db() as session:
-        rows = session.scalars(select(Assignment).order_by(Assignment.device_id,
-                                                           Assignment.starts)).all()
+        rows = session.scalars(
+            select(Assignment).order_by(Assignment.device_id, Assignment.starts)
+        ).all()
     history: dict[str, list[tuple]] = {}
     for a in rows:
         history.setdefault(a.device_id, []).append((a.officer_id, a.starts, a.ends))
@@ -185,13 +206,17 @@ def assignments(db) -> dict[str, list[tuple]]:
 
 def assignment_events(db) -> list[AuditEvent]:
     with db() as session:
-        return session.scalars(select(AuditEvent).where(
-            AuditEvent.action == "device.assignments").order_by(AuditEvent.id)).all()
+        return session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "device.assignments")
+            .order_by(AuditEvent.id)
+        ).all()
 
 
 def test_devices_load_stores_assignments_over_time(database_url, db, tmp_path):
-    result = ok("devices", "load", write(tmp_path / "devices.csv", DEVICES_CSV),
-                "--db", database_url)
+    result = ok(
+        "devices", "load", write(tmp_path / "devices.csv", DEVICES_CSV), "--db", database_url
+    )
 
     assert result.stdout == "loaded 3 assignments for 2 devices\n"
     jan1, feb1 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
@@ -204,7 +229,9 @@ def test_devices_load_stores_assignments_over_time(database_url, db, tmp_path):
         assert session.get(Device, "radio-1").label == "Radio one"
     events = assignment_events(db)
     assert [(e.subject, e.actor, e.before) for e in events] == [
-        ("radio-1", "cli", {"assignments": []}), ("radio-2", "cli", {"assignments": []})]
+        ("radio-1", "cli", {"assignments": []}),
+        ("radio-2", "cli", {"assignments": []}),
+    ]
     assert events[0].after == {"assignments": RADIO_1_BEFORE}
 
 
@@ -273,7 +300,9 @@ def test_a_bad_devices_file_is_rejected_whole_naming_every_bad_line(database_url
     assert len(assignment_events(db)) == events
     with db() as session:
         assert session.scalars(select(Device.id).order_by(Device.id)).all() == [
-            "radio-1", "radio-2"]
+            "radio-1",
+            "radio-2",
+        ]
 
 
 def test_a_devices_file_without_the_columns_is_rejected(database_url, db, tmp_path):
@@ -286,17 +315,33 @@ def test_a_devices_file_without_the_columns_is_rejected(database_url, db, tmp_pa
     assert count(db, Device) == 0
 
 
-@pytest.mark.parametrize(("command", "option", "value", "message"), [
-    (["report"], "--to", "9999-12-31",
-     "9999-12-31 is outside the dates handled, 1970-01-01 to 2099-12-31"),
-    (["recompute"], "--from", "0001-01-01",
-     "0001-01-01 is outside the dates handled, 1970-01-01 to 2099-12-31"),
-    (["report"], "--from", "26/11/2026", "expected a date as YYYY-MM-DD, not '26/11/2026'"),
-    (["plan", "compliance"], "--date", "9999-12-31",
-     "9999-12-31 is outside the dates handled, 1970-01-01 to 2099-12-31"),
-])
-def test_dates_outside_those_handled_are_usage_errors(database_url, command, option, value,
-                                                      message):
+@pytest.mark.parametrize(
+    ("command", "option", "value", "message"),
+    [
+        (
+            ["report"],
+            "--to",
+            "9999-12-31",
+            "9999-12-31 is outside the dates handled, 1970-01-01 to 2099-12-31",
+        ),
+        (
+            ["recompute"],
+            "--from",
+            "0001-01-01",
+            "0001-01-01 is outside the dates handled, 1970-01-01 to 2099-12-31",
+        ),
+        (["report"], "--from", "26/11/2026", "expected a date as YYYY-MM-DD, not '26/11/2026'"),
+        (
+            ["plan", "compliance"],
+            "--date",
+            "9999-12-31",
+            "9999-12-31 is outside the dates handled, 1970-01-01 to 2099-12-31",
+        ),
+    ],
+)
+def test_dates_outside_those_handled_are_usage_errors(
+    database_url, command, option, value, message
+):
     # --to 9999-12-31 once overflowed Python's dates with a traceback.
     result = run(*command, option, value, "--db", database_url)
 
@@ -307,13 +352,20 @@ def test_dates_outside_those_handled_are_usage_errors(database_url, command, opt
 HUGE_FIELD = "x" * 200_000  # over the csv module's 128 KB field limit
 
 
-@pytest.mark.parametrize(("command", "text"), [
-    (["devices", "load"], f"device_id,officer_id,starts\nradio-1,PC101,\"{HUGE_FIELD}\"\n"),
-    (["pings", "import"], "device_id,timestamp,lat,lon\nd1,2024-01-15T10:00:00Z,52.6,-1.1\n"
-                          f"d1,\"{HUGE_FIELD}\",52.6,-1.1\n"),
-])
-def test_a_csv_field_too_large_to_read_is_a_clear_error_naming_its_line(database_url, db,
-                                                                        tmp_path, command, text):
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        (["devices", "load"], f'device_id,officer_id,starts\nradio-1,PC101,"{HUGE_FIELD}"\n'),
+        (
+            ["pings", "import"],
+            "device_id,timestamp,lat,lon\nd1,2024-01-15T10:00:00Z,52.6,-1.1\n"
+            f'd1,"{HUGE_FIELD}",52.6,-1.1\n',
+        ),
+    ],
+)
+def test_a_csv_field_too_large_to_read_is_a_clear_error_naming_its_line(
+    database_url, db, tmp_path, command, text
+):
     path = write(tmp_path / "huge.csv", text)
 
     result = run(*command, path, "--db", database_url)
@@ -321,8 +373,9 @@ def test_a_csv_field_too_large_to_read_is_a_clear_error_naming_its_line(database
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     line = text.count("\n")  # the last line holds the huge field
-    assert f"{path}: line {line}: cannot read the CSV: field larger than field limit" \
-        in result.stderr
+    assert (
+        f"{path}: line {line}: cannot read the CSV: field larger than field limit" in result.stderr
+    )
     assert count(db, Device) == 0
 
 
@@ -336,12 +389,27 @@ GOOD_PINGS = [
     *minute_pings("d1", JAN_15 + timedelta(days=1), 4),
 ]
 EXPECTED_REPORT = [
-    {"hotspot_id": "LE01", "date": "2024-01-15", "presence_minutes": 10.0,
-     "officer_minutes": 10.0, "visits": 1},
-    {"hotspot_id": "LE01", "date": "2024-01-16", "presence_minutes": 4.0,
-     "officer_minutes": 4.0, "visits": 1},
-    {"hotspot_id": "LE02", "date": "2024-01-15", "presence_minutes": 5.0,
-     "officer_minutes": 5.0, "visits": 1},
+    {
+        "hotspot_id": "LE01",
+        "date": "2024-01-15",
+        "presence_minutes": 10.0,
+        "officer_minutes": 10.0,
+        "visits": 1,
+    },
+    {
+        "hotspot_id": "LE01",
+        "date": "2024-01-16",
+        "presence_minutes": 4.0,
+        "officer_minutes": 4.0,
+        "visits": 1,
+    },
+    {
+        "hotspot_id": "LE02",
+        "date": "2024-01-15",
+        "presence_minutes": 5.0,
+        "officer_minutes": 5.0,
+        "visits": 1,
+    },
 ]
 
 
@@ -352,29 +420,42 @@ def csv_with_bad_rows() -> tuple[str, dict[int, str]]:
     lines.insert(6, "d1,2024-01-15T10:31:00Z,95.0,-1.1333")
     lines.insert(9, "d1,2024-01-15T10:32:00Z,52.637")
     return "\n".join(lines) + "\n", {
-        4: "has no UTC offset and is ambiguous", 7: "lat 95.0 is out of range",
-        10: "expected 4 fields, found 3"}
+        4: "has no UTC offset and is ambiguous",
+        7: "lat 95.0 is out of range",
+        10: "expected 4 fields, found 3",
+    }
 
 
 def jsonl_with_bad_rows() -> tuple[str, dict[int, str]]:
     """The good pings as JSON lines with three bad lines among them; and {line: reason}."""
     lines = [json.dumps(p) for p in GOOD_PINGS]
-    lines.insert(2, json.dumps({"device_id": "d1", "timestamp": "2024-01-15T10:30:00",
-                                "lat": 52.637, "lon": -1.1333}))
+    lines.insert(
+        2,
+        json.dumps(
+            {"device_id": "d1", "timestamp": "2024-01-15T10:30:00", "lat": 52.637, "lon": -1.1333}
+        ),
+    )
     lines.insert(5, '{"device_id": "d1", "timestamp": ')
-    lines.insert(8, json.dumps({"device_id": "d1", "timestamp": "2024-01-15T10:31:00Z",
-                                "lat": 52.637}))
+    lines.insert(
+        8, json.dumps({"device_id": "d1", "timestamp": "2024-01-15T10:31:00Z", "lat": 52.637})
+    )
     return "\n".join(lines) + "\n", {
-        3: "has no UTC offset and is ambiguous", 6: "not valid JSON", 9: "missing lon"}
+        3: "has no UTC offset and is ambiguous",
+        6: "not valid JSON",
+        9: "missing lon",
+    }
 
 
-PING_FILES = {"csv": ("pings.csv", csv_with_bad_rows),
-              "jsonl": ("pings.jsonl", jsonl_with_bad_rows)}
+PING_FILES = {
+    "csv": ("pings.csv", csv_with_bad_rows),
+    "jsonl": ("pings.jsonl", jsonl_with_bad_rows),
+}
 
 
 @pytest.mark.parametrize("kind", PING_FILES)
 def test_pings_import_stores_pings_reports_bad_rows_and_keeps_dead_letters(
-        with_hot_spots, db, tmp_path, kind):
+    with_hot_spots, db, tmp_path, kind
+):
     name, build = PING_FILES[kind]
     text, bad_lines = build()
     path = write(tmp_path / name, text)
@@ -392,7 +473,8 @@ def test_pings_import_stores_pings_reports_bad_rows_and_keeps_dead_letters(
         assert set(session.scalars(select(PingRow.source)).all()) == {"import"}
     letters = json.loads(ok("dead-letters", "--format", "json", "--db", with_hot_spots).stdout)
     assert sorted(letter["topic"] for letter in letters) == sorted(
-        f"{path}:{line}" for line in bad_lines)
+        f"{path}:{line}" for line in bad_lines
+    )
     assert all(letter["source"] == "import" for letter in letters)
     by_topic = {letter["topic"]: letter["reason"] for letter in letters}
     for line, reason in bad_lines.items():
@@ -434,7 +516,10 @@ def test_report_after_import_equals_the_offline_dosage_command(with_hot_spots, t
     stored = report(with_hot_spots)
     assert stored == json.loads(offline.stdout)
     assert {(row["hotspot_id"], row["date"]) for row in stored} >= {
-        ("LE01", "2024-01-15"), ("LE02", "2024-01-16"), ("LE02", "2024-01-17")}
+        ("LE01", "2024-01-15"),
+        ("LE02", "2024-01-16"),
+        ("LE02", "2024-01-17"),
+    }
     csv_report = ok("report", "--db", with_hot_spots).stdout
     offline_csv = ok("dosage", "--pings", path, "--geofences", DEMO_GEOFENCES).stdout
     assert csv_report == offline_csv
@@ -444,8 +529,10 @@ def gpx(points: list[tuple[float, float, datetime | None]]) -> str:
     """A GPX 1.1 document with one track of (lat, lon, time or None) points."""
     trkpts = "\n".join(
         f'      <trkpt lat="{lat}" lon="{lon}">'
-        + (f"<time>{iso(when)}</time>" if when else "<ele>60</ele>") + "</trkpt>"
-        for lat, lon, when in points)
+        + (f"<time>{iso(when)}</time>" if when else "<ele>60</ele>")
+        + "</trkpt>"
+        for lat, lon, when in points
+    )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <gpx version="1.1" creator="test" xmlns="http://www.topografix.com/GPX/1/1">
   <trk>
@@ -459,8 +546,11 @@ def gpx(points: list[tuple[float, float, datetime | None]]) -> str:
 
 
 GPX_TIMES = [JAN_15 + timedelta(minutes=i) for i in (0, 1, 2, 4, 5, 6)]
-GPX_POINTS = [(*IN_LE01, t) for t in GPX_TIMES[:3]] + [(*IN_LE01, None)] + [
-    (*IN_LE01, t) for t in GPX_TIMES[3:]]
+GPX_POINTS = (
+    [(*IN_LE01, t) for t in GPX_TIMES[:3]]
+    + [(*IN_LE01, None)]
+    + [(*IN_LE01, t) for t in GPX_TIMES[3:]]
+)
 
 
 def test_pings_import_of_gpx_stores_the_points_for_the_device(with_hot_spots, db, tmp_path):
@@ -471,16 +561,23 @@ def test_pings_import_of_gpx_stores_the_points_for_the_device(with_hot_spots, db
     assert result.stdout == f"imported 6 pings from {path}; skipped 1 bad rows\n"
     assert result.stderr == f"{path}: point 4: point has no <time>\n"
     with db() as session:
-        stored = session.execute(select(PingRow.device_id, PingRow.t_us, PingRow.lat,
-                                        PingRow.lon).order_by(PingRow.t_us)).all()
+        stored = session.execute(
+            select(PingRow.device_id, PingRow.t_us, PingRow.lat, PingRow.lon).order_by(PingRow.t_us)
+        ).all()
     assert [tuple(row) for row in stored] == [
-        ("radio-x", int(t.timestamp()) * 1_000_000, *IN_LE01) for t in GPX_TIMES]
+        ("radio-x", int(t.timestamp()) * 1_000_000, *IN_LE01) for t in GPX_TIMES
+    ]
     letters = json.loads(ok("dead-letters", "--format", "json", "--db", with_hot_spots).stdout)
-    assert [(d["topic"], d["reason"]) for d in letters] == [
-        (f"{path}:4", "point has no <time>")]
+    assert [(d["topic"], d["reason"]) for d in letters] == [(f"{path}:4", "point has no <time>")]
     assert report(with_hot_spots) == [
-        {"hotspot_id": "LE01", "date": "2024-01-15", "presence_minutes": 6.0,
-         "officer_minutes": 6.0, "visits": 1}]
+        {
+            "hotspot_id": "LE01",
+            "date": "2024-01-15",
+            "presence_minutes": 6.0,
+            "officer_minutes": 6.0,
+            "visits": 1,
+        }
+    ]
 
 
 def test_pings_import_of_gpx_without_device_is_a_usage_error(with_hot_spots, db, tmp_path):
@@ -494,8 +591,10 @@ def test_pings_import_of_gpx_without_device_is_a_usage_error(with_hot_spots, db,
 
 
 def test_pings_import_of_a_file_with_no_valid_pings_fails(with_hot_spots, db, tmp_path):
-    path = write(tmp_path / "pings.csv", "device_id,timestamp,lat,lon\n"
-                 "d1,2024-01-15T10:00:00,52.637,-1.1333\n")
+    path = write(
+        tmp_path / "pings.csv",
+        "device_id,timestamp,lat,lon\nd1,2024-01-15T10:00:00,52.637,-1.1333\n",
+    )
 
     result = run("pings", "import", path, "--db", with_hot_spots)
 
@@ -518,12 +617,20 @@ THREE_DAYS = [
 @pytest.fixture
 def three_days(with_hot_spots, tmp_path):
     """The database with THREE_DAYS imported; returns its full report."""
-    ok("pings", "import", write(tmp_path / "pings.csv", csv_text(THREE_DAYS)),
-       "--db", with_hot_spots)
+    ok(
+        "pings",
+        "import",
+        write(tmp_path / "pings.csv", csv_text(THREE_DAYS)),
+        "--db",
+        with_hot_spots,
+    )
     full = report(with_hot_spots)
     assert [(r["hotspot_id"], r["date"]) for r in full] == [
-        ("LE01", "2024-01-15"), ("LE01", "2024-01-16"),
-        ("LE02", "2024-01-16"), ("LE02", "2024-01-17")]
+        ("LE01", "2024-01-15"),
+        ("LE01", "2024-01-16"),
+        ("LE02", "2024-01-16"),
+        ("LE02", "2024-01-17"),
+    ]
     return full
 
 
@@ -576,8 +683,13 @@ def old_and_new_pings(with_hot_spots, db, tmp_path):
     now = datetime.now(UTC).replace(microsecond=0)
     old = minute_pings("d1", now - timedelta(days=10), 10)
     new = minute_pings("d1", now - timedelta(hours=1), 5)
-    ok("pings", "import", write(tmp_path / "pings.csv", csv_text(old + new)),
-       "--db", with_hot_spots)
+    ok(
+        "pings",
+        "import",
+        write(tmp_path / "pings.csv", csv_text(old + new)),
+        "--db",
+        with_hot_spots,
+    )
     assert count(db, PingRow) == len(old) + len(new)
     return len(old), len(new)
 
@@ -589,7 +701,8 @@ def stored_times(db) -> list[int]:
 
 @pytest.mark.parametrize("how", ["--days", "TRACKER_RETENTION_DAYS"])
 def test_purge_deletes_old_pings_and_keeps_new_pings_and_dosage(
-        database_url, db, old_and_new_pings, how):
+    database_url, db, old_and_new_pings, how
+):
     old, new = old_and_new_pings
     before = report(database_url)
     assert len(before) >= 2  # the old day's and today's figures
@@ -609,8 +722,9 @@ def test_purge_deletes_old_pings_and_keeps_new_pings_and_dosage(
 
 
 @pytest.mark.parametrize("days", [[], ["--days", "0"]])
-def test_purge_without_a_retention_period_is_a_usage_error(database_url, db, old_and_new_pings,
-                                                           days):
+def test_purge_without_a_retention_period_is_a_usage_error(
+    database_url, db, old_and_new_pings, days
+):
     times = stored_times(db)
 
     result = run("purge", *days, "--db", database_url)
@@ -624,13 +738,27 @@ def test_purge_without_a_retention_period_is_a_usage_error(database_url, db, old
 
 
 def create_user(database_url: str, name: str, *options: str, password: str = PASSWORD) -> Result:
-    return run("users", "create", name, *options, "--password-stdin", "--db", database_url,
-               input=password + "\n")
+    return run(
+        "users",
+        "create",
+        name,
+        *options,
+        "--password-stdin",
+        "--db",
+        database_url,
+        input=password + "\n",
+    )
 
 
-@pytest.mark.parametrize("role, options", [
-    ("admin", []), ("supervisor", []), ("assurance", []), ("officer", ["--officer", "PC101"]),
-])
+@pytest.mark.parametrize(
+    "role, options",
+    [
+        ("admin", []),
+        ("supervisor", []),
+        ("assurance", []),
+        ("officer", ["--officer", "PC101"]),
+    ],
+)
 def test_users_create_reads_the_password_from_stdin(database_url, db, role, options):
     result = create_user(database_url, "sam", "--role", role, *options)
 
@@ -645,10 +773,13 @@ def test_users_create_reads_the_password_from_stdin(database_url, db, role, opti
         assert authenticate(session, "sam", PASSWORD + "\n") is None
 
 
-@pytest.mark.parametrize("options, password, message", [
-    (["--role", "officer"], PASSWORD, "an officer user needs --officer ID"),
-    (["--role", "admin"], "too short", "password must be at least 12 characters"),
-])
+@pytest.mark.parametrize(
+    "options, password, message",
+    [
+        (["--role", "officer"], PASSWORD, "an officer user needs --officer ID"),
+        (["--role", "admin"], "too short", "password must be at least 12 characters"),
+    ],
+)
 def test_users_create_refuses_bad_users(database_url, db, options, password, message):
     result = create_user(database_url, "sam", *options, password=password)
 
@@ -661,8 +792,9 @@ def test_users_create_refuses_bad_users(database_url, db, options, password, mes
 def test_users_create_refuses_a_duplicate_user(database_url, db):
     assert create_user(database_url, "sam", "--role", "admin").exit_code == 0
 
-    result = create_user(database_url, "sam", "--role", "supervisor",
-                         password="another long password")
+    result = create_user(
+        database_url, "sam", "--role", "supervisor", password="another long password"
+    )
 
     assert result.exit_code == 1
     assert result.stderr == "Error: user 'sam' already exists\n"
@@ -686,9 +818,10 @@ def test_users_list_shows_users_without_password_hashes(database_url, db):
 
     listed = json.loads(result.stdout)
     assert [(u["username"], u["role"], u["officer_id"], u["active"]) for u in listed] == [
-        ("amir", "officer", "PC101", True), ("zoe", "supervisor", None, True)]
-    assert all(set(u) == {"username", "role", "officer_id", "active", "last_login"}
-               for u in listed)
+        ("amir", "officer", "PC101", True),
+        ("zoe", "supervisor", None, True),
+    ]
+    assert all(set(u) == {"username", "role", "officer_id", "active", "last_login"} for u in listed)
     with db() as session:
         hashes = session.scalars(select(User.password_hash)).all()
     for output in (result.stdout, ok("users", "list", "--db", database_url).stdout):

@@ -32,16 +32,24 @@ MORNING = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
 
 
 def cell(x0: float, y0: float, x1: float, y1: float) -> dict:
-    return {"type": "Polygon",
-            "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
 
 
-HOT_SPOTS = {"type": "FeatureCollection", "features": [
-    {"type": "Feature", "properties": {"id": "hs-b", "name": "Market east"},
-     "geometry": cell(-1.08, 52.60, -1.07, 52.61)},
-    {"type": "Feature", "properties": {"id": "hs-a", "name": "Clock Tower"},
-     "geometry": cell(-1.10, 52.60, -1.09, 52.61)},
-]}
+HOT_SPOTS = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"id": "hs-b", "name": "Market east"},
+            "geometry": cell(-1.08, 52.60, -1.07, 52.61),
+        },
+        {
+            "type": "Feature",
+            "properties": {"id": "hs-a", "name": "Clock Tower"},
+            "geometry": cell(-1.10, 52.60, -1.09, 52.61),
+        },
+    ],
+}
 
 
 @dataclass
@@ -61,7 +69,11 @@ def run_in_process(args: list[str]) -> Outcome:
 def run_subprocess(args: list[str]) -> Outcome:
     done = subprocess.run(
         [sys.executable, "-m", "tracker", "dosage", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     return Outcome(done.returncode, done.stdout, done.stderr)
 
@@ -79,8 +91,13 @@ def geofences(tmp_path) -> Path:
 def ping(device: str, seconds: float, where=A, start=MORNING, **extra) -> dict:
     """A ping `seconds` after `start` (ISO-8601 with Z), at (lat, lon) `where`."""
     moment = start + timedelta(seconds=seconds)
-    return {"device_id": device, "timestamp": moment.isoformat().replace("+00:00", "Z"),
-            "lat": where[0], "lon": where[1], **extra}
+    return {
+        "device_id": device,
+        "timestamp": moment.isoformat().replace("+00:00", "Z"),
+        "lat": where[0],
+        "lon": where[1],
+        **extra,
+    }
 
 
 def every_minute(device: str, minutes: int, where=A, start=MORNING) -> list[dict]:
@@ -121,7 +138,8 @@ def csv_rows(outcome: Outcome) -> list[str]:
 MIXED_PINGS = [
     *every_minute("d1", 5, A, datetime(2024, 1, 16, 9, 0, tzinfo=UTC)),
     *every_minute("d3", 10, A, datetime(2024, 1, 15, 12, 5, tzinfo=UTC)),
-    ping("d1", 100, B), ping("d1", 0, B),
+    ping("d1", 100, B),
+    ping("d1", 0, B),
     *every_minute("d2", 10, A, datetime(2024, 1, 15, 12, 0, tzinfo=UTC)),
 ][::-1]
 MIXED_EXPECTED = [
@@ -156,12 +174,27 @@ def test_json_output_is_an_array_of_objects(tmp_path, geofences):
     assert outcome.exit_code == 0, outcome.stderr
     table = json.loads(outcome.stdout)
     assert table == [
-        {"hotspot_id": "hs-a", "date": "2024-01-15", "presence_minutes": 15.0,
-         "officer_minutes": 20.0, "visits": 1},
-        {"hotspot_id": "hs-a", "date": "2024-01-16", "presence_minutes": 5.0,
-         "officer_minutes": 5.0, "visits": 1},
-        {"hotspot_id": "hs-b", "date": "2024-01-15", "presence_minutes": 1.67,
-         "officer_minutes": 1.67, "visits": 0},
+        {
+            "hotspot_id": "hs-a",
+            "date": "2024-01-15",
+            "presence_minutes": 15.0,
+            "officer_minutes": 20.0,
+            "visits": 1,
+        },
+        {
+            "hotspot_id": "hs-a",
+            "date": "2024-01-16",
+            "presence_minutes": 5.0,
+            "officer_minutes": 5.0,
+            "visits": 1,
+        },
+        {
+            "hotspot_id": "hs-b",
+            "date": "2024-01-15",
+            "presence_minutes": 1.67,
+            "officer_minutes": 1.67,
+            "visits": 0,
+        },
     ]
     assert all(list(row) == COLUMNS for row in table)
     assert all(type(row["visits"]) is int for row in table)
@@ -205,54 +238,91 @@ WEST, EAST = (52.601, -1.099), (52.609, -1.091)
 JUMPY = [ping("d1", s, WEST) for s in (0, 60, 120)] + [ping("d1", s, EAST) for s in (180, 240, 300)]
 
 
-@pytest.mark.parametrize("pings, flags, default_rows, flagged_rows", [
-    # 23:00-23:05 UTC on 15 Jan is 08:00-08:05 on 16 Jan in Tokyo (UTC+9).
-    pytest.param(every_minute("d1", 5, start=datetime(2024, 1, 15, 23, 0, tzinfo=UTC)),
-                 ["--tz", "Asia/Tokyo"],
-                 ["hs-a,2024-01-15,5.00,5.00,1"], ["hs-a,2024-01-16,5.00,5.00,1"],
-                 id="tz"),
-    # 23:58-00:02 UTC is split at London midnight (2 + 2 minutes; the visit counts on the day
-    # it starts); in New York it is 18:58-19:02 on 15 Jan, all one day.
-    pytest.param(every_minute("d1", 4, start=datetime(2024, 1, 15, 23, 58, tzinfo=UTC)),
-                 ["--tz", "America/New_York"],
-                 ["hs-a,2024-01-15,2.00,2.00,1", "hs-a,2024-01-16,2.00,2.00,0"],
-                 ["hs-a,2024-01-15,4.00,4.00,1"],
-                 id="tz-midnight-split"),
-    # Default max gap 180 s: the 240 s gap credits nothing -> 2 + 2 minutes, two visits of
-    # 120 s each (>= min_visit_s 120). With 240 (inclusive) the gap counts -> 8 minutes, 1 visit.
-    pytest.param(GAPPY, ["--max-gap-s", "240"],
-                 ["hs-a,2024-01-15,4.00,4.00,2"], ["hs-a,2024-01-15,8.00,8.00,1"],
-                 id="max-gap-s"),
-    pytest.param(GAPPY, ["--max-gap-s", "30"],
-                 ["hs-a,2024-01-15,4.00,4.00,2"], [],
-                 id="max-gap-s-short"),
-    # Default 100 m: the 150 m ping is unusable, 0 -> 240 is a 240 s gap, only 240 -> 360
-    # credits: 2 minutes, one visit. With 150 (inclusive) all credit: 6 minutes.
-    pytest.param(FUZZY, ["--max-accuracy-m", "150"],
-                 ["hs-a,2024-01-15,2.00,2.00,1"], ["hs-a,2024-01-15,6.00,6.00,1"],
-                 id="max-accuracy-m"),
-    pytest.param(FUZZY, ["--max-accuracy-m", "40"],
-                 ["hs-a,2024-01-15,2.00,2.00,1"], [],
-                 id="max-accuracy-m-strict"),
-    # Presence runs 10:00-10:02 and 10:06-10:08: a 240 s break. Default merge 60 s: 2 visits;
-    # merging breaks up to 240 s: one visit, the same 4 minutes.
-    pytest.param(GAPPY, ["--visit-merge-gap-s", "240"],
-                 ["hs-a,2024-01-15,4.00,4.00,2"], ["hs-a,2024-01-15,4.00,4.00,1"],
-                 id="visit-merge-gap-s"),
-    # A 5-minute visit counts by default (>= 120 s) but not when visits must be > 300 s;
-    # the row stays because it has credited time.
-    pytest.param(every_minute("d1", 5), ["--min-visit-s", "301"],
-                 ["hs-a,2024-01-15,5.00,5.00,1"], ["hs-a,2024-01-15,5.00,5.00,0"],
-                 id="min-visit-s"),
-    # 30 km/h cuts the 62 km/h span 120 -> 180 s: spans 0-120 and 180-300 = 4 minutes, one
-    # visit (the 60 s break is within visit_merge_gap_s).
-    pytest.param(JUMPY, ["--max-speed-kmh", "30"],
-                 ["hs-a,2024-01-15,5.00,5.00,1"], ["hs-a,2024-01-15,4.00,4.00,1"],
-                 id="max-speed-kmh"),
-    pytest.param(JUMPY, ["--max-speed-kmh", "100"],
-                 ["hs-a,2024-01-15,5.00,5.00,1"], ["hs-a,2024-01-15,5.00,5.00,1"],
-                 id="max-speed-kmh-fast-enough"),
-])
+@pytest.mark.parametrize(
+    "pings, flags, default_rows, flagged_rows",
+    [
+        # 23:00-23:05 UTC on 15 Jan is 08:00-08:05 on 16 Jan in Tokyo (UTC+9).
+        pytest.param(
+            every_minute("d1", 5, start=datetime(2024, 1, 15, 23, 0, tzinfo=UTC)),
+            ["--tz", "Asia/Tokyo"],
+            ["hs-a,2024-01-15,5.00,5.00,1"],
+            ["hs-a,2024-01-16,5.00,5.00,1"],
+            id="tz",
+        ),
+        # 23:58-00:02 UTC is split at London midnight (2 + 2 minutes; the visit counts on the day
+        # it starts); in New York it is 18:58-19:02 on 15 Jan, all one day.
+        pytest.param(
+            every_minute("d1", 4, start=datetime(2024, 1, 15, 23, 58, tzinfo=UTC)),
+            ["--tz", "America/New_York"],
+            ["hs-a,2024-01-15,2.00,2.00,1", "hs-a,2024-01-16,2.00,2.00,0"],
+            ["hs-a,2024-01-15,4.00,4.00,1"],
+            id="tz-midnight-split",
+        ),
+        # Default max gap 180 s: the 240 s gap credits nothing -> 2 + 2 minutes, two visits
+        # of 120 s each (>= min_visit_s 120). With 240 (inclusive) the gap counts -> 8
+        # minutes, 1 visit.
+        pytest.param(
+            GAPPY,
+            ["--max-gap-s", "240"],
+            ["hs-a,2024-01-15,4.00,4.00,2"],
+            ["hs-a,2024-01-15,8.00,8.00,1"],
+            id="max-gap-s",
+        ),
+        pytest.param(
+            GAPPY, ["--max-gap-s", "30"], ["hs-a,2024-01-15,4.00,4.00,2"], [], id="max-gap-s-short"
+        ),
+        # Default 100 m: the 150 m ping is unusable, 0 -> 240 is a 240 s gap, only 240 -> 360
+        # credits: 2 minutes, one visit. With 150 (inclusive) all credit: 6 minutes.
+        pytest.param(
+            FUZZY,
+            ["--max-accuracy-m", "150"],
+            ["hs-a,2024-01-15,2.00,2.00,1"],
+            ["hs-a,2024-01-15,6.00,6.00,1"],
+            id="max-accuracy-m",
+        ),
+        pytest.param(
+            FUZZY,
+            ["--max-accuracy-m", "40"],
+            ["hs-a,2024-01-15,2.00,2.00,1"],
+            [],
+            id="max-accuracy-m-strict",
+        ),
+        # Presence runs 10:00-10:02 and 10:06-10:08: a 240 s break. Default merge 60 s: 2 visits;
+        # merging breaks up to 240 s: one visit, the same 4 minutes.
+        pytest.param(
+            GAPPY,
+            ["--visit-merge-gap-s", "240"],
+            ["hs-a,2024-01-15,4.00,4.00,2"],
+            ["hs-a,2024-01-15,4.00,4.00,1"],
+            id="visit-merge-gap-s",
+        ),
+        # A 5-minute visit counts by default (>= 120 s) but not when visits must be > 300 s;
+        # the row stays because it has credited time.
+        pytest.param(
+            every_minute("d1", 5),
+            ["--min-visit-s", "301"],
+            ["hs-a,2024-01-15,5.00,5.00,1"],
+            ["hs-a,2024-01-15,5.00,5.00,0"],
+            id="min-visit-s",
+        ),
+        # 30 km/h cuts the 62 km/h span 120 -> 180 s: spans 0-120 and 180-300 = 4 minutes, one
+        # visit (the 60 s break is within visit_merge_gap_s).
+        pytest.param(
+            JUMPY,
+            ["--max-speed-kmh", "30"],
+            ["hs-a,2024-01-15,5.00,5.00,1"],
+            ["hs-a,2024-01-15,4.00,4.00,1"],
+            id="max-speed-kmh",
+        ),
+        pytest.param(
+            JUMPY,
+            ["--max-speed-kmh", "100"],
+            ["hs-a,2024-01-15,5.00,5.00,1"],
+            ["hs-a,2024-01-15,5.00,5.00,1"],
+            id="max-speed-kmh-fast-enough",
+        ),
+    ],
+)
 def test_parameter_flags(tmp_path, geofences, pings, flags, default_rows, flagged_rows):
     path = write_csv(tmp_path / "pings.csv", pings)
 
@@ -265,13 +335,29 @@ def test_parameter_flags_work_together_as_a_subprocess(tmp_path, geofences):
     # of at least 481 s: the single 480 s visit no longer counts.
     path = write_jsonl(tmp_path / "pings.jsonl", GAPPY)
 
-    outcome = dosage(path, geofences, "--max-gap-s", "240", "--tz", "Asia/Tokyo",
-                     "--min-visit-s", "481", "--format", "json", runner=run_subprocess)
+    outcome = dosage(
+        path,
+        geofences,
+        "--max-gap-s",
+        "240",
+        "--tz",
+        "Asia/Tokyo",
+        "--min-visit-s",
+        "481",
+        "--format",
+        "json",
+        runner=run_subprocess,
+    )
 
     assert outcome.exit_code == 0, outcome.stderr
     assert json.loads(outcome.stdout) == [
-        {"hotspot_id": "hs-a", "date": "2024-01-15", "presence_minutes": 8.0,
-         "officer_minutes": 8.0, "visits": 0},
+        {
+            "hotspot_id": "hs-a",
+            "date": "2024-01-15",
+            "presence_minutes": 8.0,
+            "officer_minutes": 8.0,
+            "visits": 0,
+        },
     ]
 
 
@@ -298,17 +384,23 @@ def test_timestamp_without_offset_is_rejected_with_its_line_number(tmp_path, geo
 
 def test_bad_rows_are_reported_on_stderr_and_skipped(tmp_path, geofences):
     path = tmp_path / "pings.csv"
-    path.write_text("\n".join([
-        "device_id,timestamp,lat,lon,accuracy_m",        # line 1
-        "d1,2024-01-15T10:00:00Z,52.605,-1.095,5",       # line 2
-        "d1,2024-01-15T10:01:00Z,north,-1.095,5",        # line 3: lat is not a number
-        "d1,2024-01-15T10:01:00Z,52.605,-1.095,5",       # line 4
-        "d1,2024-01-15T10:02:00Z,52.605",                # line 5: 3 fields, not 5
-        "d1,2024-01-15T10:02:00Z,52.605,-1.095,5",       # line 6
-        "d1,2024-01-15T10:03:00Z,0,0,5",                 # line 7: (0, 0)
-        "d1,1705313040000,52.605,-1.095,5",              # line 8: epoch milliseconds
-        "d1,1705313040,52.605,-1.095,5",                 # line 9: 10:04:00
-    ]) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            [
+                "device_id,timestamp,lat,lon,accuracy_m",  # line 1
+                "d1,2024-01-15T10:00:00Z,52.605,-1.095,5",  # line 2
+                "d1,2024-01-15T10:01:00Z,north,-1.095,5",  # line 3: lat is not a number
+                "d1,2024-01-15T10:01:00Z,52.605,-1.095,5",  # line 4
+                "d1,2024-01-15T10:02:00Z,52.605",  # line 5: 3 fields, not 5
+                "d1,2024-01-15T10:02:00Z,52.605,-1.095,5",  # line 6
+                "d1,2024-01-15T10:03:00Z,0,0,5",  # line 7: (0, 0)
+                "d1,1705313040000,52.605,-1.095,5",  # line 8: epoch milliseconds
+                "d1,1705313040,52.605,-1.095,5",  # line 9: 10:04:00
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
     outcome = dosage(path, geofences)
 
@@ -317,8 +409,9 @@ def test_bad_rows_are_reported_on_stderr_and_skipped(tmp_path, geofences):
     assert outcome.exit_code == 0
     assert csv_rows(outcome) == ["hs-a,2024-01-15,4.00,4.00,1"]
     reported = [line for line in outcome.stderr.splitlines() if ": line " in line]
-    assert [re.match(rf"{re.escape(str(path))}: line (\d+): .+", line).group(1)
-            for line in reported] == ["3", "5", "7", "8"]
+    assert [
+        re.match(rf"{re.escape(str(path))}: line (\d+): .+", line).group(1) for line in reported
+    ] == ["3", "5", "7", "8"]
     assert "lat 'north' is not a number" in reported[0]
     assert "expected 5 fields, found 3" in reported[1]
     assert "(0, 0)" in reported[2]
@@ -337,9 +430,10 @@ def test_bad_json_lines_are_reported_and_skipped(tmp_path, geofences):
 
     assert csv_rows(outcome) == ["hs-a,2024-01-15,3.00,3.00,1"]
     reported = [line for line in outcome.stderr.splitlines() if ": line " in line]
-    assert reported == [f"{path}: line 3: expected a JSON object",
-                        f"{path}: line 5: not valid JSON (Expecting property name enclosed "
-                        "in double quotes)"]
+    assert reported == [
+        f"{path}: line 3: expected a JSON object",
+        f"{path}: line 5: not valid JSON (Expecting property name enclosed in double quotes)",
+    ]
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -361,41 +455,58 @@ def _all_rows_bad(tmp_path, geofences):
     for p in pings:
         p["timestamp"] = p["timestamp"].rstrip("Z")
     path = write_csv(tmp_path / "pings.csv", pings)
-    return (["--pings", str(path), "--geofences", str(geofences)],
-            ["no valid pings", f"{path}: line 2: ", f"{path}: line 4: "])
+    return (
+        ["--pings", str(path), "--geofences", str(geofences)],
+        ["no valid pings", f"{path}: line 2: ", f"{path}: line 4: "],
+    )
 
 
 def _invalid_geojson(tmp_path, geofences):
-    bow_tie = {"type": "Polygon", "coordinates": [[[-1.10, 52.60], [-1.09, 52.61],
-                                                   [-1.09, 52.60], [-1.10, 52.61],
-                                                   [-1.10, 52.60]]]}
-    bad = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"id": "hs-x", "name": "X"}, "geometry": bow_tie}]}
+    bow_tie = {
+        "type": "Polygon",
+        "coordinates": [
+            [[-1.10, 52.60], [-1.09, 52.61], [-1.09, 52.60], [-1.10, 52.61], [-1.10, 52.60]]
+        ],
+    }
+    bad = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"id": "hs-x", "name": "X"}, "geometry": bow_tie}
+        ],
+    }
     path = tmp_path / "bad.geojson"
     path.write_text(json.dumps(bad), encoding="utf-8")
     pings = write_csv(tmp_path / "pings.csv", every_minute("d1", 5))
-    return (["--pings", str(pings), "--geofences", str(path)],
-            ["bad.geojson", "feature 1", "hs-x", "Self-intersection"])
+    return (
+        ["--pings", str(pings), "--geofences", str(path)],
+        ["bad.geojson", "feature 1", "hs-x", "Self-intersection"],
+    )
 
 
 def _unparsable_geojson(tmp_path, geofences):
     path = tmp_path / "broken.geojson"
     path.write_text('{"type": "FeatureCollection",\n "features": [}', encoding="utf-8")
     pings = write_csv(tmp_path / "pings.csv", every_minute("d1", 5))
-    return (["--pings", str(pings), "--geofences", str(path)],
-            ["broken.geojson", "not valid JSON", "line 2"])
+    return (
+        ["--pings", str(pings), "--geofences", str(path)],
+        ["broken.geojson", "not valid JSON", "line 2"],
+    )
 
 
 def _bad_tz(tmp_path, geofences):
     pings = write_csv(tmp_path / "pings.csv", every_minute("d1", 5))
-    return (["--pings", str(pings), "--geofences", str(geofences), "--tz", "Mars/Olympus_Mons"],
-            ["Mars/Olympus_Mons"])
+    return (
+        ["--pings", str(pings), "--geofences", str(geofences), "--tz", "Mars/Olympus_Mons"],
+        ["Mars/Olympus_Mons"],
+    )
 
 
 def _negative_max_gap(tmp_path, geofences):
     pings = write_csv(tmp_path / "pings.csv", every_minute("d1", 5))
-    return (["--pings", str(pings), "--geofences", str(geofences), "--max-gap-s", "-5"],
-            ["max_gap_s", "-5"])
+    return (
+        ["--pings", str(pings), "--geofences", str(geofences), "--max-gap-s", "-5"],
+        ["max_gap_s", "-5"],
+    )
 
 
 FAILURES = {
@@ -413,10 +524,14 @@ FAILURES = {
 # where a traceback would really reach the user's terminal.
 AS_SUBPROCESS = ("missing-pings", "invalid-geojson", "bad-tz")
 FAILURE_RUNS = [
-    *(pytest.param(case, run_in_process, id=f"{name}-in-process")
-      for name, case in FAILURES.items()),
-    *(pytest.param(FAILURES[name], run_subprocess, id=f"{name}-subprocess")
-      for name in AS_SUBPROCESS),
+    *(
+        pytest.param(case, run_in_process, id=f"{name}-in-process")
+        for name, case in FAILURES.items()
+    ),
+    *(
+        pytest.param(FAILURES[name], run_subprocess, id=f"{name}-subprocess")
+        for name in AS_SUBPROCESS
+    ),
 ]
 
 

@@ -43,10 +43,15 @@ CELL = polygon(ring(-1.10, 52.60, -1.09, 52.61))
 def test_polygon_and_multipolygon_load_with_their_other_properties(tmp_path):
     path = tmp_path / "hot_spots.geojson"
     multi = multipolygon([ring(-1.08, 52.60, -1.07, 52.61)], [ring(-1.06, 52.60, -1.05, 52.61)])
-    path.write_text(json.dumps(collection(
-        feature("HS-1", CELL, name="  Clock Tower ", harm_index=412.5, ward="Castle"),
-        feature("HS-2", multi, name="Two blocks", tags=["night-time economy"]),
-    )), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            collection(
+                feature("HS-1", CELL, name="  Clock Tower ", harm_index=412.5, ward="Castle"),
+                feature("HS-2", multi, name="Two blocks", tags=["night-time economy"]),
+            )
+        ),
+        encoding="utf-8",
+    )
 
     hot_spots = load_hot_spots(path)
 
@@ -59,8 +64,9 @@ def test_polygon_and_multipolygon_load_with_their_other_properties(tmp_path):
     assert second.geometry.geom_type == "MultiPolygon"
     assert len(second.geometry.geoms) == 2
     # Both parts of the MultiPolygon are the hot spot; the gap between them is not.
-    point, hot_spot = hot_spots.classify(np.array([-1.075, -1.055, -1.065]),
-                                         np.array([52.605, 52.605, 52.605]))
+    point, hot_spot = hot_spots.classify(
+        np.array([-1.075, -1.055, -1.065]), np.array([52.605, 52.605, 52.605])
+    )
     assert list(zip(point.tolist(), hot_spot.tolist(), strict=True)) == [(0, 1), (1, 1)]
 
 
@@ -70,8 +76,11 @@ def test_feature_round_trips_through_to_geojson():
     again = parse_hot_spots(json.dumps(hot_spots.to_geojson()))
 
     (hot_spot,) = list(again)
-    assert (hot_spot.id, hot_spot.name, dict(hot_spot.properties)) == ("HS-1", "Market",
-                                                                      {"beat": "A1"})
+    assert (hot_spot.id, hot_spot.name, dict(hot_spot.properties)) == (
+        "HS-1",
+        "Market",
+        {"beat": "A1"},
+    )
     assert hot_spot.geometry.equals(next(iter(hot_spots)).geometry)
 
 
@@ -123,12 +132,15 @@ def test_missing_file_is_a_geofence_error_naming_the_path(tmp_path):
         load_hot_spots(path)
 
 
-@pytest.mark.parametrize("data", [
-    pytest.param({"type": "Feature", "properties": {}, "geometry": CELL}, id="a-feature"),
-    pytest.param(CELL, id="a-geometry"),
-    pytest.param([feature("HS-1", CELL)], id="a-list"),
-    pytest.param({"features": [feature("HS-1", CELL)]}, id="no-type"),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({"type": "Feature", "properties": {}, "geometry": CELL}, id="a-feature"),
+        pytest.param(CELL, id="a-geometry"),
+        pytest.param([feature("HS-1", CELL)], id="a-list"),
+        pytest.param({"features": [feature("HS-1", CELL)]}, id="no-type"),
+    ],
+)
 def test_anything_but_a_feature_collection_is_rejected(data):
     with pytest.raises(GeofenceError, match="FeatureCollection"):
         parse_hot_spots(json.dumps(data), source="hot.geojson")
@@ -140,10 +152,13 @@ def test_a_collection_without_features_is_rejected(features):
         parse_hot_spots({"type": "FeatureCollection", "features": features})
 
 
-@pytest.mark.parametrize("geometry, kind", [
-    ({"type": "Point", "coordinates": [-1.095, 52.605]}, "Point"),
-    ({"type": "LineString", "coordinates": [[-1.10, 52.60], [-1.09, 52.61]]}, "LineString"),
-])
+@pytest.mark.parametrize(
+    "geometry, kind",
+    [
+        ({"type": "Point", "coordinates": [-1.095, 52.605]}, "Point"),
+        ({"type": "LineString", "coordinates": [[-1.10, 52.60], [-1.09, 52.61]]}, "LineString"),
+    ],
+)
 def test_wrong_geometry_type_names_feature_and_type(geometry, kind):
     data = collection(feature("HS-1", CELL), feature("HS-2", geometry))
 
@@ -159,8 +174,9 @@ def test_wrong_geometry_type_names_feature_and_type(geometry, kind):
 
 def test_self_intersecting_bow_tie_is_invalid():
     # The ring crosses itself at (-1.095, 52.605).
-    bow_tie = polygon([[-1.10, 52.60], [-1.09, 52.61], [-1.09, 52.60], [-1.10, 52.61],
-                       [-1.10, 52.60]])
+    bow_tie = polygon(
+        [[-1.10, 52.60], [-1.09, 52.61], [-1.09, 52.60], [-1.10, 52.61], [-1.10, 52.60]]
+    )
     data = collection(feature("HS-1", CELL), feature("HS-2", bow_tie))
 
     with pytest.raises(GeofenceError) as caught:
@@ -173,12 +189,19 @@ def test_self_intersecting_bow_tie_is_invalid():
     assert "Self-intersection" in message
 
 
-@pytest.mark.parametrize("properties", [
-    {"name": "No id"}, {"id": None, "name": "Null id"}, {"id": "   ", "name": "Blank id"},
-], ids=["absent", "null", "blank"])
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"name": "No id"},
+        {"id": None, "name": "Null id"},
+        {"id": "   ", "name": "Blank id"},
+    ],
+    ids=["absent", "null", "blank"],
+)
 def test_missing_id_names_the_feature_number(properties):
-    data = collection(feature("HS-1", CELL),
-                      {"type": "Feature", "properties": properties, "geometry": CELL})
+    data = collection(
+        feature("HS-1", CELL), {"type": "Feature", "properties": properties, "geometry": CELL}
+    )
 
     with pytest.raises(GeofenceError, match=r"feature 2: missing properties\.id"):
         parse_hot_spots(data)
@@ -214,12 +237,15 @@ def test_missing_name_names_the_feature(name):
     assert "properties.name" in message
 
 
-@pytest.mark.parametrize("bad_position", [
-    pytest.param([-1.095, 95.0], id="lat-95"),
-    pytest.param([-1.095, -90.5], id="lat-minus-90.5"),
-    pytest.param([181.0, 52.61], id="lon-181"),
-    pytest.param([-180.5, 52.61], id="lon-minus-180.5"),
-])
+@pytest.mark.parametrize(
+    "bad_position",
+    [
+        pytest.param([-1.095, 95.0], id="lat-95"),
+        pytest.param([-1.095, -90.5], id="lat-minus-90.5"),
+        pytest.param([181.0, 52.61], id="lon-181"),
+        pytest.param([-180.5, 52.61], id="lon-minus-180.5"),
+    ],
+)
 def test_coordinates_out_of_range_are_rejected(bad_position):
     # A triangle whose third vertex alone is out of range; the message shows that position.
     triangle = [[-1.10, 52.60], [-1.09, 52.60], bad_position, [-1.10, 52.60]]
@@ -235,21 +261,27 @@ def test_coordinates_out_of_range_are_rejected(bad_position):
 
 
 def test_out_of_range_hole_of_a_multipolygon_is_rejected():
-    multi = multipolygon([ring(-1.10, 52.60, -1.09, 52.61)],
-                         [ring(10.0, 80.0, 11.0, 89.5), ring(10.2, 80.2, 10.8, 90.5)])
+    multi = multipolygon(
+        [ring(-1.10, 52.60, -1.09, 52.61)],
+        [ring(10.0, 80.0, 11.0, 89.5), ring(10.2, 80.2, 10.8, 90.5)],
+    )
 
     with pytest.raises(GeofenceError, match="out of range"):
         parse_hot_spots(collection(feature("HS-1", multi)))
 
 
-@pytest.mark.parametrize("coordinates", [
-    pytest.param([[[-1.10, 52.60], ["-1.09", "52.60"], [-1.09, 52.61], [-1.10, 52.60]]],
-                 id="strings"),
-    pytest.param([[[-1.10, 52.60], [-1.09, None], [-1.09, 52.61], [-1.10, 52.60]]], id="null"),
-    pytest.param([[[-1.10, 52.60], [-1.09, True], [-1.09, 52.61], [-1.10, 52.60]]], id="bool"),
-    pytest.param([], id="empty"),
-    pytest.param("-1.1,52.6", id="a-string"),
-])
+@pytest.mark.parametrize(
+    "coordinates",
+    [
+        pytest.param(
+            [[[-1.10, 52.60], ["-1.09", "52.60"], [-1.09, 52.61], [-1.10, 52.60]]], id="strings"
+        ),
+        pytest.param([[[-1.10, 52.60], [-1.09, None], [-1.09, 52.61], [-1.10, 52.60]]], id="null"),
+        pytest.param([[[-1.10, 52.60], [-1.09, True], [-1.09, 52.61], [-1.10, 52.60]]], id="bool"),
+        pytest.param([], id="empty"),
+        pytest.param("-1.1,52.6", id="a-string"),
+    ],
+)
 def test_non_numeric_coordinates_are_rejected(coordinates):
     data = collection(feature("HS-1", {"type": "Polygon", "coordinates": coordinates}))
 
@@ -278,18 +310,22 @@ def test_errors_are_value_errors():
 # --- classifying ------------------------------------------------------------------------------
 
 # Small integer coordinates keep edges and vertices exactly representable.
-SQUARE = polygon(ring(0, 0, 2, 2))                      # "sq"
-OVERLAP = polygon(ring(1, 1, 3, 3))                     # "over": overlaps sq in [1, 2]^2
+SQUARE = polygon(ring(0, 0, 2, 2))  # "sq"
+OVERLAP = polygon(ring(1, 1, 3, 3))  # "over": overlaps sq in [1, 2]^2
 DONUT = polygon(ring(10, 0, 14, 4), ring(11, 1, 13, 3))  # "donut": hole [11, 13]^2
 PAIR = multipolygon([ring(20, 0, 21, 1)], [ring(22, 0, 23, 1)])  # "pair"
 
 
 @pytest.fixture
 def hot_spots() -> HotSpotSet:
-    return parse_hot_spots(collection(
-        feature("sq", SQUARE), feature("over", OVERLAP), feature("donut", DONUT),
-        feature("pair", PAIR),
-    ))
+    return parse_hot_spots(
+        collection(
+            feature("sq", SQUARE),
+            feature("over", OVERLAP),
+            feature("donut", DONUT),
+            feature("pair", PAIR),
+        )
+    )
 
 
 def pairs(hot_spots: HotSpotSet, points: list[tuple[float, float]]) -> list[tuple[int, str]]:
@@ -301,27 +337,30 @@ def pairs(hot_spots: HotSpotSet, points: list[tuple[float, float]]) -> list[tupl
     return [(int(p), hot_spots.ids[h]) for p, h in zip(point, hot_spot, strict=True)]
 
 
-@pytest.mark.parametrize("where, point, expected", [
-    ("interior", (0.5, 0.5), ["sq"]),
-    ("edge", (0, 0.5), ["sq"]),
-    ("top edge", (0.5, 2), ["sq"]),
-    ("vertex", (0, 0), ["sq"]),
-    ("far vertex", (3, 3), ["over"]),
-    ("just outside", (-1e-9, 0.5), []),
-    ("overlap", (1.5, 1.5), ["sq", "over"]),
-    ("vertex of one, edge of the other", (2, 1), ["sq", "over"]),
-    ("corner shared by both rings", (2, 2), ["sq", "over"]),
-    ("donut body", (10.5, 2), ["donut"]),
-    ("donut outer edge", (14, 2), ["donut"]),
-    ("inside the hole", (12, 2), []),
-    ("on the hole's ring", (11, 2), ["donut"]),
-    ("on a hole vertex", (13, 3), ["donut"]),
-    ("first part of multipolygon", (20.5, 0.5), ["pair"]),
-    ("second part of multipolygon, on its edge", (23, 0.5), ["pair"]),
-    ("between the parts", (21.5, 0.5), []),
-    ("far away", (100, 50), []),
-    ("inside the bounding box of all, in none", (5, 3), []),
-])
+@pytest.mark.parametrize(
+    "where, point, expected",
+    [
+        ("interior", (0.5, 0.5), ["sq"]),
+        ("edge", (0, 0.5), ["sq"]),
+        ("top edge", (0.5, 2), ["sq"]),
+        ("vertex", (0, 0), ["sq"]),
+        ("far vertex", (3, 3), ["over"]),
+        ("just outside", (-1e-9, 0.5), []),
+        ("overlap", (1.5, 1.5), ["sq", "over"]),
+        ("vertex of one, edge of the other", (2, 1), ["sq", "over"]),
+        ("corner shared by both rings", (2, 2), ["sq", "over"]),
+        ("donut body", (10.5, 2), ["donut"]),
+        ("donut outer edge", (14, 2), ["donut"]),
+        ("inside the hole", (12, 2), []),
+        ("on the hole's ring", (11, 2), ["donut"]),
+        ("on a hole vertex", (13, 3), ["donut"]),
+        ("first part of multipolygon", (20.5, 0.5), ["pair"]),
+        ("second part of multipolygon, on its edge", (23, 0.5), ["pair"]),
+        ("between the parts", (21.5, 0.5), []),
+        ("far away", (100, 50), []),
+        ("inside the bounding box of all, in none", (5, 3), []),
+    ],
+)
 def test_classify_single_points(hot_spots, where, point, expected):
     assert [h for _, h in pairs(hot_spots, [point])] == expected, where
 
@@ -336,8 +375,9 @@ def test_classify_results_are_sorted_by_point_then_hot_spot(hot_spots):
 
 
 def test_classify_points_far_away_give_nothing(hot_spots):
-    point, hot_spot = hot_spots.classify(np.array([-179.0, 179.0, 50.0]),
-                                         np.array([-89.0, 89.0, 0.5]))
+    point, hot_spot = hot_spots.classify(
+        np.array([-179.0, 179.0, 50.0]), np.array([-89.0, 89.0, 0.5])
+    )
 
     assert point.size == 0
     assert hot_spot.size == 0
@@ -402,9 +442,12 @@ def test_classify_matches_a_naive_covers_loop(hot_spots):
 
 def _world_spread() -> list[dict]:
     # Small cells continents apart: a grid sized to the cells would be enormous.
-    return [feature(f"w{i}", polygon(ring(x, y, x + 0.01, y + 0.01)))
-            for i, (x, y) in enumerate([(-1.1, 52.6), (151.2, -33.9), (-74.0, 40.7),
-                                        (-179.99, -89.99), (179.98, 89.98)])]
+    return [
+        feature(f"w{i}", polygon(ring(x, y, x + 0.01, y + 0.01)))
+        for i, (x, y) in enumerate(
+            [(-1.1, 52.6), (151.2, -33.9), (-74.0, 40.7), (-179.99, -89.99), (179.98, 89.98)]
+        )
+    ]
 
 
 def _mixed_sizes() -> list[dict]:
@@ -414,10 +457,13 @@ def _mixed_sizes() -> list[dict]:
     return [feature("district", polygon(ring(-1, -1, 5, 3))), *cells, holed]
 
 
-@pytest.mark.parametrize("make_features, lon_range, lat_range", [
-    pytest.param(_world_spread, (-180, 180), (-90, 90), id="world-spread"),
-    pytest.param(_mixed_sizes, (-2, 6), (-2, 4), id="mixed-sizes"),
-])
+@pytest.mark.parametrize(
+    "make_features, lon_range, lat_range",
+    [
+        pytest.param(_world_spread, (-180, 180), (-90, 90), id="world-spread"),
+        pytest.param(_mixed_sizes, (-2, 6), (-2, 4), id="mixed-sizes"),
+    ],
+)
 def test_classify_matches_naive_loop_for_other_layouts(make_features, lon_range, lat_range):
     hot_spots = parse_hot_spots(collection(*make_features()))
     rng = np.random.default_rng(7)

@@ -23,12 +23,15 @@ def test_a_span_across_an_hour_boundary_is_split_to_the_second(spot_a):
     assert hours_of(result, "2026-07-01") == {10: 1.0, 11: 1.0}
 
 
-@pytest.mark.parametrize(("day", "start", "hours", "total_minutes"), [
-    # 29 March 2026: clocks go forward at 01:00 UTC; local 01:00-02:00 never happens.
-    ("2026-03-29", "2026-03-29T00:00:00+00:00", 23, 1380),
-    # 25 October 2026: clocks go back at 01:00 UTC; local 01:00-02:00 happens twice.
-    ("2026-10-25", "2026-10-25T00:00:00+01:00", 25, 1500),
-])
+@pytest.mark.parametrize(
+    ("day", "start", "hours", "total_minutes"),
+    [
+        # 29 March 2026: clocks go forward at 01:00 UTC; local 01:00-02:00 never happens.
+        ("2026-03-29", "2026-03-29T00:00:00+00:00", 23, 1380),
+        # 25 October 2026: clocks go back at 01:00 UTC; local 01:00-02:00 happens twice.
+        ("2026-10-25", "2026-10-25T00:00:00+01:00", 25, 1500),
+    ],
+)
 def test_hours_of_a_dst_day_add_up_to_the_day(spot_a, day, start, hours, total_minutes):
     # One ping a minute from local midnight for the whole local day, and one more at the
     # next midnight, so the day is covered completely.
@@ -46,7 +49,8 @@ def test_hours_of_a_dst_day_add_up_to_the_day(spot_a, day, start, hours, total_m
 
 def test_hourly_is_presence_not_officer_time(spot_a):
     # Two officers together for 10 minutes: 10 presence minutes in the hour, not 20.
-    pings = (track("d1", "2026-07-01T14:00:00+01:00", 60, 11, *IN_A)
-             + track("d2", "2026-07-01T14:00:00+01:00", 60, 11, *IN_A))
+    pings = track("d1", "2026-07-01T14:00:00+01:00", 60, 11, *IN_A) + track(
+        "d2", "2026-07-01T14:00:00+01:00", 60, 11, *IN_A
+    )
     result = dosage(pings, spot_a)
     assert hours_of(result, "2026-07-01") == {14: 10.0}

@@ -68,9 +68,11 @@ IN_LE01 = (52.6371, -1.1333)  # Clock Tower and Haymarket
 # The two ways the tracker is deployed: production (Mosquitto and PostgreSQL) and the
 # embedded defaults (amqtt and SQLite). Tests whose subject does not depend on the pairing run
 # on these two; the others run on every broker and database.
-DEPLOYMENTS = pytest.mark.parametrize(("mqtt_broker", "database_url"),
-                                      [("mosquitto", "postgresql"), ("embedded", "sqlite")],
-                                      indirect=True)
+DEPLOYMENTS = pytest.mark.parametrize(
+    ("mqtt_broker", "database_url"),
+    [("mosquitto", "postgresql"), ("embedded", "sqlite")],
+    indirect=True,
+)
 
 
 def unique(prefix: str) -> str:
@@ -88,7 +90,8 @@ class Totals(NamedTuple):
 
 
 FINAL_LINE = re.compile(
-    r"final: (\d+) msgs \([^)]*\), (\d+) pings, (\d+) dead letters, (\d+) ignored")
+    r"final: (\d+) msgs \([^)]*\), (\d+) pings, (\d+) dead letters, (\d+) ignored"
+)
 
 
 @dataclass
@@ -127,43 +130,63 @@ class Harness:
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-        env.update({
-            "TRACKER_INGEST_LOG_S": "1",
-            "TRACKER_RECOMPUTE_S": "0.5",
-            # Small, frequent batches: a test's stream is committed as it arrives, and a
-            # broker that limits unacknowledged messages (Mosquitto's max_inflight_messages)
-            # does not leave each batch waiting for messages that cannot come yet.
-            "TRACKER_INGEST_FLUSH_S": "0.05",
-            # If a test's clean-up cannot delete its Mosquitto session, it expires soon.
-            "TRACKER_MQTT_SESSION_EXPIRY_S": "600",
-        })
+        env.update(
+            {
+                "TRACKER_INGEST_LOG_S": "1",
+                "TRACKER_RECOMPUTE_S": "0.5",
+                # Small, frequent batches: a test's stream is committed as it arrives, and a
+                # broker that limits unacknowledged messages (Mosquitto's max_inflight_messages)
+                # does not leave each batch waiting for messages that cannot come yet.
+                "TRACKER_INGEST_FLUSH_S": "0.05",
+                # If a test's clean-up cannot delete its Mosquitto session, it expires soon.
+                "TRACKER_MQTT_SESSION_EXPIRY_S": "600",
+            }
+        )
         env.update(overrides)
         return env
 
     def command(self, client_id: str, topics: Iterable[str], *extra: str) -> list[str]:
-        args = [sys.executable, "ingest_mqtt.py", "--mqtt-url", self.broker.url,
-                "--db", self.database_url, "--client-id", client_id,
-                "--protocol", self.broker.protocol]
+        args = [
+            sys.executable,
+            "ingest_mqtt.py",
+            "--mqtt-url",
+            self.broker.url,
+            "--db",
+            self.database_url,
+            "--client-id",
+            client_id,
+            "--protocol",
+            self.broker.protocol,
+        ]
         for topic in topics:
             args += ["--topic", topic]
         return [*args, *extra]
 
-    def start(self, client_id: str, topics: Iterable[str], *extra: str,
-              **env: str) -> IngesterProcess:
+    def start(
+        self, client_id: str, topics: Iterable[str], *extra: str, **env: str
+    ) -> IngesterProcess:
         """Start an ingester (without waiting for it: see `wait_subscribed`)."""
         log_path = self.tmp_path / f"ingester-{len(self.ingesters) + 1}-{client_id}.log"
         log_file = log_path.open("wb")
-        process = subprocess.Popen(self.command(client_id, topics, *extra), cwd=ROOT,
-                                   env=self.env(**env), stdin=subprocess.DEVNULL,
-                                   stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            self.command(client_id, topics, *extra),
+            cwd=ROOT,
+            env=self.env(**env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
         ingester = IngesterProcess(client_id, process, log_path, log_file)
         self.ingesters.append(ingester)
         return ingester
 
     def wait_subscribed(self, ingester: IngesterProcess, filters: int) -> None:
         """Wait until the broker has granted every topic filter of the ingester."""
-        wait_until(lambda: ingester.log().count("subscribed to ") >= filters,
-                   f"{ingester.client_id} to subscribe", [ingester])
+        wait_until(
+            lambda: ingester.log().count("subscribed to ") >= filters,
+            f"{ingester.client_id} to subscribe",
+            [ingester],
+        )
         assert "refused" not in ingester.log()
 
     def stop(self, ingester: IngesterProcess, sig: int = signal.SIGTERM) -> int:
@@ -175,8 +198,11 @@ class Harness:
             pytest.fail(f"{ingester.client_id} did not exit on signal {sig}:\n{ingester.log()}")
 
     def publisher(self) -> Publisher:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("test-pub"),
-                             protocol=PAHO_PROTOCOLS[self.broker.protocol])
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=unique("test-pub"),
+            protocol=PAHO_PROTOCOLS[self.broker.protocol],
+        )
         self.publishers.append(client)
         return Publisher(client, self.host, self.port)
 
@@ -198,8 +224,9 @@ class Harness:
 def delete_session(host: str, port: int, client_id: str) -> None:
     """End a persistent MQTT v5 session on the broker (clean start, session expiry 0)."""
     connected = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
     client.on_connect = lambda *_args: connected.set()
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 0
@@ -270,8 +297,9 @@ class Background:
 # --- waiting and reading the database --------------------------------------------------------
 
 
-def wait_until(condition: Callable[[], object], what: str,
-               ingesters: Iterable[IngesterProcess] = ()) -> object:
+def wait_until(
+    condition: Callable[[], object], what: str, ingesters: Iterable[IngesterProcess] = ()
+) -> object:
     """Poll until `condition()` is truthy; fail early if an ingester died, or at WAIT_S."""
     ingesters = list(ingesters)
     deadline = time.monotonic() + WAIT_S
@@ -281,8 +309,10 @@ def wait_until(condition: Callable[[], object], what: str,
             return value
         for ingester in ingesters:
             if not ingester.running():
-                pytest.fail(f"waiting for {what}: {ingester.client_id} exited with "
-                            f"{ingester.process.returncode}:\n{ingester.log()}")
+                pytest.fail(
+                    f"waiting for {what}: {ingester.client_id} exited with "
+                    f"{ingester.process.returncode}:\n{ingester.log()}"
+                )
         if time.monotonic() > deadline:
             logs = "\n".join(f"--- {i.client_id}\n{i.log()[-4000:]}" for i in ingesters)
             pytest.fail(f"timed out after {WAIT_S:.0f} s waiting for {what}\n{logs}")
@@ -301,9 +331,19 @@ def dead_letters(db) -> int:
 
 def stored_pings(db) -> set[Ping]:
     with db() as session:
-        return {Ping(*row) for row in session.execute(select(
-            PingRow.device_id, PingRow.t_us, PingRow.lat, PingRow.lon, PingRow.accuracy_m,
-            PingRow.speed_kmh))}
+        return {
+            Ping(*row)
+            for row in session.execute(
+                select(
+                    PingRow.device_id,
+                    PingRow.t_us,
+                    PingRow.lat,
+                    PingRow.lon,
+                    PingRow.accuracy_m,
+                    PingRow.speed_kmh,
+                )
+            )
+        }
 
 
 def stored_report_csv(db) -> str:
@@ -322,10 +362,15 @@ def load_demo_hot_spots(db) -> None:
 
 def tracker_command(*args: str) -> str:
     """Run `python -m tracker ...` and return its standard output."""
-    done = subprocess.run([sys.executable, "-m", "tracker", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=WAIT_S, check=False,
-                          env={k: v for k, v in os.environ.items()
-                               if not k.startswith("TRACKER_")})
+    done = subprocess.run(
+        [sys.executable, "-m", "tracker", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")},
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -337,11 +382,19 @@ def offline_dosage_csv(pings: Iterable[Ping], tmp_path: Path) -> str:
         writer = csv.writer(handle)
         writer.writerow(["device_id", "timestamp", "lat", "lon", "accuracy_m", "speed_kmh"])
         for p in sorted(pings):
-            writer.writerow([p.device_id, format_timestamp(p.t_us), repr(p.lat), repr(p.lon),
-                             "" if p.accuracy_m is None else repr(p.accuracy_m),
-                             "" if p.speed_kmh is None else repr(p.speed_kmh)])
-    result = CliRunner().invoke(cli.main, ["dosage", "--pings", str(path),
-                                           "--geofences", str(DEMO_PATH), "--format", "csv"])
+            writer.writerow(
+                [
+                    p.device_id,
+                    format_timestamp(p.t_us),
+                    repr(p.lat),
+                    repr(p.lon),
+                    "" if p.accuracy_m is None else repr(p.accuracy_m),
+                    "" if p.speed_kmh is None else repr(p.speed_kmh),
+                ]
+            )
+    result = CliRunner().invoke(
+        cli.main, ["dosage", "--pings", str(path), "--geofences", str(DEMO_PATH), "--format", "csv"]
+    )
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -358,8 +411,11 @@ def timestamp_text(t_us: int, style: int) -> str:
     if style == 0:
         return format_timestamp(t_us).replace("+00:00", "Z")
     if style == 1:
-        return datetime.fromtimestamp(t_us / 1e6, LONDON).replace(
-            microsecond=t_us % 1_000_000).isoformat()
+        return (
+            datetime.fromtimestamp(t_us / 1e6, LONDON)
+            .replace(microsecond=t_us % 1_000_000)
+            .isoformat()
+        )
     return f"{t_us // 1_000_000}.{t_us % 1_000_000:06d}"
 
 
@@ -373,8 +429,10 @@ def ping_body(p: Ping, style: int = 0) -> dict:
 
 
 def single_messages(pings: Iterable[Ping]) -> list[tuple[str, bytes]]:
-    return [(native_topic(p.device_id), json.dumps(ping_body(p, n % 3)).encode())
-            for n, p in enumerate(pings)]
+    return [
+        (native_topic(p.device_id), json.dumps(ping_body(p, n % 3)).encode())
+        for n, p in enumerate(pings)
+    ]
 
 
 def backlog_messages(pings: Iterable[Ping], size: int) -> list[tuple[str, bytes]]:
@@ -385,17 +443,26 @@ def backlog_messages(pings: Iterable[Ping], size: int) -> list[tuple[str, bytes]
     messages = []
     for device_id, track in sorted(by_device.items()):
         for start in range(0, len(track), size):
-            chunk = track[start:start + size]
-            messages.append((native_topic(device_id), json.dumps(
-                [ping_body(p, (start + n) % 3) for n, p in enumerate(chunk)]).encode()))
+            chunk = track[start : start + size]
+            messages.append(
+                (
+                    native_topic(device_id),
+                    json.dumps(
+                        [ping_body(p, (start + n) % 3) for n, p in enumerate(chunk)]
+                    ).encode(),
+                )
+            )
     return messages
 
 
-def simulated_fleet(run: str, devices: int, hours: float, seed: int,
-                    start: datetime = NIGHT_SHIFT) -> list[Ping]:
+def simulated_fleet(
+    run: str, devices: int, hours: float, seed: int, start: datetime = NIGHT_SHIFT
+) -> list[Ping]:
     """A fleet over the demo hot spots, its device ids unique to this test run."""
-    return [p._replace(device_id=f"{run}-{p.device_id}")
-            for p in fleet(DEMO, devices=devices, start=start, hours=hours, seed=seed)]
+    return [
+        p._replace(device_id=f"{run}-{p.device_id}")
+        for p in fleet(DEMO, devices=devices, start=start, hours=hours, seed=seed)
+    ]
 
 
 def device_ids(pings: Iterable[Ping]) -> list[str]:
@@ -413,11 +480,13 @@ def now_s() -> int:
 def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db):
     run = unique("bad")
     good, bad = f"{run}-good", f"{run}-bad"
-    ingester = harness.start(unique("ingest"), [native_topic(good), f"patrol/{bad}/#"],
-                             TRACKER_MAX_PAYLOAD_BYTES="1024")
+    ingester = harness.start(
+        unique("ingest"), [native_topic(good), f"patrol/{bad}/#"], TRACKER_MAX_PAYLOAD_BYTES="1024"
+    )
     t0 = now_s() - 600
-    oversized = json.dumps([{"ts": t0 + n, "lat": 52.6371, "lon": -1.1333}
-                            for n in range(40)]).encode()
+    oversized = json.dumps(
+        [{"ts": t0 + n, "lat": 52.6371, "lon": -1.1333} for n in range(40)]
+    ).encode()
     assert len(oversized) > 1024
     latin1 = '{"ts": 1, "lat": "é"}'.encode("latin-1")
     # Deeper than json.loads can go (it gives up on the way down, before the missing "]"s),
@@ -425,8 +494,9 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
     too_deep = b"[" * 1020
 
     def valid(n: int) -> tuple[str, bytes]:
-        return native_topic(good), json.dumps({"ts": t0 + n, "lat": 52.6371, "lon": -1.1333,
-                                               "acc": 10}).encode()
+        return native_topic(good), json.dumps(
+            {"ts": t0 + n, "lat": 52.6371, "lon": -1.1333, "acc": 10}
+        ).encode()
 
     def body(**fields) -> tuple[str, bytes]:
         return native_topic(bad), json.dumps(fields).encode()
@@ -448,27 +518,43 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
         (native_topic(bad), too_deep),
         (f"patrol/{bad}/battery", b'{"percent": 80}'),
         (native_topic(bad), b"[]"),
-        (native_topic(good), json.dumps([{"ts": t0 + 4, "lat": 52.6371, "lon": -1.1333},
-                                         {"ts": t0 + 5, "lat": 52.6371},
-                                         {"ts": t0 + 6, "lat": 52.6371,
-                                          "lon": -1.1333}]).encode()),
+        (
+            native_topic(good),
+            json.dumps(
+                [
+                    {"ts": t0 + 4, "lat": 52.6371, "lon": -1.1333},
+                    {"ts": t0 + 5, "lat": 52.6371},
+                    {"ts": t0 + 6, "lat": 52.6371, "lon": -1.1333},
+                ]
+            ).encode(),
+        ),
         valid(7),
     ]
     expected_letters = {
-        (native_topic(bad),
-         "payload is not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+        (
+            native_topic(bad),
+            "payload is not valid JSON (Expecting value: line 1 column 1 (char 0))",
+        ),
         (native_topic(bad), "missing timestamp"),
         (native_topic(bad), "missing lon"),
         (native_topic(bad), "lat 95.5 is out of range [-90, 90]"),
         (native_topic(bad), "lon -190.0 is out of range [-180, 180]"),
         (native_topic(bad), "position (0, 0) is a GPS fix failure, not a location"),
         (native_topic(bad), f"payload of {len(oversized)} bytes exceeds the 1024 byte limit"),
-        (native_topic(bad),
-         f"payload is not UTF-8 text (invalid byte 0xe9 at offset {latin1.index(0xE9)})"),
-        (native_topic(bad), "payload is not valid JSON (arrays or objects nested too deeply: "
-                            "line 1 column 1 (char 0))"),
-        (f"patrol/{bad}/battery", f"topic 'patrol/{bad}/battery' is neither "
-                                  "patrol/<device_id>/location nor owntracks/<user>/<device>"),
+        (
+            native_topic(bad),
+            f"payload is not UTF-8 text (invalid byte 0xe9 at offset {latin1.index(0xE9)})",
+        ),
+        (
+            native_topic(bad),
+            "payload is not valid JSON (arrays or objects nested too deeply: "
+            "line 1 column 1 (char 0))",
+        ),
+        (
+            f"patrol/{bad}/battery",
+            f"topic 'patrol/{bad}/battery' is neither "
+            "patrol/<device_id>/location nor owntracks/<user>/<device>",
+        ),
         (native_topic(bad), "payload is an empty array"),
         (native_topic(good), "element 2: missing lon"),
     }
@@ -476,10 +562,14 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
 
     harness.publisher().publish(messages)
 
-    wait_until(lambda: ping_count(db) == 7 and dead_letters(db) == 13,
-               "7 pings and 13 dead letters", [ingester])
-    listed = json.loads(tracker_command("dead-letters", "--db", harness.database_url,
-                                        "--format", "json"))
+    wait_until(
+        lambda: ping_count(db) == 7 and dead_letters(db) == 13,
+        "7 pings and 13 dead letters",
+        [ingester],
+    )
+    listed = json.loads(
+        tracker_command("dead-letters", "--db", harness.database_url, "--format", "json")
+    )
     assert ingester.running(), "bad input must never stop the ingester"
     assert harness.stop(ingester) == 0
     assert {p.t_us // 1_000_000 - t0 for p in stored_pings(db)} == {0, 1, 2, 3, 4, 6, 7}
@@ -503,9 +593,23 @@ def test_malformed_messages_are_dead_letters_and_the_stream_goes_on(harness, db)
 
 def owntracks_location(tst: int, lat: float, lon: float) -> dict:
     """A location message as the OwnTracks apps publish it."""
-    return {"_type": "location", "acc": 12, "alt": 80, "batt": 76, "bs": 1, "conn": "m",
-            "created_at": tst + 10, "lat": lat, "lon": lon, "m": 1, "t": "u", "tid": "ab",
-            "tst": tst, "vac": 3, "vel": 4}
+    return {
+        "_type": "location",
+        "acc": 12,
+        "alt": 80,
+        "batt": 76,
+        "bs": 1,
+        "conn": "m",
+        "created_at": tst + 10,
+        "lat": lat,
+        "lon": lon,
+        "m": 1,
+        "t": "u",
+        "tid": "ab",
+        "tst": tst,
+        "vac": 3,
+        "vel": 4,
+    }
 
 
 @DEPLOYMENTS
@@ -515,35 +619,66 @@ def test_owntracks_messages(harness, db):
     base = f"owntracks/{user}/phone"
     # Eleven fixes 30 s apart in LE01 on 2026-11-20: five minutes of presence, one visit.
     first = int(datetime(2026, 11, 20, 10, 0, tzinfo=LONDON).timestamp())
-    track = [(base, json.dumps(owntracks_location(first + 30 * n, *IN_LE01)).encode())
-             for n in range(11)]
+    track = [
+        (base, json.dumps(owntracks_location(first + 30 * n, *IN_LE01)).encode()) for n in range(11)
+    ]
     others = [
-        (f"{base}/event", {"_type": "transition", "wtst": first - 900, "lat": IN_LE01[0],
-                           "lon": IN_LE01[1], "tst": first, "acc": 14, "tid": "ab",
-                           "event": "enter", "desc": "Clock Tower", "t": "c"}),
-        (f"{base}/waypoint", {"_type": "waypoint", "desc": "Clock Tower", "lat": IN_LE01[0],
-                              "lon": IN_LE01[1], "rad": 150, "tst": first - 900}),
+        (
+            f"{base}/event",
+            {
+                "_type": "transition",
+                "wtst": first - 900,
+                "lat": IN_LE01[0],
+                "lon": IN_LE01[1],
+                "tst": first,
+                "acc": 14,
+                "tid": "ab",
+                "event": "enter",
+                "desc": "Clock Tower",
+                "t": "c",
+            },
+        ),
+        (
+            f"{base}/waypoint",
+            {
+                "_type": "waypoint",
+                "desc": "Clock Tower",
+                "lat": IN_LE01[0],
+                "lon": IN_LE01[1],
+                "rad": 150,
+                "tst": first - 900,
+            },
+        ),
         (base, {"_type": "lwt", "tst": first - 3600}),
         (f"{base}/info", {"_type": "card", "name": "PC Alice", "tid": "ab"}),
         (f"{base}/status", {"_type": "status", "android": {"hib": 1, "bo": 1, "loc": 0}}),
     ]
     missing_time = (base, {"_type": "location", "lat": IN_LE01[0], "lon": IN_LE01[1]})
-    messages = [*track[:5], *[(t, json.dumps(b).encode()) for t, b in others],
-                (missing_time[0], json.dumps(missing_time[1]).encode()), *track[5:]]
+    messages = [
+        *track[:5],
+        *[(t, json.dumps(b).encode()) for t, b in others],
+        (missing_time[0], json.dumps(missing_time[1]).encode()),
+        *track[5:],
+    ]
     load_demo_hot_spots(db)
     harness.wait_subscribed(ingester, 2)
 
     harness.publisher().publish(messages)
 
-    wait_until(lambda: ping_count(db) == 11 and dead_letters(db) == 1,
-               "11 OwnTracks pings and 1 dead letter", [ingester])
+    wait_until(
+        lambda: ping_count(db) == 11 and dead_letters(db) == 1,
+        "11 OwnTracks pings and 1 dead letter",
+        [ingester],
+    )
     # The ingester keeps dosage current by itself (TRACKER_RECOMPUTE_S).
-    expected_report = ("hotspot_id,date,presence_minutes,officer_minutes,visits\n"
-                       "LE01,2026-11-20,5.00,5.00,1\n")
+    expected_report = (
+        "hotspot_id,date,presence_minutes,officer_minutes,visits\nLE01,2026-11-20,5.00,5.00,1\n"
+    )
     wait_until(lambda: stored_report_csv(db) == expected_report, "LE01's dosage", [ingester])
     assert harness.stop(ingester) == 0
-    assert stored_pings(db) == {Ping(f"{user}/phone", (first + 30 * n) * 1_000_000,
-                                     *IN_LE01, 12.0, 4.0) for n in range(11)}
+    assert stored_pings(db) == {
+        Ping(f"{user}/phone", (first + 30 * n) * 1_000_000, *IN_LE01, 12.0, 4.0) for n in range(11)
+    }
     with db() as session:
         letter = session.execute(select(DeadLetter.topic, DeadLetter.reason)).one()
     assert tuple(letter) == (base, "missing timestamp")
@@ -571,8 +706,11 @@ def test_backlogs_out_of_order_give_the_offline_dosage(harness, db, tmp_path):
     harness.publisher().publish(messages)
 
     wait_until(lambda: ping_count(db) == len(pings), f"{len(pings)} pings", [ingester])
-    wait_until(lambda: stored_report_csv(db) == expected,
-               "the ingester's own dosage to match the offline command", [ingester])
+    wait_until(
+        lambda: stored_report_csv(db) == expected,
+        "the ingester's own dosage to match the offline command",
+        [ingester],
+    )
     assert tracker_command("report", "--db", harness.database_url, "--format", "csv") == expected
     assert stored_pings(db) == set(pings)
     assert harness.stop(ingester) == 0
@@ -702,12 +840,21 @@ def test_an_uninitialised_database_stops_the_ingester_before_it_connects(harness
     harness.database_url = f"sqlite:///{tmp_path / 'never-initialised.db'}"
     command = harness.command(unique("ingest"), ["patrol/+/location"])
 
-    done = subprocess.run(command, cwd=ROOT, env=harness.env(), capture_output=True,
-                          text=True, timeout=WAIT_S, check=False)
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=harness.env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
 
     assert done.returncode == 1
-    assert "Error: the database schema is missing or old: run `python -m tracker init` first" \
+    assert (
+        "Error: the database schema is missing or old: run `python -m tracker init` first"
         in done.stderr
+    )
     assert "connected to" not in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -715,11 +862,19 @@ def test_an_uninitialised_database_stops_the_ingester_before_it_connects(harness
 def test_the_receiving_process_does_without_the_database_and_dosage_libraries():
     # The receiver holds up to Receive Maximum messages beside paho; the writer process
     # carries the heavy libraries. Both count towards the ingester's memory.
-    code = ("import sys, tracker.mqtt.run; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'sqlalchemy', 'alembic', 'pandas', 'numpy', 'shapely', 'amqtt'}))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=WAIT_S, check=True)
+    code = (
+        "import sys, tracker.mqtt.run; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'sqlalchemy', 'alembic', 'pandas', 'numpy', 'shapely', 'amqtt'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=True,
+    )
     assert done.stdout.strip() == "[]"
 
 
@@ -759,8 +914,11 @@ def test_a_database_outage_holds_messages_unacknowledged_until_it_ends(harness, 
 
     with PingsTableAway(db) as away:
         harness.publisher().publish(single_messages(pings))
-        wait_until(lambda: "database error, batch of" in ingester.log(),
-                   "the ingester to meet the outage", [ingester])
+        wait_until(
+            lambda: "database error, batch of" in ingester.log(),
+            "the ingester to meet the outage",
+            [ingester],
+        )
         assert away.rows() == 0
     wait_until(lambda: ping_count(db) == len(pings), "the pings after the outage", [ingester])
 
@@ -781,8 +939,11 @@ def test_sigterm_during_a_database_outage_exits_0_and_leaves_the_messages_queued
     with PingsTableAway(db):
         # A stream, so that more batches wait behind the one the writer cannot commit.
         harness.publisher().publish(single_messages(pings), STREAM_EVERY_S)
-        wait_until(lambda: "database error, batch of" in ingester.log(),
-                   "the ingester to meet the outage", [ingester])
+        wait_until(
+            lambda: "database error, batch of" in ingester.log(),
+            "the ingester to meet the outage",
+            [ingester],
+        )
         assert harness.stop(ingester) == 0
     # Nothing was committed, so nothing was acknowledged: the broker still has it all.
     assert ingester.final_totals() == Totals(0, 0, 0, 0)
@@ -796,13 +957,15 @@ def test_sigterm_during_a_database_outage_exits_0_and_leaves_the_messages_queued
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_ingester_reconnects_after_a_broker_restart_and_resumes_its_session(
-        database_url, db, tmp_path):
+    database_url, db, tmp_path
+):
     # Persistence on, as in production: the session and its queue survive the restart.
     folder = tmp_path / "broker"
     broker = PrivateMosquitto(folder, "persistence true", f"persistence_location {folder}/")
     broker.start()
-    harness = Harness(BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True),
-                      database_url, tmp_path)
+    harness = Harness(
+        BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True), database_url, tmp_path
+    )
     try:
         run = unique("restart")
         pings = simulated_fleet(run, devices=2, hours=1, seed=43)[:200]
@@ -814,8 +977,9 @@ def test_the_ingester_reconnects_after_a_broker_restart_and_resumes_its_session(
         wait_until(lambda: ping_count(db) == 100, "the pings before the restart", [ingester])
 
         broker.stop()
-        wait_until(lambda: "reconnecting" in ingester.log(), "the ingester to lose the broker",
-                   [ingester])
+        wait_until(
+            lambda: "reconnecting" in ingester.log(), "the ingester to lose the broker", [ingester]
+        )
         broker.start()
         # Published by a new client once the broker is back; the ingester gets them when
         # it has reconnected, through the session the broker kept for it.
@@ -837,30 +1001,75 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path, Path]:
     folder.mkdir()
 
     def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True,
-                       timeout=WAIT_S)
+        subprocess.run(
+            ["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=WAIT_S
+        )
 
     for name in ("ca", "other-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                "-subj", f"/CN=tracker test {name}", "-keyout", f"{name}.key",
-                "-out", f"{name}.pem")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", "server.key", "-out", "server.csr")
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=tracker test {name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.pem",
+        )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
     (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
-    return (folder / "ca.pem", folder / "server.pem", folder / "server.key",
-            folder / "other-ca.pem")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
+    return (
+        folder / "ca.pem",
+        folder / "server.pem",
+        folder / "server.key",
+        folder / "other-ca.pem",
+    )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_mqtts_with_the_brokers_ca_ingests_and_with_another_ca_says_why_it_cannot(
-        database_url, db, tmp_path):
+    database_url, db, tmp_path
+):
     ca, certificate, key, other_ca = make_certificates(tmp_path / "tls")
-    broker = PrivateMosquitto(tmp_path / "broker", f"cafile {ca}", f"certfile {certificate}",
-                              f"keyfile {key}", tls=True).start()
-    harness = Harness(BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True),
-                      database_url, tmp_path)
+    broker = PrivateMosquitto(
+        tmp_path / "broker", f"cafile {ca}", f"certfile {certificate}", f"keyfile {key}", tls=True
+    ).start()
+    harness = Harness(
+        BrokerUnderTest("private", broker.url, "5", redelivers_unacked=True), database_url, tmp_path
+    )
     try:
         assert broker.url.startswith("mqtts://")
         pings = simulated_fleet(unique("tls"), devices=2, hours=1, seed=47)[:50]
@@ -868,8 +1077,9 @@ def test_mqtts_with_the_brokers_ca_ingests_and_with_another_ca_says_why_it_canno
         refused = harness.start(unique("ingest"), topics, "--ca-file", str(other_ca))
         trusted = harness.start(unique("ingest"), topics, "--ca-file", str(ca))
         harness.wait_subscribed(trusted, len(topics))
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("test-pub"),
-                             protocol=mqtt.MQTTv5)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=unique("test-pub"), protocol=mqtt.MQTTv5
+        )
         client.tls_set(ca_certs=str(ca))
         harness.publishers.append(client)
 
@@ -877,8 +1087,11 @@ def test_mqtts_with_the_brokers_ca_ingests_and_with_another_ca_says_why_it_canno
 
         wait_until(lambda: ping_count(db) == len(pings), "the pings sent over TLS", [trusted])
         assert f"connected to {broker.url}" in trusted.log()
-        wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in refused.log(),
-                   "the other ingester to say why it cannot connect", [refused])
+        wait_until(
+            lambda: "CERTIFICATE_VERIFY_FAILED" in refused.log(),
+            "the other ingester to say why it cannot connect",
+            [refused],
+        )
         assert f"cannot connect to {broker.url} ([SSL: CERTIFICATE_VERIFY_FAILED]" in refused.log()
         assert "connected to" not in refused.log()
         assert harness.stop(refused) == 0  # still running, retrying, and stops cleanly
@@ -900,8 +1113,7 @@ def test_shared_group_splits_the_load_between_two_ingesters(harness, db, tmp_pat
     group = unique("g")
     messages = backlog_messages(pings, size=5)
     random.Random(29).shuffle(messages)
-    ingesters = [harness.start(unique("ingest"), topics, "--shared-group", group)
-                 for _ in range(2)]
+    ingesters = [harness.start(unique("ingest"), topics, "--shared-group", group) for _ in range(2)]
     expected = offline_dosage_csv(pings, tmp_path)
     load_demo_hot_spots(db)
     for ingester in ingesters:
@@ -926,8 +1138,15 @@ def test_shared_group_splits_the_load_between_two_ingesters(harness, db, tmp_pat
 def test_shared_group_is_refused_on_mqtt_3_1_1(harness):
     command = harness.command(unique("ingest"), ["patrol/+/location"], "--shared-group", "g")
 
-    done = subprocess.run(command, cwd=ROOT, env=harness.env(), capture_output=True,
-                          text=True, timeout=WAIT_S, check=False)
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=harness.env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
 
     assert done.returncode == 2  # a usage error, before any connection
     assert "shared subscriptions ($share/...) need an MQTT v5 broker" in done.stderr

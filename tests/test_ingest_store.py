@@ -90,51 +90,100 @@ def catch_up(db) -> int:
 
 def ping_rows(db) -> list[tuple]:
     with db() as session:
-        return [tuple(r) for r in session.execute(
-            select(PingRow.device_id, PingRow.t_us, PingRow.lat, PingRow.lon,
-                   PingRow.accuracy_m, PingRow.speed_kmh).order_by(PingRow.device_id,
-                                                                   PingRow.t_us))]
+        return [
+            tuple(r)
+            for r in session.execute(
+                select(
+                    PingRow.device_id,
+                    PingRow.t_us,
+                    PingRow.lat,
+                    PingRow.lon,
+                    PingRow.accuracy_m,
+                    PingRow.speed_kmh,
+                ).order_by(PingRow.device_id, PingRow.t_us)
+            )
+        ]
 
 
 def stored_dosage(db) -> dict[str, list]:
     """Every stored figure, in the shapes `expected_dosage` gives for the offline engine."""
     with db() as session:
         daily = records(daily_report(session))
-        exact = sorted(tuple(r) for r in session.execute(select(
-            DailyDosage.hotspot_id, DailyDosage.day, DailyDosage.presence_us,
-            DailyDosage.officer_us, DailyDosage.visits)))
-        device_daily = sorted(tuple(r) for r in session.execute(select(
-            DeviceDailyDosage.hotspot_id, DeviceDailyDosage.device_id, DeviceDailyDosage.day,
-            DeviceDailyDosage.officer_us, DeviceDailyDosage.visits)))
-        visits = sorted(tuple(r) for r in session.execute(select(
-            Visit.hotspot_id, Visit.device_id, Visit.day, Visit.start_us, Visit.end_us,
-            Visit.presence_us, Visit.devices)))
+        exact = sorted(
+            tuple(r)
+            for r in session.execute(
+                select(
+                    DailyDosage.hotspot_id,
+                    DailyDosage.day,
+                    DailyDosage.presence_us,
+                    DailyDosage.officer_us,
+                    DailyDosage.visits,
+                )
+            )
+        )
+        device_daily = sorted(
+            tuple(r)
+            for r in session.execute(
+                select(
+                    DeviceDailyDosage.hotspot_id,
+                    DeviceDailyDosage.device_id,
+                    DeviceDailyDosage.day,
+                    DeviceDailyDosage.officer_us,
+                    DeviceDailyDosage.visits,
+                )
+            )
+        )
+        visits = sorted(
+            tuple(r)
+            for r in session.execute(
+                select(
+                    Visit.hotspot_id,
+                    Visit.device_id,
+                    Visit.day,
+                    Visit.start_us,
+                    Visit.end_us,
+                    Visit.presence_us,
+                    Visit.devices,
+                )
+            )
+        )
     return {"daily": daily, "exact": exact, "device_daily": device_daily, "visits": visits}
 
 
-def expected_dosage(pings: list[Ping], hot_spots: HotSpotSet,
-                    params: DosageParams = PARAMS) -> dict[str, list]:
+def expected_dosage(
+    pings: list[Ping], hot_spots: HotSpotSet, params: DosageParams = PARAMS
+) -> dict[str, list]:
     result = compute_dosage(pings_frame(pings), hot_spots, params)
     daily = result.daily
     device_daily = result.device_daily
-    visits = [(v.hotspot_id, "", v.date, v.start_us, v.end_us, v.presence_us, v.devices)
-              for v in result.visits.itertuples()]
-    visits += [(v.hotspot_id, v.device_id, v.date, v.start_us, v.end_us, v.presence_us, 1)
-               for v in result.device_visits.itertuples()]
+    visits = [
+        (v.hotspot_id, "", v.date, v.start_us, v.end_us, v.presence_us, v.devices)
+        for v in result.visits.itertuples()
+    ]
+    visits += [
+        (v.hotspot_id, v.device_id, v.date, v.start_us, v.end_us, v.presence_us, 1)
+        for v in result.device_visits.itertuples()
+    ]
     return {
         "daily": records(daily[DAILY_COLUMNS]),
-        "exact": sorted((r.hotspot_id, r.date, r.presence_us, r.officer_us, r.visits)
-                        for r in daily.itertuples()),
-        "device_daily": sorted((r.hotspot_id, r.device_id, r.date, r.officer_us, r.visits)
-                               for r in device_daily.itertuples()),
+        "exact": sorted(
+            (r.hotspot_id, r.date, r.presence_us, r.officer_us, r.visits)
+            for r in daily.itertuples()
+        ),
+        "device_daily": sorted(
+            (r.hotspot_id, r.device_id, r.date, r.officer_us, r.visits)
+            for r in device_daily.itertuples()
+        ),
         "visits": sorted(visits),
     }
 
 
 def queue_sizes(db) -> tuple[int, int]:
     with db() as session:
-        return (session.scalar(select(func.count()).select_from(DirtyDeviceDay)),
-                session.scalar(select(func.count()).select_from(DirtyHotSpotDay)))
+        return (
+            session.scalar(select(func.count()).select_from(DirtyDeviceDay)),
+            session.scalar(select(func.count()).select_from(DirtyHotSpotDay)),
+        )
 
 
 # --- store_messages ----------------------------------------------------------------------------
@@ -144,18 +193,36 @@ def test_mixed_batch_stores_good_pings_and_dead_letters_together(db):
     t0 = now_us() - 3_600_000_000
     t0 -= t0 % 1_000_000
     t0_s = t0 // 1_000_000
-    oversized = json.dumps([{"ts": t0_s, "lat": 52.6, "lon": -1.1, "n": n}
-                            for n in range(200)]).encode()
+    oversized = json.dumps(
+        [{"ts": t0_s, "lat": 52.6, "lon": -1.1, "n": n} for n in range(200)]
+    ).encode()
     limits = Limits(max_payload_bytes=4096, max_future_s=300)
     messages = [
-        native("radio-1", {"ts": utc_text(t0), "lat": 52.6371, "lon": -1.1333, "acc": 5,
-                           "speed": 4.5}),
-        native("radio-1", [{"ts": t0_s + 30, "lat": 52.6372, "lon": -1.1332},
-                           {"ts": t0_s + 60, "lat": 91, "lon": -1.1332},
-                           {"ts": t0_s + 90, "lat": 52.6373, "lon": -1.1331}]),
-        Message("owntracks/alice/phone", json.dumps(
-            {"_type": "location", "lat": 52.6344, "lon": -1.1311, "tst": t0_s, "acc": 12,
-             "vel": 3, "tid": "al"}).encode()),
+        native(
+            "radio-1", {"ts": utc_text(t0), "lat": 52.6371, "lon": -1.1333, "acc": 5, "speed": 4.5}
+        ),
+        native(
+            "radio-1",
+            [
+                {"ts": t0_s + 30, "lat": 52.6372, "lon": -1.1332},
+                {"ts": t0_s + 60, "lat": 91, "lon": -1.1332},
+                {"ts": t0_s + 90, "lat": 52.6373, "lon": -1.1331},
+            ],
+        ),
+        Message(
+            "owntracks/alice/phone",
+            json.dumps(
+                {
+                    "_type": "location",
+                    "lat": 52.6344,
+                    "lon": -1.1311,
+                    "tst": t0_s,
+                    "acc": 12,
+                    "vel": 3,
+                    "tid": "al",
+                }
+            ).encode(),
+        ),
         Message("owntracks/alice/phone", b'{"_type":"lwt","tst":1795680000}'),
         Message("patrol/radio-2/location", b"lat=52.6,lon=-1.1"),
         Message("patrol/radio-2/location", b'{"ts": "caf\xe9"}'),
@@ -179,30 +246,44 @@ def test_mixed_batch_stores_good_pings_and_dead_letters_together(db):
         ("radio-1", t0 + 90_000_000, 52.6373, -1.1331, None, None),
     ]
     with db() as session:
-        letters = session.execute(select(DeadLetter.source, DeadLetter.topic, DeadLetter.reason,
-                                         DeadLetter.payload).order_by(DeadLetter.id)).all()
-        devices = session.execute(select(Device.id, Device.first_seen, Device.last_seen)
-                                  .order_by(Device.id)).all()
+        letters = session.execute(
+            select(
+                DeadLetter.source, DeadLetter.topic, DeadLetter.reason, DeadLetter.payload
+            ).order_by(DeadLetter.id)
+        ).all()
+        devices = session.execute(
+            select(Device.id, Device.first_seen, Device.last_seen).order_by(Device.id)
+        ).all()
     assert {source for source, *_ in letters} == {"mqtt"}
     reasons = [(topic, reason) for _, topic, reason, _ in letters]
     assert reasons == [
         ("patrol/radio-1/location", "element 2: lat 91.0 is out of range [-90, 90]"),
-        ("patrol/radio-2/location",
-         "payload is not valid JSON (Expecting value: line 1 column 1 (char 0))"),
-        ("patrol/radio-2/location",
-         "payload is not UTF-8 text (invalid byte 0xe9 at offset 11)"),
+        (
+            "patrol/radio-2/location",
+            "payload is not valid JSON (Expecting value: line 1 column 1 (char 0))",
+        ),
+        ("patrol/radio-2/location", "payload is not UTF-8 text (invalid byte 0xe9 at offset 11)"),
         ("patrol/radio-2/location", "missing timestamp"),
         ("patrol/radio-2/location", "position (0, 0) is a GPS fix failure, not a location"),
-        ("patrol/radio-2/location",
-         f"timestamp {format_timestamp((t0_s + 86_400) * 1_000_000)} is in the future "
-         "(more than 300 s ahead of the server clock)"),
-        ("patrol/radio-2/location",
-         f"payload of {len(oversized)} bytes exceeds the 4096 byte limit"),
-        ("patrol/radio-2/status", "topic 'patrol/radio-2/status' is neither "
-                                  "patrol/<device_id>/location nor owntracks/<user>/<device>"),
+        (
+            "patrol/radio-2/location",
+            f"timestamp {format_timestamp((t0_s + 86_400) * 1_000_000)} is in the future "
+            "(more than 300 s ahead of the server clock)",
+        ),
+        (
+            "patrol/radio-2/location",
+            f"payload of {len(oversized)} bytes exceeds the 4096 byte limit",
+        ),
+        (
+            "patrol/radio-2/status",
+            "topic 'patrol/radio-2/status' is neither "
+            "patrol/<device_id>/location nor owntracks/<user>/<device>",
+        ),
         ("patrol/radio-2/location", "payload is an empty array"),
-        ("patrol/radio-2/location",
-         "payload is not valid JSON (Expecting value: line 1 column 8 (char 7))"),
+        (
+            "patrol/radio-2/location",
+            "payload is not valid JSON (Expecting value: line 1 column 8 (char 7))",
+        ),
     ]
     payloads = [payload for *_, payload in letters]
     # The whole payload is kept with each reason of a backlog, so it can be replayed.
@@ -210,8 +291,7 @@ def test_mixed_batch_stores_good_pings_and_dead_letters_together(db):
     assert payloads[1] == "lat=52.6,lon=-1.1"
     assert payloads[2] == '{"ts": "caf\ufffd"}'  # undecodable bytes replaced, not lost
     text = oversized.decode()
-    assert payloads[6] == (text[:MAX_DEAD_LETTER_PAYLOAD]
-                           + f"... [{len(text)} characters in all]")
+    assert payloads[6] == (text[:MAX_DEAD_LETTER_PAYLOAD] + f"... [{len(text)} characters in all]")
     assert payloads[9] == '{"ts": \\0}'  # PostgreSQL text cannot hold NUL
     assert [d.id for d in devices] == ["alice/phone", "radio-1"]
     assert devices[1].first_seen == datetime.fromtimestamp(t0_s, UTC)
@@ -243,8 +323,7 @@ def test_duplicates_within_and_across_batches_are_harmless(db):
         float(t0_s),
         str(t0_s),
     ]
-    first = [native("radio-1", {"ts": ts, "lat": 52.6371, "lon": -1.1333})
-             for ts in same_instant]
+    first = [native("radio-1", {"ts": ts, "lat": 52.6371, "lon": -1.1333}) for ts in same_instant]
     first.append(native("radio-1", [{"ts": t0_s + 20, "lat": 52.6371, "lon": -1.1333}] * 3))
     redelivered = [*first, native("radio-1", {"ts": t0_s + 40, "lat": 52.6371, "lon": -1.1333})]
 
@@ -272,8 +351,15 @@ def test_duplicate_pings_do_not_change_dosage(db):
     store(db, track[3:8] + track[3:8])
     catch_up(db)
 
-    assert before["daily"] == [{"hotspot_id": "LE01", "date": "2026-03-10",
-                                "presence_minutes": 5.0, "officer_minutes": 5.0, "visits": 1}]
+    assert before["daily"] == [
+        {
+            "hotspot_id": "LE01",
+            "date": "2026-03-10",
+            "presence_minutes": 5.0,
+            "officer_minutes": 5.0,
+            "visits": 1,
+        }
+    ]
     assert stored_dosage(db) == before
 
 
@@ -294,7 +380,7 @@ def test_incremental_dosage_of_shuffled_chunks_equals_the_offline_engine(db):
     arrival = pings[:]
     rng.shuffle(arrival)
     # Redelivery: a few chunks arrive twice.
-    chunks = [arrival[i:i + 150] for i in range(0, len(arrival), 150)]
+    chunks = [arrival[i : i + 150] for i in range(0, len(arrival), 150)]
     chunks += rng.sample(chunks, 3)
     load_demo(db)
 
@@ -329,7 +415,7 @@ def test_incremental_dosage_follows_each_chunk(db):
     seen: list[Ping] = []
 
     for start in range(0, len(pings), 300):
-        chunk = pings[start:start + 300]
+        chunk = pings[start : start + 300]
         store(db, chunk)
         seen += chunk
         catch_up(db)
@@ -349,25 +435,36 @@ def minute_track(device: str, first: datetime, minutes: range, where) -> list[Pi
 
 def daily_figures(db) -> dict[tuple[str, str], tuple[float, float, int]]:
     """(hot spot, date) -> (presence minutes, officer minutes, visits) as stored."""
-    return {(r["hotspot_id"], r["date"]): (r["presence_minutes"], r["officer_minutes"],
-                                           r["visits"]) for r in stored_dosage(db)["daily"]}
+    return {
+        (r["hotspot_id"], r["date"]): (r["presence_minutes"], r["officer_minutes"], r["visits"])
+        for r in stored_dosage(db)["daily"]
+    }
 
 
-@pytest.mark.parametrize("late, changed", [
-    # Radio 1 left a 4-minute gap (10:04-10:08) in LE01: two visits of 4 minutes. A late
-    # ping at 10:06 inside LE01 fills the gap: one visit of 12 minutes.
-    (make_ping("radio-1", at("10:06:00").timestamp(), *IN_LE01),
-     {("LE01", "2026-06-10"): (12.0, 12.0, 1)}),
-    # A late ping at 10:02:30 outside any hot spot leaves 10:02-10:03 uncredited: a minute
-    # less, but the break is within visit_merge_gap_s, so still two visits.
-    (make_ping("radio-1", at("10:02:30").timestamp(), *OUTSIDE),
-     {("LE01", "2026-06-10"): (7.0, 7.0, 2)}),
-    # Radio 3's gap 23:58:30-00:02 in LE05 is longer than max_gap_s. A late ping at 00:00:30
-    # fills it: the span is split at midnight, and the 00:02 visit joins the one that began
-    # on the 10th, to which it now belongs.
-    (make_ping("radio-3", at("00:00:30", "2026-06-11").timestamp(), *IN_LE05),
-     {("LE05", "2026-06-10"): (9.5, 9.5, 1), ("LE05", "2026-06-11"): (5.0, 5.0, 0)}),
-])
+@pytest.mark.parametrize(
+    "late, changed",
+    [
+        # Radio 1 left a 4-minute gap (10:04-10:08) in LE01: two visits of 4 minutes. A late
+        # ping at 10:06 inside LE01 fills the gap: one visit of 12 minutes.
+        (
+            make_ping("radio-1", at("10:06:00").timestamp(), *IN_LE01),
+            {("LE01", "2026-06-10"): (12.0, 12.0, 1)},
+        ),
+        # A late ping at 10:02:30 outside any hot spot leaves 10:02-10:03 uncredited: a minute
+        # less, but the break is within visit_merge_gap_s, so still two visits.
+        (
+            make_ping("radio-1", at("10:02:30").timestamp(), *OUTSIDE),
+            {("LE01", "2026-06-10"): (7.0, 7.0, 2)},
+        ),
+        # Radio 3's gap 23:58:30-00:02 in LE05 is longer than max_gap_s. A late ping at 00:00:30
+        # fills it: the span is split at midnight, and the 00:02 visit joins the one that began
+        # on the 10th, to which it now belongs.
+        (
+            make_ping("radio-3", at("00:00:30", "2026-06-11").timestamp(), *IN_LE05),
+            {("LE05", "2026-06-10"): (9.5, 9.5, 1), ("LE05", "2026-06-11"): (5.0, 5.0, 0)},
+        ),
+    ],
+)
 def test_a_late_ping_changes_only_the_right_figures(db, late, changed):
     pings = [
         *minute_track("radio-1", at("10:00"), range(5), IN_LE01),  # 10:00-10:04
@@ -413,8 +510,9 @@ def test_a_late_ping_requeues_only_its_device_days(db):
 
 
 def square_hot_spot(hot_spot_id: str, lat: float, lon: float, size_m: float) -> HotSpot:
-    return next(iter(parse_hot_spots(feature_collection(
-        square_feature(hot_spot_id, lat, lon, size_m)))))
+    return next(
+        iter(parse_hot_spots(feature_collection(square_feature(hot_spot_id, lat, lon, size_m))))
+    )
 
 
 def test_replacing_the_hot_spots_recomputes_every_figure(db):
@@ -468,8 +566,9 @@ def test_bring_up_to_date_waits_for_entries_another_worker_holds(db, monkeypatch
         waiting.set()
         time.sleep(seconds)
 
-    monkeypatch.setattr(recompute, "time", SimpleNamespace(monotonic=time.monotonic,
-                                                           sleep=note_waiting))
+    monkeypatch.setattr(
+        recompute, "time", SimpleNamespace(monotonic=time.monotonic, sleep=note_waiting)
+    )
     worker = threading.Thread(target=other_worker)
     worker.start()
     try:
@@ -494,16 +593,19 @@ def test_conflicting_duplicates_are_kept_as_the_engine_keeps_them(db, order):
     # usable ones at different positions. The engine keeps the usable one with the lowest
     # (lat, lon), so the stored row must be that one whatever order they arrive in.
     t = "2026-07-01T12:00:00Z"
-    candidates = [make_ping("dup-1", t, 52.1, -1.1, accuracy_m=500.0),
-                  make_ping("dup-1", t, 52.3, -1.1, accuracy_m=5.0),
-                  make_ping("dup-1", t, 52.2, -1.2, accuracy_m=5.0)]
+    candidates = [
+        make_ping("dup-1", t, 52.1, -1.1, accuracy_m=500.0),
+        make_ping("dup-1", t, 52.3, -1.1, accuracy_m=5.0),
+        make_ping("dup-1", t, 52.2, -1.2, accuracy_m=5.0),
+    ]
     arrival = candidates[order:] + candidates[:order]
     for ping in arrival:  # one transaction each: duplicates across batches
         with db.begin() as session:
             store_pings(session, [ping], DosageParams())
     with db() as session:
-        rows = session.execute(select(PingRow.lat, PingRow.lon, PingRow.accuracy_m)
-                               .where(PingRow.device_id == "dup-1")).all()
+        rows = session.execute(
+            select(PingRow.lat, PingRow.lon, PingRow.accuracy_m).where(PingRow.device_id == "dup-1")
+        ).all()
     assert rows == [(52.2, -1.2, 5.0)]
 
 
@@ -531,8 +633,11 @@ def test_figures_of_purged_days_survive_late_pings_and_recomputes(db):
 def test_purge_removes_whole_local_days_only(db):
     # Retention 1 day at 08:00 on 12 June (BST): everything before local midnight starting
     # 11 June goes; 11 June keeps all of its pings, including those before 08:00.
-    store(db, minute_track("radio-q", at("22:00:00", "2026-06-10"), range(3), OUTSIDE)
-          + minute_track("radio-q", at("01:00:00", "2026-06-11"), range(2), OUTSIDE))
+    store(
+        db,
+        minute_track("radio-q", at("22:00:00", "2026-06-10"), range(3), OUTSIDE)
+        + minute_track("radio-q", at("01:00:00", "2026-06-11"), range(2), OUTSIDE),
+    )
     with db.begin() as session:
         assert purge_pings(session, 1, PARAMS, now=at("08:00:00", "2026-06-12")) == 3
     assert len(ping_rows(db)) == 2

@@ -23,9 +23,19 @@ def test_the_migrated_schema_matches_the_models(database_url):
 def test_downgrade_and_upgrade_again_keep_the_pings(database_url):
     engine = make_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(PingRow.__table__.insert(), [
-            {"device_id": "r1", "t_us": 1_780_000_000_000_000, "lat": 52.6, "lon": -1.1,
-             "source": "import", "received_at": datetime.now(UTC)}])
+        connection.execute(
+            PingRow.__table__.insert(),
+            [
+                {
+                    "device_id": "r1",
+                    "t_us": 1_780_000_000_000_000,
+                    "lat": 52.6,
+                    "lon": -1.1,
+                    "source": "import",
+                    "received_at": datetime.now(UTC),
+                }
+            ],
+        )
     command.downgrade(alembic_config(engine), "0003")
     assert not schema_is_current(engine)
     upgrade(engine)

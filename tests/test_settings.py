@@ -17,8 +17,9 @@ def test_every_setting_is_documented_in_the_readme():
 
 
 def test_the_readme_documents_no_setting_that_does_not_exist():
-    documented = set(re.findall(r"^\| `(TRACKER_[A-Z0-9_]+)`", README.read_text(encoding="utf-8"),
-                                re.MULTILINE))
+    documented = set(
+        re.findall(r"^\| `(TRACKER_[A-Z0-9_]+)`", README.read_text(encoding="utf-8"), re.MULTILINE)
+    )
     unknown = documented - set(settings.BY_NAME)
     assert not unknown, f"README.md documents unknown settings: {unknown}"
 

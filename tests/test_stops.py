@@ -61,8 +61,9 @@ from tracker.stops.review import (
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_GEOJSON = ROOT / "geofences" / "leicestershire_demo.geojson"
-POLICE_UK = Path(os.environ.get("TRACKER_TEST_POLICE_UK_DIR",
-                                "/work/shared/data/police-uk/leicestershire"))
+POLICE_UK = Path(
+    os.environ.get("TRACKER_TEST_POLICE_UK_DIR", "/work/shared/data/police-uk/leicestershire")
+)
 MONTHS = sorted(POLICE_UK.glob("*-stop-and-search.csv"))
 HEADER = ",".join(PUBLIC_COLUMNS)
 NOW = datetime(2019, 12, 1, tzinfo=UTC)
@@ -84,15 +85,43 @@ def data_lines(path: Path) -> int:
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip())
 
 
-def row(*, type="Person search", date="2019-06-01T12:00:00+00:00", operation="",
-        operation_name="", lat="52.636675", lon="-1.13331", gender="Male", age="18-24",
-        self_defined="White - English/Welsh/Scottish/Northern Irish/British",
-        officer_defined="White", legislation="Misuse of Drugs Act 1971 (section 23)",
-        object="Controlled drugs", outcome="A no further action disposal", linked="",
-        removal="False", **extended: str) -> dict[str, str]:
+def row(
+    *,
+    type="Person search",
+    date="2019-06-01T12:00:00+00:00",
+    operation="",
+    operation_name="",
+    lat="52.636675",
+    lon="-1.13331",
+    gender="Male",
+    age="18-24",
+    self_defined="White - English/Welsh/Scottish/Northern Irish/British",
+    officer_defined="White",
+    legislation="Misuse of Drugs Act 1971 (section 23)",
+    object="Controlled drugs",
+    outcome="A no further action disposal",
+    linked="",
+    removal="False",
+    **extended: str,
+) -> dict[str, str]:
     """Return one CSV row by published header; extended columns by keyword (Reference=...)."""
-    values = [type, date, operation, operation_name, lat, lon, gender, age, self_defined,
-              officer_defined, legislation, object, outcome, linked, removal]
+    values = [
+        type,
+        date,
+        operation,
+        operation_name,
+        lat,
+        lon,
+        gender,
+        age,
+        self_defined,
+        officer_defined,
+        legislation,
+        object,
+        outcome,
+        linked,
+        removal,
+    ]
     named = dict(zip(PUBLIC_COLUMNS, values, strict=True))
     named.update({k.replace("_", " "): v for k, v in extended.items()})
     return named
@@ -112,8 +141,9 @@ def csv_text(*rows: dict[str, str]) -> str:
 
 def import_text(session, text_: str, **options):
     records, bad = parse_stops(text_, source="test.csv", now=NOW)
-    return import_stops(session, records, actor="tester", source="test.csv", bad_rows=bad,
-                        **options)
+    return import_stops(
+        session, records, actor="tester", source="test.csv", bad_rows=bad, **options
+    )
 
 
 def count(session, model) -> int:
@@ -160,7 +190,8 @@ def test_the_first_row_of_a_real_month_is_read_field_by_field():
     assert first.part_of_policing_operation is None and first.policing_operation is None
     assert (first.gender, first.age_range) == ("Male", "18-24")
     assert first.self_defined_ethnicity == (
-        "Mixed/Multiple ethnic groups - Any other Mixed/Multiple ethnic background")
+        "Mixed/Multiple ethnic groups - Any other Mixed/Multiple ethnic background"
+    )
     assert first.officer_defined_ethnicity == "Black"
     assert first.legislation == "Police and Criminal Evidence Act 1984 (section 1)"
     assert first.object_of_search == "Offensive weapons"
@@ -173,22 +204,25 @@ def test_the_first_row_of_a_real_month_is_read_field_by_field():
 
 
 def test_bad_rows_are_reported_with_line_numbers_and_reasons():
-    text_ = csv_text(
-        row(),                                              # line 2: good
-        row(date="2019-13-01T00:00:00+00:00"),              # 3
-        row(date="2019-06-01T12:00:00"),                    # 4: no offset
-        row(lat="52.6", lon=""),                            # 5
-        row(lat="", lon="-1.1"),                            # 6
-        row(lat="95", lon="-1.1"),                          # 7
-        row(lon="-181"),                                    # 8
-        row(type="Foot search"),                            # 9
-        row(linked="Yes"),                                  # 10
-        row(removal="1"),                                   # 11
-        row(lat="0", lon="0"),                              # 12
-        row(date="2091-01-01T00:00:00Z"),                   # 13: future
-        row(lat="north"),                                   # 14
-        row(lat="", lon=""),                                # 15: good, no location
-    ) + "Person search,2019-06-01T12:00:00Z,only three\n"   # 16
+    text_ = (
+        csv_text(
+            row(),  # line 2: good
+            row(date="2019-13-01T00:00:00+00:00"),  # 3
+            row(date="2019-06-01T12:00:00"),  # 4: no offset
+            row(lat="52.6", lon=""),  # 5
+            row(lat="", lon="-1.1"),  # 6
+            row(lat="95", lon="-1.1"),  # 7
+            row(lon="-181"),  # 8
+            row(type="Foot search"),  # 9
+            row(linked="Yes"),  # 10
+            row(removal="1"),  # 11
+            row(lat="0", lon="0"),  # 12
+            row(date="2091-01-01T00:00:00Z"),  # 13: future
+            row(lat="north"),  # 14
+            row(lat="", lon=""),  # 15: good, no location
+        )
+        + "Person search,2019-06-01T12:00:00Z,only three\n"
+    )  # 16
     records, bad = parse_stops(text_, now=NOW)
     assert [r.line for r in records] == [2, 15]
     reasons = {b.line: b.reason for b in bad}
@@ -201,8 +235,9 @@ def test_bad_rows_are_reported_with_line_numbers_and_reasons():
     assert reasons[8] == "Longitude '-181' is out of range [-180, 180]"
     assert reasons[9].startswith("unknown Type 'Foot search'")
     assert reasons[10] == "Outcome linked to object of search 'Yes' must be True, False or blank"
-    assert reasons[11] == ("Removal of more than just outer clothing '1' must be True, False "
-                           "or blank")
+    assert reasons[11] == (
+        "Removal of more than just outer clothing '1' must be True, False or blank"
+    )
     assert "(0, 0)" in reasons[12]
     assert "in the future" in reasons[13]
     assert reasons[14] == "Latitude 'north' is not a number"
@@ -212,8 +247,9 @@ def test_bad_rows_are_reported_with_line_numbers_and_reasons():
 
 def test_several_problems_in_one_row_are_all_named():
     _, bad = parse_stops(csv_text(row(type="", linked="maybe")), now=NOW)
-    assert bad[0].reason == ("missing Type; Outcome linked to object of search 'maybe' must be "
-                             "True, False or blank")
+    assert bad[0].reason == (
+        "missing Type; Outcome linked to object of search 'maybe' must be True, False or blank"
+    )
 
 
 def test_line_numbers_count_lines_inside_quoted_fields():
@@ -223,25 +259,30 @@ def test_line_numbers_count_lines_inside_quoted_fields():
 
 
 def test_a_reference_twice_in_one_file_is_a_bad_row():
-    _, bad = parse_stops(csv_text(row(Reference="SS-1"), row(Reference="SS-1", age="25-34")),
-                         now=NOW)
+    _, bad = parse_stops(
+        csv_text(row(Reference="SS-1"), row(Reference="SS-1", age="25-34")), now=NOW
+    )
     assert [(b.line, b.reason) for b in bad] == [(3, "Reference 'SS-1' is also on line 2")]
 
 
 def test_a_date_without_offset_is_local_time_when_a_zone_is_given():
-    records, bad = parse_stops(csv_text(row(date="2019-06-01T12:00:00")),
-                               naive_tz="Europe/London", now=NOW)
+    records, bad = parse_stops(
+        csv_text(row(date="2019-06-01T12:00:00")), naive_tz="Europe/London", now=NOW
+    )
     assert bad == []
     assert records[0].occurred_at == datetime(2019, 6, 1, 11, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text_", "message"), [
-    ("", "the file is empty"),
-    (HEADER.replace(",Gender", "") + "\n", "lacks Gender"),
-    (HEADER + ",Colour\n", "unknown columns Colour"),
-    (HEADER + ",BWV Recorded\n", "unknown columns BWV Recorded"),
-    (HEADER + ",Reference,Reference\n", "repeats Reference"),
-])
+@pytest.mark.parametrize(
+    ("text_", "message"),
+    [
+        ("", "the file is empty"),
+        (HEADER.replace(",Gender", "") + "\n", "lacks Gender"),
+        (HEADER + ",Colour\n", "unknown columns Colour"),
+        (HEADER + ",BWV Recorded\n", "unknown columns BWV Recorded"),
+        (HEADER + ",Reference,Reference\n", "repeats Reference"),
+    ],
+)
 def test_a_wrong_header_is_a_file_error(text_, message):
     with pytest.raises(StopFileError, match=message):
         parse_stops(text_, source="x.csv")
@@ -268,19 +309,28 @@ def test_real_months_import_with_counts_matching_the_files(db):
     with db.begin() as session:
         for path in paths:
             records, bad = read_stops(path)
-            report = import_stops(session, records, actor="tester", source=path.name,
-                                  bad_rows=bad)
+            report = import_stops(session, records, actor="tester", source=path.name, bad_rows=bad)
             assert (report.read, report.imported, report.already_present, report.skipped) == (
-                data_lines(path), data_lines(path), 0, 0)
+                data_lines(path),
+                data_lines(path),
+                0,
+                0,
+            )
     with db() as session:
         expected = sum(data_lines(p) for p in paths)
         assert count(session, StopSearch) == expected
         assert count(session, BwvReview) == expected
-        per_file = dict(session.execute(select(StopSearch.source_file, func.count())
-                                        .group_by(StopSearch.source_file)).all())
+        per_file = dict(
+            session.execute(
+                select(StopSearch.source_file, func.count()).group_by(StopSearch.source_file)
+            ).all()
+        )
         assert per_file == {p.name: data_lines(p) for p in paths}
-        first = session.scalar(select(StopSearch).where(StopSearch.source_file == paths[0].name,
-                                                        StopSearch.source_line == 2))
+        first = session.scalar(
+            select(StopSearch).where(
+                StopSearch.source_file == paths[0].name, StopSearch.source_line == 2
+            )
+        )
         assert first.occurred_at == datetime(2018, 11, 1, 1, 55, tzinfo=UTC)
         assert (first.latitude, first.longitude) == (52.635767, -1.135267)
         assert first.removal_of_more_than_outer_clothing is False
@@ -294,12 +344,16 @@ def test_importing_the_same_file_twice_adds_nothing(db):
             records, _ = read_stops(path)
             report = import_stops(session, records, actor="tester", source=path.name)
         assert (report.imported, report.already_present) == (
-            (data_lines(path), 0) if attempt == 0 else (0, data_lines(path)))
+            (data_lines(path), 0) if attempt == 0 else (0, data_lines(path))
+        )
     with db() as session:
         assert count(session, StopSearch) == data_lines(path)
         assert count(session, BwvReview) == data_lines(path)
-        imports = session.scalars(select(AuditEvent.after).where(
-            AuditEvent.action == "stops.import").order_by(AuditEvent.id)).all()
+        imports = session.scalars(
+            select(AuditEvent.after)
+            .where(AuditEvent.action == "stops.import")
+            .order_by(AuditEvent.id)
+        ).all()
         assert [a["imported"] for a in imports] == [data_lines(path), 0]
 
 
@@ -339,18 +393,32 @@ def test_extended_columns_are_stored_and_unknown_officers_added(db):
     with db.begin() as session:
         session.add(Officer(id="PC101", name="Known"))
     text_ = csv_text(
-        row(Reference="SS-1", Officer="PC101", Grounds="Smell of cannabis",
-            BWV_recorded="True", BWV_reference="BWV-9"),
-        row(Reference="SS-2", Officer="PC202", Grounds="", BWV_recorded="False",
-            BWV_reference=""))
+        row(
+            Reference="SS-1",
+            Officer="PC101",
+            Grounds="Smell of cannabis",
+            BWV_recorded="True",
+            BWV_reference="BWV-9",
+        ),
+        row(Reference="SS-2", Officer="PC202", Grounds="", BWV_recorded="False", BWV_reference=""),
+    )
     with db.begin() as session:
         assert import_text(session, text_).imported == 2
     with db() as session:
         one, two = session.scalars(select(StopSearch).order_by(StopSearch.reference)).all()
-        assert (one.reference, one.officer_id, one.grounds, one.bwv_recorded,
-                one.bwv_reference) == ("SS-1", "PC101", "Smell of cannabis", True, "BWV-9")
+        assert (
+            one.reference,
+            one.officer_id,
+            one.grounds,
+            one.bwv_recorded,
+            one.bwv_reference,
+        ) == ("SS-1", "PC101", "Smell of cannabis", True, "BWV-9")
         assert (two.officer_id, two.grounds, two.bwv_recorded, two.bwv_reference) == (
-            "PC202", None, False, None)
+            "PC202",
+            None,
+            False,
+            None,
+        )
         assert session.get(Officer, "PC101").name == "Known"
         assert session.get(Officer, "PC202") is not None
 
@@ -369,13 +437,17 @@ def test_a_reference_already_stored_counts_as_already_present(db):
 def test_stops_are_linked_to_the_demo_hot_spot_they_fall_in(db):
     with db.begin() as session:
         load_demo_hot_spots(session)
-    text_ = csv_text(row(lat=str(LE01_CENTRE[0]), lon=str(LE01_CENTRE[1])),
-                     row(lat=str(OUTSIDE[0]), lon=str(OUTSIDE[1])), row(lat="", lon=""))
+    text_ = csv_text(
+        row(lat=str(LE01_CENTRE[0]), lon=str(LE01_CENTRE[1])),
+        row(lat=str(OUTSIDE[0]), lon=str(OUTSIDE[1])),
+        row(lat="", lon=""),
+    )
     with db.begin() as session:
         import_text(session, text_)
     with db() as session:
-        links = session.execute(select(StopSearch.source_line, StopSearch.hotspot_id)
-                                .order_by(StopSearch.source_line)).all()
+        links = session.execute(
+            select(StopSearch.source_line, StopSearch.hotspot_id).order_by(StopSearch.source_line)
+        ).all()
     assert links == [(2, "LE01"), (3, None), (4, None)]
 
 
@@ -387,8 +459,9 @@ def test_a_real_month_links_as_the_polygons_say(db):
         records, _ = read_stops(path)
         import_stops(session, records, actor="tester", source=path.name)
     with db() as session:
-        stored = session.execute(select(StopSearch.longitude, StopSearch.latitude,
-                                        StopSearch.hotspot_id)).all()
+        stored = session.execute(
+            select(StopSearch.longitude, StopSearch.latitude, StopSearch.hotspot_id)
+        ).all()
     lon = np.array([s[0] for s in stored])
     lat = np.array([s[1] for s in stored])
     points = shapely.points(lon, lat)
@@ -408,25 +481,43 @@ def test_a_point_in_overlapping_hot_spots_goes_to_the_first_by_id():
 
 def test_stops_are_linked_to_the_operation_whose_local_dates_contain_them(db):
     with db.begin() as session:
-        session.add_all([
-            Operation(id=7, name="June", start_date=date(2019, 6, 1),
-                      end_date=date(2019, 6, 30), tz="Europe/London"),
-            Operation(id=8, name="July", start_date=date(2019, 7, 1),
-                      end_date=date(2019, 7, 31), tz="Europe/London")])
+        session.add_all(
+            [
+                Operation(
+                    id=7,
+                    name="June",
+                    start_date=date(2019, 6, 1),
+                    end_date=date(2019, 6, 30),
+                    tz="Europe/London",
+                ),
+                Operation(
+                    id=8,
+                    name="July",
+                    start_date=date(2019, 7, 1),
+                    end_date=date(2019, 7, 31),
+                    tz="Europe/London",
+                ),
+            ]
+        )
     text_ = csv_text(
         row(date="2019-06-15T12:00:00Z"),
         # 23:30 UTC on 30 June is 00:30 on 1 July in London (BST): July's operation.
         row(date="2019-06-30T23:30:00Z"),
-        row(date="2019-09-01T12:00:00Z"))
+        row(date="2019-09-01T12:00:00Z"),
+    )
     with db.begin() as session:
         import_text(session, text_)
     with db() as session:
-        links = session.execute(select(StopSearch.source_line, StopSearch.operation_id)
-                                .order_by(StopSearch.source_line)).all()
+        links = session.execute(
+            select(StopSearch.source_line, StopSearch.operation_id).order_by(StopSearch.source_line)
+        ).all()
         by_operation = breakdown(stops_frame(session), "operation_id")
     assert links == [(2, 7), (3, 8), (4, None)]
     assert dict(zip(by_operation["operation_id"], by_operation["searches"], strict=True)) == {
-        "7": 1, "8": 1, "(not recorded)": 1}
+        "7": 1,
+        "8": 1,
+        "(not recorded)": 1,
+    }
 
 
 def test_a_database_without_the_operations_table_links_no_operation():
@@ -465,12 +556,15 @@ def test_each_new_stop_gets_a_pending_review_due_days_after_its_local_date(db):
     with db.begin() as session:
         import_text(session, text_, policy=ReviewPolicy(due_days=10))
     with db() as session:
-        reviews = session.execute(select(StopSearch.source_line, BwvReview.status,
-                                         BwvReview.due_date, BwvReview.sampled)
-                                  .join(BwvReview, BwvReview.stop_id == StopSearch.id)
-                                  .order_by(StopSearch.source_line)).all()
-    assert reviews == [(2, "pending", date(2019, 6, 25), True),
-                       (3, "pending", date(2019, 7, 11), True)]
+        reviews = session.execute(
+            select(StopSearch.source_line, BwvReview.status, BwvReview.due_date, BwvReview.sampled)
+            .join(BwvReview, BwvReview.stop_id == StopSearch.id)
+            .order_by(StopSearch.source_line)
+        ).all()
+    assert reviews == [
+        (2, "pending", date(2019, 6, 25), True),
+        (3, "pending", date(2019, 7, 11), True),
+    ]
 
 
 def test_default_due_date_is_28_days_later():
@@ -485,11 +579,17 @@ def test_sampling_is_reproducible_and_near_the_rate(db):
     assert chosen == [is_sampled(r.import_key, 0.25) for r in second]
     assert 0.15 < sum(chosen) / len(chosen) < 0.35
     with db.begin() as session:
-        import_stops(session, first, actor="tester", source=path.name,
-                     policy=ReviewPolicy(sample_rate=0.25))
+        import_stops(
+            session, first, actor="tester", source=path.name, policy=ReviewPolicy(sample_rate=0.25)
+        )
     with db() as session:
-        stored = dict(session.execute(select(StopSearch.import_key, BwvReview.sampled)
-                                      .join(BwvReview, BwvReview.stop_id == StopSearch.id)).all())
+        stored = dict(
+            session.execute(
+                select(StopSearch.import_key, BwvReview.sampled).join(
+                    BwvReview, BwvReview.stop_id == StopSearch.id
+                )
+            ).all()
+        )
     assert stored == {r.import_key: s for r, s in zip(first, chosen, strict=True)}
 
 
@@ -533,9 +633,11 @@ def one_stop(db) -> int:
 
 def audit_trail(db, action="bwv_review.update"):
     with db() as session:
-        return session.execute(select(AuditEvent.actor, AuditEvent.subject, AuditEvent.before,
-                                      AuditEvent.after).where(AuditEvent.action == action)
-                               .order_by(AuditEvent.id)).all()
+        return session.execute(
+            select(AuditEvent.actor, AuditEvent.subject, AuditEvent.before, AuditEvent.after)
+            .where(AuditEvent.action == action)
+            .order_by(AuditEvent.id)
+        ).all()
 
 
 def test_completing_a_review_needs_outcome_all_gowisely_answers_and_rag(db):
@@ -547,7 +649,8 @@ def test_completing_a_review_needs_outcome_all_gowisely_answers_and_rag(db):
         "outcome": "a completed review needs an outcome",
         "station": "GOWISELY station: not answered",
         "legal_power": "GOWISELY legal power: not answered",
-        "rag": "a completed review needs a RAG rating"}
+        "rag": "a completed review needs a RAG rating",
+    }
     with db() as session:
         assert review_of(session, stop_id).status == "pending"
     assert audit_trail(db) == []
@@ -555,15 +658,25 @@ def test_completing_a_review_needs_outcome_all_gowisely_answers_and_rag(db):
 
 def test_a_completed_review_is_audited_with_before_and_after(db):
     stop_id = one_stop(db)
-    changes = {"status": "reviewed", "outcome": "learning_identified", "rag": "amber",
-               **ALL_YES, "identity": "partly", "findings": "Did not give name and station"}
+    changes = {
+        "status": "reviewed",
+        "outcome": "learning_identified",
+        "rag": "amber",
+        **ALL_YES,
+        "identity": "partly",
+        "findings": "Did not give name and station",
+    }
     with db.begin() as session:
         review = update_review(session, stop_id, "lead", changes, now=REVIEWED_AT)
         assert (review.reviewer, review.reviewed_at) == ("lead", REVIEWED_AT)
     with db() as session:
         stored = review_of(session, stop_id)
         assert (stored.status, stored.outcome, stored.identity, stored.rag) == (
-            "reviewed", "learning_identified", "partly", "amber")
+            "reviewed",
+            "learning_identified",
+            "partly",
+            "amber",
+        )
         assert stored.reviewed_at == REVIEWED_AT
     ((actor, subject, before, after),) = audit_trail(db)
     assert (actor, subject) == ("lead", f"stop {stop_id}")
@@ -574,18 +687,38 @@ def test_a_completed_review_is_audited_with_before_and_after(db):
 def test_a_completed_review_can_be_corrected_and_the_correction_is_audited(db):
     stop_id = one_stop(db)
     with db.begin() as session:
-        update_review(session, stop_id, "lead", {"status": "reviewed", "outcome": "no_issues",
-                                                 "rag": "green", **ALL_YES}, now=REVIEWED_AT)
+        update_review(
+            session,
+            stop_id,
+            "lead",
+            {"status": "reviewed", "outcome": "no_issues", "rag": "green", **ALL_YES},
+            now=REVIEWED_AT,
+        )
     later = REVIEWED_AT + timedelta(days=2)
     with db.begin() as session:
-        update_review(session, stop_id, "senior", {"outcome": "referred", "rag": "red",
-                                                   "warrant_card": "no"}, now=later)
+        update_review(
+            session,
+            stop_id,
+            "senior",
+            {"outcome": "referred", "rag": "red", "warrant_card": "no"},
+            now=later,
+        )
     corrected = audit_trail(db)[-1]
     assert corrected.actor == "senior"
-    assert corrected.before == {"outcome": "no_issues", "rag": "green", "warrant_card": "yes",
-                                "reviewer": "lead", "reviewed_at": REVIEWED_AT.isoformat()}
-    assert corrected.after == {"outcome": "referred", "rag": "red", "warrant_card": "no",
-                               "reviewer": "senior", "reviewed_at": later.isoformat()}
+    assert corrected.before == {
+        "outcome": "no_issues",
+        "rag": "green",
+        "warrant_card": "yes",
+        "reviewer": "lead",
+        "reviewed_at": REVIEWED_AT.isoformat(),
+    }
+    assert corrected.after == {
+        "outcome": "referred",
+        "rag": "red",
+        "warrant_card": "no",
+        "reviewer": "senior",
+        "reviewed_at": later.isoformat(),
+    }
 
 
 def test_no_footage_needs_a_reason_and_takes_no_checklist(db):
@@ -593,27 +726,52 @@ def test_no_footage_needs_a_reason_and_takes_no_checklist(db):
     with db.begin() as session, pytest.raises(ReviewError, match="say why there is no footage"):
         update_review(session, stop_id, "lead", {"status": "no_footage"})
     with db.begin() as session, pytest.raises(ReviewError, match="no footage"):
-        update_review(session, stop_id, "lead", {"status": "no_footage", "outcome": "no_issues",
-                                                 "no_footage_reason": "camera not worn"})
+        update_review(
+            session,
+            stop_id,
+            "lead",
+            {
+                "status": "no_footage",
+                "outcome": "no_issues",
+                "no_footage_reason": "camera not worn",
+            },
+        )
     with db.begin() as session:
-        update_review(session, stop_id, "lead",
-                      {"status": "no_footage", "no_footage_reason": "camera not worn"},
-                      now=REVIEWED_AT)
+        update_review(
+            session,
+            stop_id,
+            "lead",
+            {"status": "no_footage", "no_footage_reason": "camera not worn"},
+            now=REVIEWED_AT,
+        )
     ((_, _, before, after),) = audit_trail(db)
-    assert before == {"status": "pending", "no_footage_reason": None, "reviewer": None,
-                      "reviewed_at": None}
-    assert after == {"status": "no_footage", "no_footage_reason": "camera not worn",
-                     "reviewer": "lead", "reviewed_at": REVIEWED_AT.isoformat()}
+    assert before == {
+        "status": "pending",
+        "no_footage_reason": None,
+        "reviewer": None,
+        "reviewed_at": None,
+    }
+    assert after == {
+        "status": "no_footage",
+        "no_footage_reason": "camera not worn",
+        "reviewer": "lead",
+        "reviewed_at": REVIEWED_AT.isoformat(),
+    }
 
 
 def test_switching_a_no_footage_review_to_reviewed_clears_the_reason(db):
     stop_id = one_stop(db)
     with db.begin() as session:
-        update_review(session, stop_id, "lead",
-                      {"status": "no_footage", "no_footage_reason": "not uploaded"})
+        update_review(
+            session, stop_id, "lead", {"status": "no_footage", "no_footage_reason": "not uploaded"}
+        )
     with db.begin() as session:
-        update_review(session, stop_id, "lead", {"status": "reviewed", "outcome": "no_issues",
-                                                 "rag": "green", **ALL_YES})
+        update_review(
+            session,
+            stop_id,
+            "lead",
+            {"status": "reviewed", "outcome": "no_issues", "rag": "green", **ALL_YES},
+        )
     with db() as session:
         review = review_of(session, stop_id)
         assert (review.status, review.no_footage_reason) == ("reviewed", None)
@@ -622,8 +780,9 @@ def test_switching_a_no_footage_review_to_reviewed_clears_the_reason(db):
 def test_a_completed_review_cannot_be_reopened(db):
     stop_id = one_stop(db)
     with db.begin() as session:
-        update_review(session, stop_id, "lead",
-                      {"status": "no_footage", "no_footage_reason": "camera failed"})
+        update_review(
+            session, stop_id, "lead", {"status": "no_footage", "no_footage_reason": "camera failed"}
+        )
     with db.begin() as session, pytest.raises(ReviewError, match="not reopened"):
         update_review(session, stop_id, "lead", {"status": "pending"})
 
@@ -640,14 +799,17 @@ def test_a_pending_review_can_hold_draft_answers_but_no_outcome(db):
     assert [a.after for a in audit_trail(db)] == [{"grounds": "yes", "findings": "half way"}]
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"status": "done"}, "status"),
-    ({"outcome": "fine"}, "outcome"),
-    ({"rag": "blue"}, "rag"),
-    ({"grounds": "maybe"}, "grounds"),
-    ({"sampled": "yes"}, "sampled"),
-    ({"reviewer": "someone else"}, "reviewer"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"status": "done"}, "status"),
+        ({"outcome": "fine"}, "outcome"),
+        ({"rag": "blue"}, "rag"),
+        ({"grounds": "maybe"}, "grounds"),
+        ({"sampled": "yes"}, "sampled"),
+        ({"reviewer": "someone else"}, "reviewer"),
+    ],
+)
 def test_bad_review_values_are_refused_by_field(db, changes, field):
     stop_id = one_stop(db)
     with db.begin() as session, pytest.raises(ReviewError) as caught:
@@ -671,23 +833,42 @@ def test_reviewing_an_unknown_stop_is_not_found(db):
 
 
 def form(**values):
-    return {"type": "Person search", "occurred_at": "2019-06-01T13:00", "latitude": "52.636675",
-            "longitude": "-1.13331", "gender": "Male", "self_defined_ethnicity": "White - Irish",
-            "outcome": "Arrest", "outcome_linked_to_object": "true", "officer_id": "PC7",
-            "reference": "F-1", "bwv_recorded": True, **values}
+    return {
+        "type": "Person search",
+        "occurred_at": "2019-06-01T13:00",
+        "latitude": "52.636675",
+        "longitude": "-1.13331",
+        "gender": "Male",
+        "self_defined_ethnicity": "White - Irish",
+        "outcome": "Arrest",
+        "outcome_linked_to_object": "true",
+        "officer_id": "PC7",
+        "reference": "F-1",
+        "bwv_recorded": True,
+        **values,
+    }
 
 
 def test_a_form_record_is_validated_stored_linked_and_audited(db):
     with db.begin() as session:
         load_demo_hot_spots(session)
-        stop = create_stop(session, form(), actor="pc7", naive_tz="Europe/London", now=NOW,
-                           policy=ReviewPolicy(due_days=14))
+        stop = create_stop(
+            session,
+            form(),
+            actor="pc7",
+            naive_tz="Europe/London",
+            now=NOW,
+            policy=ReviewPolicy(due_days=14),
+        )
         stop_id = stop.id
     with db() as session:
         stop = session.get(StopSearch, stop_id)
         assert stop.occurred_at == datetime(2019, 6, 1, 12, 0, tzinfo=UTC)  # 13:00 BST
         assert (stop.hotspot_id, stop.outcome_linked_to_object, stop.officer_id) == (
-            "LE01", True, "PC7")
+            "LE01",
+            True,
+            "PC7",
+        )
         assert stop.source_file == "form"
         assert review_of(session, stop_id).due_date == date(2019, 6, 15)
     ((actor, subject, before, after),) = audit_trail(db, "stop.create")
@@ -697,21 +878,29 @@ def test_a_form_record_is_validated_stored_linked_and_audited(db):
 
 def test_two_identical_form_records_are_two_searches(db):
     with db.begin() as session:
-        create_stop(session, form(reference=None), actor="pc7", naive_tz="Europe/London",
-                    now=NOW)
-        create_stop(session, form(reference=None), actor="pc7", naive_tz="Europe/London",
-                    now=NOW)
+        create_stop(session, form(reference=None), actor="pc7", naive_tz="Europe/London", now=NOW)
+        create_stop(session, form(reference=None), actor="pc7", naive_tz="Europe/London", now=NOW)
     with db() as session:
         assert count(session, StopSearch) == 2
 
 
 def test_a_bad_form_record_names_each_bad_field(db):
-    values = form(type="Foot", latitude="95", outcome_linked_to_object="perhaps",
-                  colour="red", occurred_at="2019-06-01T13:00")
+    values = form(
+        type="Foot",
+        latitude="95",
+        outcome_linked_to_object="perhaps",
+        colour="red",
+        occurred_at="2019-06-01T13:00",
+    )
     with db.begin() as session, pytest.raises(StopValidationError) as caught:
         create_stop(session, values, actor="pc7", now=NOW)
-    assert sorted(caught.value.errors) == ["colour", "latitude", "occurred_at",
-                                           "outcome_linked_to_object", "type"]
+    assert sorted(caught.value.errors) == [
+        "colour",
+        "latitude",
+        "occurred_at",
+        "outcome_linked_to_object",
+        "type",
+    ]
     with db() as session:
         assert count(session, StopSearch) == 0
 
@@ -720,8 +909,9 @@ def test_a_form_reference_already_recorded_is_refused(db):
     with db.begin() as session:
         create_stop(session, form(), actor="pc7", naive_tz="Europe/London", now=NOW)
     with db.begin() as session, pytest.raises(StopValidationError, match="already recorded"):
-        create_stop(session, form(age_range="25-34"), actor="pc7", naive_tz="Europe/London",
-                    now=NOW)
+        create_stop(
+            session, form(age_range="25-34"), actor="pc7", naive_tz="Europe/London", now=NOW
+        )
 
 
 # --- assurance figures on a crafted operation ------------------------------------------------
@@ -752,23 +942,46 @@ TODAY = date(2019, 7, 4)  # due dates are 29 June to 8 July: stops 1-5 are past 
 def crafted(db):
     """The crafted operation imported, with stop 1 reviewed (no issues) 3 days later, stop 2
     reviewed (referred) 10 days later and stop 5 without footage 5 days later."""
-    rows = [row(date=f"2019-06-{day:02d}T12:00:00Z", lat=str(place[0]), lon=str(place[1]),
-                self_defined=ethnicity, outcome=outcome, linked=linked, Officer=officer,
-                Reference=f"C-{day}")
-            for day, (place, ethnicity, outcome, linked, officer) in enumerate(CRAFTED, 1)]
+    rows = [
+        row(
+            date=f"2019-06-{day:02d}T12:00:00Z",
+            lat=str(place[0]),
+            lon=str(place[1]),
+            self_defined=ethnicity,
+            outcome=outcome,
+            linked=linked,
+            Officer=officer,
+            Reference=f"C-{day}",
+        )
+        for day, (place, ethnicity, outcome, linked, officer) in enumerate(CRAFTED, 1)
+    ]
     with db.begin() as session:
         load_demo_hot_spots(session)
         import_text(session, csv_text(*rows))
     with db.begin() as session:
         ids = {r: i for r, i in session.execute(select(StopSearch.reference, StopSearch.id))}
         reviewed = {"status": "reviewed", "rag": "green", **ALL_YES}
-        update_review(session, ids["C-1"], "lead", {**reviewed, "outcome": "no_issues"},
-                      now=datetime(2019, 6, 4, 10, tzinfo=UTC))
-        update_review(session, ids["C-2"], "lead", {**reviewed, "outcome": "referred"},
-                      now=datetime(2019, 6, 12, 10, tzinfo=UTC))
-        update_review(session, ids["C-5"], "lead",
-                      {"status": "no_footage", "no_footage_reason": "battery"},
-                      now=datetime(2019, 6, 10, 10, tzinfo=UTC))
+        update_review(
+            session,
+            ids["C-1"],
+            "lead",
+            {**reviewed, "outcome": "no_issues"},
+            now=datetime(2019, 6, 4, 10, tzinfo=UTC),
+        )
+        update_review(
+            session,
+            ids["C-2"],
+            "lead",
+            {**reviewed, "outcome": "referred"},
+            now=datetime(2019, 6, 12, 10, tzinfo=UTC),
+        )
+        update_review(
+            session,
+            ids["C-5"],
+            "lead",
+            {"status": "no_footage", "no_footage_reason": "battery"},
+            now=datetime(2019, 6, 10, 10, tzinfo=UTC),
+        )
     with db() as session:
         return stops_frame(session), ids
 
@@ -777,10 +990,20 @@ def test_summary_figures_match_hand_computed_ones(crafted):
     frame, _ = crafted
     summary = assurance_summary(frame, TODAY)
     assert summary == {
-        "searches": 10, "sampled": 10, "pending": 7, "overdue": 2, "reviewed": 2,
-        "no_footage": 1, "review_coverage_pct": 30.0, "median_days_to_review": 5.0,
-        "finds": 4, "find_known": 7, "find_rate_pct": pytest.approx(100 * 4 / 7),
-        "arrests": 4, "arrest_rate_pct": 40.0}
+        "searches": 10,
+        "sampled": 10,
+        "pending": 7,
+        "overdue": 2,
+        "reviewed": 2,
+        "no_footage": 1,
+        "review_coverage_pct": 30.0,
+        "median_days_to_review": 5.0,
+        "finds": 4,
+        "find_known": 7,
+        "find_rate_pct": pytest.approx(100 * 4 / 7),
+        "arrests": 4,
+        "arrest_rate_pct": 40.0,
+    }
 
 
 def test_the_queue_puts_overdue_reviews_first_then_by_due_date(crafted):
@@ -794,9 +1017,14 @@ def test_the_queue_puts_overdue_reviews_first_then_by_due_date(crafted):
 def test_review_outcomes_are_counted(crafted):
     frame, _ = crafted
     counts = {(s, o): n for s, o, n in review_outcomes(frame).itertuples(index=False)}
-    assert counts == {("not_sampled", None): 0, ("pending", None): 7,
-                      ("reviewed", "no_issues"): 1, ("reviewed", "learning_identified"): 0,
-                      ("reviewed", "referred"): 1, ("no_footage", None): 1}
+    assert counts == {
+        ("not_sampled", None): 0,
+        ("pending", None): 7,
+        ("reviewed", "no_issues"): 1,
+        ("reviewed", "learning_identified"): 0,
+        ("reviewed", "referred"): 1,
+        ("no_footage", None): 1,
+    }
 
 
 def by_group(table, key):
@@ -810,8 +1038,7 @@ def test_breakdown_by_officer(crafted):
     pc1, pc2 = groups["PC1"], groups["PC2"]
     assert (pc1["searches"], pc1["arrests"], pc1["arrest_rate_pct"]) == (5, 2, 40.0)
     assert (pc1["finds"], pc1["find_known"], pc1["find_rate_pct"]) == (2, 4, 50.0)
-    assert (pc1["reviews_completed"], pc1["review_coverage_pct"], pc1["referred"]) == (
-        3, 60.0, 1)
+    assert (pc1["reviews_completed"], pc1["review_coverage_pct"], pc1["referred"]) == (3, 60.0, 1)
     assert (pc2["searches"], pc2["arrest_rate_pct"], pc2["find_rate_pct"]) == (4, 50.0, 50.0)
     assert pc2["share_pct"] == 40.0
 
@@ -820,7 +1047,10 @@ def test_breakdown_by_hot_spot(crafted):
     frame, _ = crafted
     groups = by_group(breakdown(frame, "hotspot_id"), "hotspot_id")
     assert {g: r["searches"] for g, r in groups.items()} == {
-        "LE01": 4, "LE02": 3, "(outside hot spots)": 3}
+        "LE01": 4,
+        "LE02": 3,
+        "(outside hot spots)": 3,
+    }
     assert groups["LE01"]["arrest_rate_pct"] == 50.0
     assert groups["LE02"]["find_rate_pct"] == 0.0
 
@@ -829,10 +1059,19 @@ def test_breakdown_by_object_of_search(crafted):
     frame, _ = crafted
     table = breakdown(frame, "object_of_search")
     assert table.to_dict(orient="records")[0] == {
-        "object_of_search": "Controlled drugs", "searches": 10, "share_pct": 100.0, "finds": 4,
-        "find_known": 7, "find_rate_pct": pytest.approx(100 * 4 / 7), "arrests": 4,
-        "arrest_rate_pct": 40.0, "sampled": 10, "reviews_completed": 3,
-        "review_coverage_pct": 30.0, "referred": 1}
+        "object_of_search": "Controlled drugs",
+        "searches": 10,
+        "share_pct": 100.0,
+        "finds": 4,
+        "find_known": 7,
+        "find_rate_pct": pytest.approx(100 * 4 / 7),
+        "arrests": 4,
+        "arrest_rate_pct": 40.0,
+        "sampled": 10,
+        "reviews_completed": 3,
+        "review_coverage_pct": 30.0,
+        "referred": 1,
+    }
 
 
 def test_ratio_of_each_ethnicity_to_the_white_groups(crafted):
@@ -840,26 +1079,44 @@ def test_ratio_of_each_ethnicity_to_the_white_groups(crafted):
     groups = by_group(ethnicity_breakdown(frame), "self_defined_ethnicity")
     ratios = {g: r["ratio_to_white"] for g, r in groups.items()}
     # Four searches of people in White groups (British, Irish, any other White background).
-    assert ratios == {BLACK_AFRICAN: 0.5, INDIAN: 0.5, WHITE_BRITISH: 0.5,
-                      "White - Irish": 0.25, "White - Any other White background": 0.25,
-                      BLACK_CARIBBEAN: 0.25, "(not recorded)": 0.25}
+    assert ratios == {
+        BLACK_AFRICAN: 0.5,
+        INDIAN: 0.5,
+        WHITE_BRITISH: 0.5,
+        "White - Irish": 0.25,
+        "White - Any other White background": 0.25,
+        BLACK_CARIBBEAN: 0.25,
+        "(not recorded)": 0.25,
+    }
     assert "searches_per_1000" not in groups[INDIAN]
 
 
 def test_searches_per_1000_and_disproportionality_against_white(crafted):
     frame, _ = crafted
-    population = {"White": 8000, "Black/African/Caribbean/Black British": 1000,
-                  "Asian/Asian British": 2000}
+    population = {
+        "White": 8000,
+        "Black/African/Caribbean/Black British": 1000,
+        "Asian/Asian British": 2000,
+    }
     table = ethnicity_breakdown(frame, population, by="self_defined_ethnic_group")
     groups = by_group(table, "self_defined_ethnic_group")
     assert {g: r["searches"] for g, r in groups.items()} == {
-        "White": 4, "Black/African/Caribbean/Black British": 3, "Asian/Asian British": 2,
-        "(not recorded)": 1}
+        "White": 4,
+        "Black/African/Caribbean/Black British": 3,
+        "Asian/Asian British": 2,
+        "(not recorded)": 1,
+    }
     white, black, asian = (groups[g] for g in population)
-    assert (white["searches_per_1000"], black["searches_per_1000"],
-            asian["searches_per_1000"]) == (0.5, 3.0, 1.0)
-    assert (white["disproportionality_ratio"], black["disproportionality_ratio"],
-            asian["disproportionality_ratio"]) == (1.0, 6.0, 2.0)
+    assert (white["searches_per_1000"], black["searches_per_1000"], asian["searches_per_1000"]) == (
+        0.5,
+        3.0,
+        1.0,
+    )
+    assert (
+        white["disproportionality_ratio"],
+        black["disproportionality_ratio"],
+        asian["disproportionality_ratio"],
+    ) == (1.0, 6.0, 2.0)
     assert black["ratio_to_white"] == 0.75
     assert np.isnan(groups["(not recorded)"]["disproportionality_ratio"])
 
@@ -868,8 +1125,12 @@ def test_figures_of_no_searches_are_empty_not_errors(db):
     with db() as session:
         frame = stops_frame(session)
     summary = assurance_summary(frame, TODAY)
-    assert (summary["searches"], summary["find_rate_pct"], summary["review_coverage_pct"],
-            summary["median_days_to_review"]) == (0, None, None, None)
+    assert (
+        summary["searches"],
+        summary["find_rate_pct"],
+        summary["review_coverage_pct"],
+        summary["median_days_to_review"],
+    ) == (0, None, None, None)
     assert review_queue(frame, TODAY).empty
     assert breakdown(frame, "officer_id").empty
     assert ethnicity_breakdown(frame, {"White": 10}).empty
@@ -886,9 +1147,16 @@ def test_export_carries_exact_coordinates_and_utc_times(crafted, db):
         table = export_stops(session)
     first = table.iloc[0]
     assert (first["occurred_at"], first["latitude"], first["longitude"]) == (
-        "2019-06-01T12:00:00Z", "52.636675", "-1.13331")
-    assert (first["review_status"], first["review_outcome"], first["reviewer"],
-            first["reviewed_at"]) == ("reviewed", "no_issues", "lead", "2019-06-04T10:00:00Z")
+        "2019-06-01T12:00:00Z",
+        "52.636675",
+        "-1.13331",
+    )
+    assert (
+        first["review_status"],
+        first["review_outcome"],
+        first["reviewer"],
+        first["reviewed_at"],
+    ) == ("reviewed", "no_issues", "lead", "2019-06-04T10:00:00Z")
     assert table.iloc[2]["reviewed_at"] is None
 
 
@@ -898,9 +1166,14 @@ def test_a_stop_as_a_dict_for_the_api(crafted, db):
         stop = session.get(StopSearch, ids["C-3"])
         described = stop_dict(stop, review_of(session, stop.id), TODAY)
     assert json.loads(json.dumps(described)) == described
-    assert (described["reference"], described["occurred_at"], described["hotspot_id"],
-            described["review_status"], described["due_date"], described["overdue"]) == (
-        "C-3", "2019-06-03T12:00:00+00:00", "LE02", "pending", "2019-07-01", True)
+    assert (
+        described["reference"],
+        described["occurred_at"],
+        described["hotspot_id"],
+        described["review_status"],
+        described["due_date"],
+        described["overdue"],
+    ) == ("C-3", "2019-06-03T12:00:00+00:00", "LE02", "pending", "2019-07-01", True)
 
 
 # --- the migration ----------------------------------------------------------------------
@@ -963,11 +1236,21 @@ def test_cli_skip_invalid_imports_the_rest(database_url, tmp_path):
 
 def test_cli_review_options_shape_the_reviews(database_url, tmp_path):
     path = write(tmp_path, "one.csv", csv_text(row(date="2019-06-01T12:00:00Z")))
-    result = invoke("stops", "import", path, "--review-due-days", "7",
-                    "--review-sample-rate", "0", "--db", database_url)
+    result = invoke(
+        "stops",
+        "import",
+        path,
+        "--review-due-days",
+        "7",
+        "--review-sample-rate",
+        "0",
+        "--db",
+        database_url,
+    )
     assert result.exit_code == 0, result.output
-    (exported,) = json.loads(invoke("stops", "export", "--db", database_url,
-                                    "--format", "json").stdout)
+    (exported,) = json.loads(
+        invoke("stops", "export", "--db", database_url, "--format", "json").stdout
+    )
     assert (exported["due_date"], exported["sampled"]) == ("2019-06-08", False)
     bad = invoke("stops", "import", path, "--review-sample-rate", "2", "--db", database_url)
     assert bad.exit_code == 2 and "between 0 and 1" in bad.output
@@ -975,8 +1258,9 @@ def test_cli_review_options_shape_the_reviews(database_url, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_cli_exports_every_stop_with_its_review(database_url, tmp_path, fmt):
-    path = write(tmp_path, "two.csv", csv_text(row(Reference="A-1"),
-                                               row(Reference="A-2", outcome="Arrest")))
+    path = write(
+        tmp_path, "two.csv", csv_text(row(Reference="A-1"), row(Reference="A-2", outcome="Arrest"))
+    )
     assert invoke("stops", "import", path, "--db", database_url).exit_code == 0
     result = invoke("stops", "export", "--format", fmt, "--db", database_url)
     assert result.exit_code == 0, result.output
@@ -985,7 +1269,9 @@ def test_cli_exports_every_stop_with_its_review(database_url, tmp_path, fmt):
     else:
         exported = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(e["reference"], e["outcome"], e["review_status"]) for e in exported] == [
-        ("A-1", "A no further action disposal", "pending"), ("A-2", "Arrest", "pending")]
+        ("A-1", "A no further action disposal", "pending"),
+        ("A-2", "Arrest", "pending"),
+    ]
     assert exported[0]["occurred_at"] == "2019-06-01T12:00:00Z"
     assert str(exported[0]["latitude"]) == "52.636675"
 
@@ -993,8 +1279,9 @@ def test_cli_exports_every_stop_with_its_review(database_url, tmp_path, fmt):
 def test_cli_reports_an_unusable_file(database_url, tmp_path):
     missing = invoke("stops", "import", str(tmp_path / "none.csv"), "--db", database_url)
     assert missing.exit_code == 1 and "cannot read the file" in missing.stderr
-    header = invoke("stops", "import", write(tmp_path, "h.csv", "Type,Date\n"),
-                    "--db", database_url)
+    header = invoke(
+        "stops", "import", write(tmp_path, "h.csv", "Type,Date\n"), "--db", database_url
+    )
     assert header.exit_code == 1 and "the header lacks" in header.stderr
 
 

@@ -299,24 +299,27 @@ def test_public_files_need_no_log_in(app, path):
 # --- bad requests and unexpected errors -----------------------------------------------------
 
 
-@pytest.mark.parametrize(("role", "url", "argument"), [
-    ("supervisor", "/overview?date=9999-12-31", "date"),
-    ("supervisor", "/hotspots/LE01?date=0001-01-01", "date"),
-    ("supervisor", "/tracks?date=9999-12-31", "date"),
-    ("admin", "/admin/audit?to=9999-12-31", "to"),
-    ("officer", "/me?from=1969-12-31", "from"),
-    ("assurance", "/assurance/?to=9999-12-31", "to"),
-    ("supervisor", "/api/dosage?from=9999-12-31", "from"),
-    ("assurance", "/api/stops?to=9999-12-31", "to"),
-])
-def test_a_date_outside_the_dates_handled_is_a_400_naming_the_argument(signed_in, role, url,
-                                                                        argument):
+@pytest.mark.parametrize(
+    ("role", "url", "argument"),
+    [
+        ("supervisor", "/overview?date=9999-12-31", "date"),
+        ("supervisor", "/hotspots/LE01?date=0001-01-01", "date"),
+        ("supervisor", "/tracks?date=9999-12-31", "date"),
+        ("admin", "/admin/audit?to=9999-12-31", "to"),
+        ("officer", "/me?from=1969-12-31", "from"),
+        ("assurance", "/assurance/?to=9999-12-31", "to"),
+        ("supervisor", "/api/dosage?from=9999-12-31", "from"),
+        ("assurance", "/api/stops?to=9999-12-31", "to"),
+    ],
+)
+def test_a_date_outside_the_dates_handled_is_a_400_naming_the_argument(
+    signed_in, role, url, argument
+):
     # These once overflowed Python's dates (a 500): pages work days either side of a date.
     response = signed_in(role).get(url)
 
     assert response.status_code == 400
-    message = (response.json["error"]["message"] if url.startswith("/api/")
-               else response.text)
+    message = response.json["error"]["message"] if url.startswith("/api/") else response.text
     assert f"{argument}: " in message
     assert "is outside the dates handled, 1970-01-01 to 2099-12-31" in message
 
@@ -333,16 +336,22 @@ def test_an_unexpected_error_is_a_500_without_internals_in_json_or_html(demo):
     as_page = client.get("/api/fails", headers={"Accept": "text/html"})
 
     assert as_json.status_code == as_page.status_code == 500
-    assert as_json.json == {"error": {"status": 500, "title": "Internal Server Error",
-                                      "message": "Something went wrong; it has been logged."}}
+    assert as_json.json == {
+        "error": {
+            "status": 500,
+            "title": "Internal Server Error",
+            "message": "Something went wrong; it has been logged.",
+        }
+    }
     assert "Something went wrong" in as_page.text
     assert "internal detail" not in as_json.text + as_page.text
 
 
 # --- loading a plan in the browser -----------------------------------------------------------
 
-DEMO_PLAN_TEXT = (Path(__file__).resolve().parent.parent / "geofences" / "demo_plan.yaml"
-                  ).read_text(encoding="utf-8")
+DEMO_PLAN_TEXT = (
+    Path(__file__).resolve().parent.parent / "geofences" / "demo_plan.yaml"
+).read_text(encoding="utf-8")
 
 
 @pytest.fixture
@@ -354,16 +363,23 @@ def own_demo(demo, tmp_path) -> Demo:
 
 
 def upload_plan(client: FlaskClient, text: str, filename: str = "plan.yaml"):
-    return client.post("/plan", data={"csrf_token": csrf_token(client),
-                                      "plan": (io.BytesIO(text.encode()), filename)},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/plan",
+        data={"csrf_token": csrf_token(client), "plan": (io.BytesIO(text.encode()), filename)},
+        content_type="multipart/form-data",
+    )
 
 
 def plan_loads(sessions_of: sessionmaker[Session]) -> list[tuple[str, str]]:
     with sessions_of() as session:
-        return [tuple(row) for row in session.execute(
-            select(AuditEvent.actor, AuditEvent.subject)
-            .where(AuditEvent.action == "plan.load").order_by(AuditEvent.id))]
+        return [
+            tuple(row)
+            for row in session.execute(
+                select(AuditEvent.actor, AuditEvent.subject)
+                .where(AuditEvent.action == "plan.load")
+                .order_by(AuditEvent.id)
+            )
+        ]
 
 
 def test_an_administrator_loads_a_plan_in_the_browser_and_it_is_audited(own_demo):
@@ -371,8 +387,9 @@ def test_an_administrator_loads_a_plan_in_the_browser_and_it_is_audited(own_demo
     client = sign_in(app, own_demo, "admin")
     engine = make_engine(own_demo.url)
     before = plan_loads(session_factory(engine))
-    changed = DEMO_PLAN_TEXT.replace("  presence_minutes_per_day: 45\n",
-                                     "  presence_minutes_per_day: 50\n", 1)
+    changed = DEMO_PLAN_TEXT.replace(
+        "  presence_minutes_per_day: 45\n", "  presence_minutes_per_day: 50\n", 1
+    )
     assert changed != DEMO_PLAN_TEXT
 
     def le10_daily_minutes() -> set[float]:
@@ -389,19 +406,27 @@ def test_an_administrator_loads_a_plan_in_the_browser_and_it_is_audited(own_demo
     assert "Loaded the plan of Operation Guardian (DEMONSTRATION): 25 hot spots" in page
     assert le10_daily_minutes() == {50.0}
     assert plan_loads(session_factory(engine)) == [
-        *before, ("admin", "operation Operation Guardian (DEMONSTRATION)")]
+        *before,
+        ("admin", "operation Operation Guardian (DEMONSTRATION)"),
+    ]
     engine.dispose()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (DEMO_PLAN_TEXT.replace("end: 2027-05-31", "end: 2026-05-31"),
-     "end: 2026-05-31 is before the start 2026-06-01"),
-    ("operation: X\nstart: [2026-04-01\n", "line 3: not valid YAML"),
-    (DEMO_PLAN_TEXT.replace("tz: Europe/London", "tz: Europe/Paris"),
-     "tz Europe/Paris differs from TRACKER_TZ Europe/London"),
-])
-def test_a_bad_plan_file_is_refused_with_its_errors_and_changes_nothing(own_demo, text,
-                                                                        expected):
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            DEMO_PLAN_TEXT.replace("end: 2027-05-31", "end: 2026-05-31"),
+            "end: 2026-05-31 is before the start 2026-06-01",
+        ),
+        ("operation: X\nstart: [2026-04-01\n", "line 3: not valid YAML"),
+        (
+            DEMO_PLAN_TEXT.replace("tz: Europe/London", "tz: Europe/Paris"),
+            "tz Europe/Paris differs from TRACKER_TZ Europe/London",
+        ),
+    ],
+)
+def test_a_bad_plan_file_is_refused_with_its_errors_and_changes_nothing(own_demo, text, expected):
     app = make_app(own_demo)
     client = sign_in(app, own_demo, "admin")
     csv_before = client.get("/plan?format=csv").text
@@ -416,8 +441,7 @@ def test_a_bad_plan_file_is_refused_with_its_errors_and_changes_nothing(own_demo
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_without_a_plan_only_an_administrator_sees_the_plan_page_to_load_one(database_url,
-                                                                            db):
+def test_without_a_plan_only_an_administrator_sees_the_plan_page_to_load_one(database_url, db):
     passwords = {"admin": secrets.token_urlsafe(), "supervisor": secrets.token_urlsafe()}
     with db.begin() as session:
         for role, password in passwords.items():
@@ -450,8 +474,9 @@ def test_loading_the_same_plan_again_says_nothing_changed_and_audits_nothing(own
 
 def test_a_plan_upload_without_a_csrf_token_is_refused(own_demo):
     client = sign_in(make_app(own_demo), own_demo, "admin")
-    response = client.post("/plan", data={"plan": (io.BytesIO(b"x"), "plan.yaml")},
-                           content_type="multipart/form-data")
+    response = client.post(
+        "/plan", data={"plan": (io.BytesIO(b"x"), "plan.yaml")}, content_type="multipart/form-data"
+    )
     assert response.status_code == 400
     assert "Form expired or forged" in response.text
 

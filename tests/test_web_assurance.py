@@ -44,21 +44,38 @@ NFA = "A no further action disposal"
 IN_HS1 = (52.6365, -1.1325)  # (lat, lon)
 IN_HS2 = (52.6365, -1.1225)
 ALL_ANSWERS = dict.fromkeys(GOWISELY, "yes")
-CSV_TABLES = ("summary", "queue", "review-outcomes", "search-outcomes", "hotspots", "officers",
-              "objects", "ethnicity", "ethnic-groups", "stops")
+CSV_TABLES = (
+    "summary",
+    "queue",
+    "review-outcomes",
+    "search-outcomes",
+    "hotspots",
+    "officers",
+    "objects",
+    "ethnicity",
+    "ethnic-groups",
+    "stops",
+)
 
 
-def square(hotspot_id: str, name: str, west: float, south: float, east: float,
-           north: float) -> dict:
+def square(
+    hotspot_id: str, name: str, west: float, south: float, east: float, north: float
+) -> dict:
     ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-    return {"type": "Feature", "properties": {"id": hotspot_id, "name": name},
-            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    return {
+        "type": "Feature",
+        "properties": {"id": hotspot_id, "name": name},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
 
 
-HOT_SPOTS = {"type": "FeatureCollection", "features": [
-    square("HS1", "Market Street", -1.135, 52.635, -1.130, 52.638),
-    square("HS2", "Clock Tower", -1.125, 52.635, -1.120, 52.638),
-]}
+HOT_SPOTS = {
+    "type": "FeatureCollection",
+    "features": [
+        square("HS1", "Market Street", -1.135, 52.635, -1.130, 52.638),
+        square("HS2", "Clock Tower", -1.125, 52.635, -1.120, 52.638),
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -79,21 +96,30 @@ class Crafted:
 CRAFTED = {
     "S1": Crafted(40, "PC1", WHITE_BRITISH, IN_HS1, "Controlled drugs", "Arrest", True, "pending"),
     "S2": Crafted(35, "PC1", WHITE_IRISH, IN_HS1, "Controlled drugs", NFA, False, "no_issues"),
-    "S3": Crafted(10, "PC2", BLACK_CARIBBEAN, IN_HS2, "Offensive weapons", "Arrest", True,
-                  "pending"),
-    "S4": Crafted(5, "PC2", BLACK_CARIBBEAN, IN_HS2, "Controlled drugs", "Community resolution",
-                  True, "no_footage"),
+    "S3": Crafted(
+        10, "PC2", BLACK_CARIBBEAN, IN_HS2, "Offensive weapons", "Arrest", True, "pending"
+    ),
+    "S4": Crafted(
+        5,
+        "PC2",
+        BLACK_CARIBBEAN,
+        IN_HS2,
+        "Controlled drugs",
+        "Community resolution",
+        True,
+        "no_footage",
+    ),
     "S5": Crafted(3, "PC2", ASIAN_INDIAN, None, "Stolen goods", NFA, None, "pending"),
     "S6": Crafted(1, "PC1", None, IN_HS1, "Controlled drugs", NFA, False, "referred"),
-    "S7": Crafted(20, "PC2", BLACK_AFRICAN, IN_HS2, "Offensive weapons", "Arrest", False,
-                  "pending"),
+    "S7": Crafted(
+        20, "PC2", BLACK_AFRICAN, IN_HS2, "Offensive weapons", "Arrest", False, "pending"
+    ),
 }
 
 
 def local_noon(days_ago: int) -> datetime:
     """Return noon local time `days_ago` local days before today, as an aware datetime."""
-    return datetime.combine(local_today(TZ) - timedelta(days=days_ago), time(12),
-                            ZoneInfo(TZ))
+    return datetime.combine(local_today(TZ) - timedelta(days=days_ago), time(12), ZoneInfo(TZ))
 
 
 def review_changes(kind: str) -> dict:
@@ -111,14 +137,27 @@ def seed(session) -> dict[str, int]:
     ids = {}
     for reference, stop in CRAFTED.items():
         lat, lon = stop.where or (None, None)
-        created = create_stop(session, {
-            "type": "Person search", "occurred_at": local_noon(stop.days_ago),
-            "reference": reference, "officer_id": stop.officer, "latitude": lat,
-            "longitude": lon, "self_defined_ethnicity": stop.ethnicity,
-            "object_of_search": stop.object_of_search, "outcome": stop.outcome,
-            "outcome_linked_to_object": stop.linked, "bwv_recorded": True,
-            "bwv_reference": f"BWV-{reference}", "legislation": "Misuse of Drugs Act 1971 "
-            "(section 23)", "gender": "Male", "age_range": "18-24"}, actor="seed")
+        created = create_stop(
+            session,
+            {
+                "type": "Person search",
+                "occurred_at": local_noon(stop.days_ago),
+                "reference": reference,
+                "officer_id": stop.officer,
+                "latitude": lat,
+                "longitude": lon,
+                "self_defined_ethnicity": stop.ethnicity,
+                "object_of_search": stop.object_of_search,
+                "outcome": stop.outcome,
+                "outcome_linked_to_object": stop.linked,
+                "bwv_recorded": True,
+                "bwv_reference": f"BWV-{reference}",
+                "legislation": "Misuse of Drugs Act 1971 (section 23)",
+                "gender": "Male",
+                "age_range": "18-24",
+            },
+            actor="seed",
+        )
         ids[reference] = created.id
         if stop.review != "pending":
             update_review(session, created.id, "seed", review_changes(stop.review))
@@ -192,8 +231,10 @@ def login(app, username: str):
     """Return a test client signed in as `username` through the log-in form."""
     client = app.test_client()
     page = client.get("/login")
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "csrf_token": csrf_token(page.text)})
+    response = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": csrf_token(page.text)},
+    )
     assert response.status_code == 302, response.text
     return client
 
@@ -268,8 +309,16 @@ def csv_rows(response) -> list[dict[str, str]]:
 
 
 def review_form(token: str, **fields) -> dict:
-    return {"csrf_token": token, "status": "pending", "outcome": "", "no_footage_reason": "",
-            **dict.fromkeys(GOWISELY, ""), "rag": "", "findings": "", **fields}
+    return {
+        "csrf_token": token,
+        "status": "pending",
+        "outcome": "",
+        "no_footage_reason": "",
+        **dict.fromkeys(GOWISELY, ""),
+        "rag": "",
+        "findings": "",
+        **fields,
+    }
 
 
 def stored_review(sessions, stop_id: int) -> BwvReview:
@@ -279,8 +328,11 @@ def stored_review(sessions, stop_id: int) -> BwvReview:
 
 def audit_events(sessions, stop_id: int) -> list[AuditEvent]:
     with sessions() as session:
-        return session.scalars(select(AuditEvent).where(AuditEvent.subject == f"stop {stop_id}")
-                               .order_by(AuditEvent.id)).all()
+        return session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.subject == f"stop {stop_id}")
+            .order_by(AuditEvent.id)
+        ).all()
 
 
 # --- who may do what --------------------------------------------------------------------
@@ -288,8 +340,12 @@ def audit_events(sessions, stop_id: int) -> list[AuditEvent]:
 
 def test_anonymous_users_are_sent_to_log_in_and_the_api_says_401(app, stop_ids):
     client = app.test_client()
-    for path in ("/assurance/", "/assurance/mine", f"/assurance/stops/{stop_ids['S1']}",
-                 "/assurance/stops/new"):
+    for path in (
+        "/assurance/",
+        "/assurance/mine",
+        f"/assurance/stops/{stop_ids['S1']}",
+        "/assurance/stops/new",
+    ):
         response = client.get(path)
         assert response.status_code == 302 and "/login" in response.location, path
     response = client.get("/api/stops")
@@ -339,7 +395,8 @@ def test_record_page_by_role(as_role, role, stop_ids):
     assert ('id="review-form"' in page.text) == (role in REVIEWERS)
     assert ('id="audit-trail"' in page.text) == (role != "officer")
     assert client.get(f"/assurance/stops/{others}").status_code == (
-        403 if role == "officer" else 200)
+        403 if role == "officer" else 200
+    )
     assert client.get("/assurance/stops/999999").status_code == 404
 
 
@@ -348,8 +405,10 @@ def test_review_by_role(as_role, sessions, role, stop_ids):
     client = as_role(role)
     stop_id = stop_ids["S1"]  # the officer's own stop: even that they may not review
     token = csrf_token(client.get(f"/assurance/stops/{stop_id}").text)
-    response = client.post(f"/assurance/stops/{stop_id}/review", data=review_form(
-        token, status="reviewed", outcome="no_issues", rag="green", **ALL_ANSWERS))
+    response = client.post(
+        f"/assurance/stops/{stop_id}/review",
+        data=review_form(token, status="reviewed", outcome="no_issues", rag="green", **ALL_ANSWERS),
+    )
     if role in REVIEWERS:
         assert response.status_code == 302
         assert stored_review(sessions, stop_id).status == "reviewed"
@@ -364,9 +423,15 @@ def test_new_record_form_by_role(as_role, sessions, role):
     page = client.get("/assurance/stops/new")
     assert page.status_code == (200 if role in REVIEWERS else 403)
     token = csrf_token(page.text if role in REVIEWERS else client.get("/login").text)
-    response = client.post("/assurance/stops/new", data={
-        "csrf_token": token, "type": "Person search", "occurred_at": "2024-07-01T14:30",
-        "reference": f"NEW-{role}"})
+    response = client.post(
+        "/assurance/stops/new",
+        data={
+            "csrf_token": token,
+            "type": "Person search",
+            "occurred_at": "2024-07-01T14:30",
+            "reference": f"NEW-{role}",
+        },
+    )
     assert response.status_code == (302 if role in REVIEWERS else 403)
     with sessions() as session:
         stored = session.scalar(select(StopSearch).where(StopSearch.reference == f"NEW-{role}"))
@@ -382,15 +447,24 @@ def test_api_by_role(as_role, sessions, role, stop_ids):
     references = {row["reference"] for row in listed.json}
     assert references == ({"S1", "S2", "S6"} if role == "officer" else set(CRAFTED))
     assert client.get(f"/api/stops/{stop_ids['S3']}").status_code == (
-        403 if role == "officer" else 200)
+        403 if role == "officer" else 200
+    )
     assert client.get(f"/api/stops/{stop_ids['S1']}").status_code == 200
 
-    created = client.post("/api/stops", headers={"X-CSRFToken": token}, json={
-        "type": "Vehicle search", "occurred_at": "2024-07-01T14:30:00+01:00",
-        "reference": f"API-{role}"})
-    reviewed = client.post(f"/api/stops/{stop_ids['S5']}/review",
-                           headers={"X-CSRFToken": token},
-                           json={"status": "no_footage", "no_footage_reason": "battery flat"})
+    created = client.post(
+        "/api/stops",
+        headers={"X-CSRFToken": token},
+        json={
+            "type": "Vehicle search",
+            "occurred_at": "2024-07-01T14:30:00+01:00",
+            "reference": f"API-{role}",
+        },
+    )
+    reviewed = client.post(
+        f"/api/stops/{stop_ids['S5']}/review",
+        headers={"X-CSRFToken": token},
+        json={"status": "no_footage", "no_footage_reason": "battery flat"},
+    )
     allowed = role in REVIEWERS
     assert created.status_code == (201 if allowed else 403)
     assert reviewed.status_code == (200 if allowed else 403)
@@ -410,25 +484,30 @@ def test_review_form_without_csrf_token_is_refused(as_role, sessions, stop_ids):
     response = client.post(f"/assurance/stops/{stop_id}/review", data=form)
     assert response.status_code == 400
     assert "Form expired or forged" in response.text
-    forged = client.post(f"/assurance/stops/{stop_id}/review", data={**form,
-                                                                      "csrf_token": "forged"})
+    forged = client.post(
+        f"/assurance/stops/{stop_id}/review", data={**form, "csrf_token": "forged"}
+    )
     assert forged.status_code == 400
     assert stored_review(sessions, stop_id).status == "pending"
     assert len(audit_events(sessions, stop_id)) == 1  # only the creation
 
 
 def test_api_with_a_session_needs_the_csrf_token_but_a_bearer_token_does_not(
-        app, as_role, sessions, stop_ids):
+    app, as_role, sessions, stop_ids
+):
     client = as_role("assurance")
-    refused = client.post("/api/stops", json={"type": "Person search",
-                                              "occurred_at": "2024-07-01T14:30:00Z"})
+    refused = client.post(
+        "/api/stops", json={"type": "Person search", "occurred_at": "2024-07-01T14:30:00Z"}
+    )
     assert refused.status_code == 400
     assert refused.json["error"]["title"] == "Form expired or forged"
     with sessions.begin() as session:
         bearer = issue_token(session, "assurance", "bi")
     accepted = app.test_client().post(
-        "/api/stops", headers={"Authorization": f"Bearer {bearer}"},
-        json={"type": "Person search", "occurred_at": "2024-07-01T14:30:00Z"})
+        "/api/stops",
+        headers={"Authorization": f"Bearer {bearer}"},
+        json={"type": "Person search", "occurred_at": "2024-07-01T14:30:00Z"},
+    )
     assert accepted.status_code == 201
 
 
@@ -444,9 +523,16 @@ def test_review_workflow_through_the_form(as_role, sessions, stop_ids):
     # Reviewed without two of the GOWISELY answers and without a RAG rating: nothing is saved,
     # and each problem is shown next to its field.
     incomplete = {**ALL_ANSWERS, "station": "", "legal_power": ""}
-    response = client.post(f"/assurance/stops/{stop_id}/review", data=review_form(
-        token, status="reviewed", outcome="learning_identified", findings="Grounds vague",
-        **incomplete))
+    response = client.post(
+        f"/assurance/stops/{stop_id}/review",
+        data=review_form(
+            token,
+            status="reviewed",
+            outcome="learning_identified",
+            findings="Grounds vague",
+            **incomplete,
+        ),
+    )
     assert response.status_code == 400
     for field in ("station", "legal_power", "rag"):
         assert f'id="error-{field}"' in response.text
@@ -456,16 +542,29 @@ def test_review_workflow_through_the_form(as_role, sessions, stop_ids):
     assert "Grounds vague" in response.text
     assert stored_review(sessions, stop_id).status == "pending"
 
-    response = client.post(f"/assurance/stops/{stop_id}/review", data=review_form(
-        token, status="reviewed", outcome="learning_identified", rag="amber",
-        findings="Grounds vague", **{**ALL_ANSWERS, "station": "partly"}))
+    response = client.post(
+        f"/assurance/stops/{stop_id}/review",
+        data=review_form(
+            token,
+            status="reviewed",
+            outcome="learning_identified",
+            rag="amber",
+            findings="Grounds vague",
+            **{**ALL_ANSWERS, "station": "partly"},
+        ),
+    )
     assert response.status_code == 302
     page = client.get(response.location)
     assert "Review of stop" in page.text and "saved: reviewed (learning identified)" in page.text
     assert 'data-status="reviewed"' in page.text
     review = stored_review(sessions, stop_id)
     assert (review.status, review.outcome, review.rag, review.station, review.reviewer) == (
-        "reviewed", "learning_identified", "amber", "partly", "assurance")
+        "reviewed",
+        "learning_identified",
+        "amber",
+        "partly",
+        "assurance",
+    )
 
     trail = Tables(page.text).tables["audit-trail"]
     assert [row["What"] for row in trail] == ["stop.create", "bwv_review.update"]
@@ -474,13 +573,22 @@ def test_review_workflow_through_the_form(as_role, sessions, stop_ids):
     assert "station: – → partly" in trail[1]["Changes (before → after)"]
 
     # Saving the same again changes nothing and audits nothing.
-    client.post(f"/assurance/stops/{stop_id}/review", data=review_form(
-        token, status="reviewed", outcome="learning_identified", rag="amber",
-        findings="Grounds vague", **{**ALL_ANSWERS, "station": "partly"}))
+    client.post(
+        f"/assurance/stops/{stop_id}/review",
+        data=review_form(
+            token,
+            status="reviewed",
+            outcome="learning_identified",
+            rag="amber",
+            findings="Grounds vague",
+            **{**ALL_ANSWERS, "station": "partly"},
+        ),
+    )
     assert len(audit_events(sessions, stop_id)) == 2
     # A completed review cannot be reopened.
-    response = client.post(f"/assurance/stops/{stop_id}/review",
-                           data=review_form(token, status="pending"))
+    response = client.post(
+        f"/assurance/stops/{stop_id}/review", data=review_form(token, status="pending")
+    )
     assert response.status_code == 400 and 'id="error-status"' in response.text
 
 
@@ -489,43 +597,83 @@ def test_review_workflow_through_the_api(app, as_role, sessions):
         bearer = issue_token(session, "assurance", "bi")
     client = app.test_client()
     headers = {"Authorization": f"Bearer {bearer}"}
-    bad = client.post("/api/stops", headers=headers, json={
-        "type": "Strip search", "occurred_at": "2024-07-01 14:30", "latitude": 95})
+    bad = client.post(
+        "/api/stops",
+        headers=headers,
+        json={"type": "Strip search", "occurred_at": "2024-07-01 14:30", "latitude": 95},
+    )
     assert bad.status_code == 400
     error = bad.json["error"]
     assert error["status"] == 400 and error["title"] and error["message"]
     assert set(error["fields"]) == {"type", "occurred_at", "latitude"}
     assert "ambiguous" in error["fields"]["occurred_at"]
-    assert client.post("/api/stops", headers=headers, data="not json",
-                       content_type="application/json").status_code == 400
-    assert client.post("/api/stops", headers=headers, data="[" * 100_000 + "]" * 100_000,
-                       content_type="application/json").status_code == 400
+    assert (
+        client.post(
+            "/api/stops", headers=headers, data="not json", content_type="application/json"
+        ).status_code
+        == 400
+    )
+    assert (
+        client.post(
+            "/api/stops",
+            headers=headers,
+            data="[" * 100_000 + "]" * 100_000,
+            content_type="application/json",
+        ).status_code
+        == 400
+    )
 
-    created = client.post("/api/stops", headers=headers, json={
-        "type": "Person search", "occurred_at": "2024-07-01T14:30:00+01:00",
-        "latitude": IN_HS2[0], "longitude": IN_HS2[1], "officer_id": "PC9",
-        "reference": "API-1", "bwv_recorded": True})
+    created = client.post(
+        "/api/stops",
+        headers=headers,
+        json={
+            "type": "Person search",
+            "occurred_at": "2024-07-01T14:30:00+01:00",
+            "latitude": IN_HS2[0],
+            "longitude": IN_HS2[1],
+            "officer_id": "PC9",
+            "reference": "API-1",
+            "bwv_recorded": True,
+        },
+    )
     assert created.status_code == 201
     record = created.json
     assert (record["occurred_at"], record["hotspot_id"], record["review_status"]) == (
-        "2024-07-01T13:30:00+00:00", "HS2", "pending")
+        "2024-07-01T13:30:00+00:00",
+        "HS2",
+        "pending",
+    )
     assert created.headers["Location"].endswith(f"/api/stops/{record['id']}")
-    duplicate = client.post("/api/stops", headers=headers, json={
-        "type": "Person search", "occurred_at": "2024-07-01T14:30:00+01:00",
-        "reference": "API-1"})
+    duplicate = client.post(
+        "/api/stops",
+        headers=headers,
+        json={
+            "type": "Person search",
+            "occurred_at": "2024-07-01T14:30:00+01:00",
+            "reference": "API-1",
+        },
+    )
     assert duplicate.status_code == 400 and "reference" in duplicate.json["error"]["fields"]
 
     stop_id = record["id"]
-    refused = client.post(f"/api/stops/{stop_id}/review", headers=headers,
-                          json={"status": "no_footage", "rag": "red"})
+    refused = client.post(
+        f"/api/stops/{stop_id}/review", headers=headers, json={"status": "no_footage", "rag": "red"}
+    )
     assert refused.status_code == 400
     assert set(refused.json["error"]["fields"]) == {"no_footage_reason", "rag"}
-    done = client.post(f"/api/stops/{stop_id}/review", headers=headers,
-                       json={"status": "no_footage", "no_footage_reason": "camera faulty"})
+    done = client.post(
+        f"/api/stops/{stop_id}/review",
+        headers=headers,
+        json={"status": "no_footage", "no_footage_reason": "camera faulty"},
+    )
     assert done.status_code == 200
     assert (done.json["review_status"], done.json["reviewer"]) == ("no_footage", "assurance")
-    assert client.post("/api/stops/999999/review", headers=headers,
-                       json={"status": "reviewed"}).status_code == 404
+    assert (
+        client.post(
+            "/api/stops/999999/review", headers=headers, json={"status": "reviewed"}
+        ).status_code
+        == 404
+    )
 
     events = audit_events(sessions, stop_id)
     assert [e.action for e in events] == ["stop.create", "bwv_review.update"]
@@ -553,25 +701,48 @@ def test_api_lists_by_local_dates(as_role):
 def test_record_entry_through_the_form(as_role, sessions):
     client = as_role("assurance")
     token = csrf_token(client.get("/assurance/stops/new").text)
-    response = client.post("/assurance/stops/new", data={
-        "csrf_token": token, "type": "Person search", "occurred_at": "2024-07-01T14:30",
-        "latitude": "95", "longitude": "-1.1", "outcome_linked_to_object": "true"})
+    response = client.post(
+        "/assurance/stops/new",
+        data={
+            "csrf_token": token,
+            "type": "Person search",
+            "occurred_at": "2024-07-01T14:30",
+            "latitude": "95",
+            "longitude": "-1.1",
+            "outcome_linked_to_object": "true",
+        },
+    )
     assert response.status_code == 400
     assert 'id="error-latitude"' in response.text
     assert 'value="2024-07-01T14:30"' in response.text  # the form keeps what was typed
 
-    response = client.post("/assurance/stops/new", data={
-        "csrf_token": token, "type": "Person search", "occurred_at": "2024-07-01T14:30",
-        "latitude": str(IN_HS1[0]), "longitude": str(IN_HS1[1]), "officer_id": "PC3",
-        "reference": "FORM-1", "self_defined_ethnicity": WHITE_IRISH, "outcome": "Arrest",
-        "outcome_linked_to_object": "true", "bwv_recorded": "false", "grounds": ""})
+    response = client.post(
+        "/assurance/stops/new",
+        data={
+            "csrf_token": token,
+            "type": "Person search",
+            "occurred_at": "2024-07-01T14:30",
+            "latitude": str(IN_HS1[0]),
+            "longitude": str(IN_HS1[1]),
+            "officer_id": "PC3",
+            "reference": "FORM-1",
+            "self_defined_ethnicity": WHITE_IRISH,
+            "outcome": "Arrest",
+            "outcome_linked_to_object": "true",
+            "bwv_recorded": "false",
+            "grounds": "",
+        },
+    )
     assert response.status_code == 302
     with sessions() as session:
         stored = session.scalar(select(StopSearch).where(StopSearch.reference == "FORM-1"))
     # The form's local time (BST in July) is stored in UTC.
     assert stored.occurred_at == datetime(2024, 7, 1, 13, 30, tzinfo=UTC)
     assert (stored.hotspot_id, stored.outcome_linked_to_object, stored.bwv_recorded) == (
-        "HS1", True, False)
+        "HS1",
+        True,
+        False,
+    )
     assert response.location.endswith(f"/assurance/stops/{stored.id}")
     page = client.get(response.location)
     assert "recorded; its BWV review is pending" in page.text
@@ -604,10 +775,16 @@ def test_dashboard_figures(as_role, stop_ids):
 
     spots = by(tables["hotspots"], "Hot spot")
     assert spots["HS1"]["Name"] == "Market Street"
-    assert (spots["HS1"]["Searches"], spots["HS1"]["Find rate %"],
-            spots["HS1"]["Arrest rate %"]) == ("3", "33.33", "33.33")
-    assert (spots["HS2"]["Searches"], spots["HS2"]["Find rate %"],
-            spots["HS2"]["Arrest rate %"]) == ("3", "66.67", "66.67")
+    assert (
+        spots["HS1"]["Searches"],
+        spots["HS1"]["Find rate %"],
+        spots["HS1"]["Arrest rate %"],
+    ) == ("3", "33.33", "33.33")
+    assert (
+        spots["HS2"]["Searches"],
+        spots["HS2"]["Find rate %"],
+        spots["HS2"]["Arrest rate %"],
+    ) == ("3", "66.67", "66.67")
     assert spots["(outside hot spots)"]["Searches"] == "1"
     officers = by(tables["officers"], "Officer")
     assert (officers["PC2"]["Searches"], officers["PC2"]["Arrest rate %"]) == ("4", "50.00")
@@ -616,14 +793,19 @@ def test_dashboard_figures(as_role, stop_ids):
     # Ratio to White: searches over the 2 searches of the White groups.
     groups = by(tables["ethnic-groups"], "Broad group")
     assert {g: row["Ratio to White"] for g, row in groups.items()} == {
-        "White": "1.00", BLACK: "1.50", ASIAN: "0.50", "(not recorded)": "0.50"}
+        "White": "1.00",
+        BLACK: "1.50",
+        ASIAN: "0.50",
+        "(not recorded)": "0.50",
+    }
     detailed = by(tables["ethnicity"], "Self-defined ethnicity")
     assert detailed[BLACK_CARIBBEAN]["Ratio to White"] == "1.00"
     assert detailed[BLACK_AFRICAN]["Ratio to White"] == "0.50"
     assert "Per 1,000" not in tables["ethnic-groups"][0]  # no population table configured
 
-    outcomes = {(row["Status"], row["Outcome"]): row["Reviews"]
-                for row in tables["review-outcomes"]}
+    outcomes = {
+        (row["Status"], row["Outcome"]): row["Reviews"] for row in tables["review-outcomes"]
+    }
     assert outcomes[("pending", "–")] == "4"
     assert outcomes[("reviewed", "no_issues")] == "1"
     assert outcomes[("reviewed", "referred")] == "1"
@@ -642,14 +824,16 @@ def test_population_table_gives_rates_per_1000(database_url, stop_ids, tmp_path)
     groups = by(Tables(html).tables["ethnic-groups"], "Broad group")
     # White: 2 per 1,000; Black: 3 of 200 = 15 per 1,000, 7.5 times the White rate.
     assert (groups["White"]["Per 1,000"], groups["White"]["Rate ratio to White"]) == (
-        "2.00", "1.00")
-    assert (groups[BLACK]["Per 1,000"], groups[BLACK]["Rate ratio to White"]) == (
-        "15.00", "7.50")
-    assert (groups[ASIAN]["Per 1,000"], groups[ASIAN]["Rate ratio to White"]) == (
-        "2.00", "1.00")
+        "2.00",
+        "1.00",
+    )
+    assert (groups[BLACK]["Per 1,000"], groups[BLACK]["Rate ratio to White"]) == ("15.00", "7.50")
+    assert (groups[ASIAN]["Per 1,000"], groups[ASIAN]["Rate ratio to White"]) == ("2.00", "1.00")
     assert groups["(not recorded)"]["Per 1,000"] == "–"
-    exported = by(csv_rows(login(app, "supervisor").get(
-        "/assurance/?format=csv&table=ethnic-groups")), "self_defined_ethnic_group")
+    exported = by(
+        csv_rows(login(app, "supervisor").get("/assurance/?format=csv&table=ethnic-groups")),
+        "self_defined_ethnic_group",
+    )
     assert float(exported[BLACK]["disproportionality_ratio"]) == pytest.approx(7.5)
 
     population.write_text(json.dumps({"White": "many"}))
@@ -703,9 +887,17 @@ def test_csv_respects_the_dates(as_role):
 def test_labels_are_escaped_on_the_map_and_pages(as_role, sessions):
     hostile = "<script>alert(1)</script>`${alert(2)}`"
     with sessions.begin() as session:
-        stop = create_stop(session, {"type": "Person search", "occurred_at": local_noon(2),
-                                     "latitude": IN_HS1[0], "longitude": IN_HS1[1],
-                                     "outcome": hostile}, actor="seed")
+        stop = create_stop(
+            session,
+            {
+                "type": "Person search",
+                "occurred_at": local_noon(2),
+                "latitude": IN_HS1[0],
+                "longitude": IN_HS1[1],
+                "outcome": hostile,
+            },
+            actor="seed",
+        )
         stop_id = stop.id
     client = as_role("assurance")
     for path in ("/assurance/", f"/assurance/stops/{stop_id}"):
@@ -714,8 +906,10 @@ def test_labels_are_escaped_on_the_map_and_pages(as_role, sessions):
         scripts = "".join(re.findall(r"<script[^>]*>(.*?)</script>", html, flags=re.S))
         assert "${alert(2)}" not in scripts  # it would run inside folium's template literal
     # On the map the label is escaped for HTML and for the JavaScript template literal.
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#96;&#36;{alert(2)}&#96;" in client.get(
-        "/assurance/").text
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;&#96;&#36;{alert(2)}&#96;"
+        in client.get("/assurance/").text
+    )
 
 
 def test_empty_database_shows_an_empty_dashboard(templates, tmp_path):
@@ -735,9 +929,15 @@ def test_stop_dates_are_local_dates(as_role):
     """A stop at 00:30 BST on 1 July is a 1 July stop, though it is 30 June in UTC."""
     client = as_role("assurance")
     token = csrf_token(client.get("/assurance/stops/new").text)
-    client.post("/assurance/stops/new", data={"csrf_token": token, "type": "Person search",
-                                              "occurred_at": "2024-07-01T00:30",
-                                              "reference": "MIDNIGHT"})
+    client.post(
+        "/assurance/stops/new",
+        data={
+            "csrf_token": token,
+            "type": "Person search",
+            "occurred_at": "2024-07-01T00:30",
+            "reference": "MIDNIGHT",
+        },
+    )
     rows = client.get("/api/stops?from=2024-07-01&to=2024-07-01").json
     assert [row["reference"] for row in rows] == ["MIDNIGHT"]
     assert rows[0]["occurred_at"] == "2024-06-30T23:30:00+00:00"

@@ -60,8 +60,7 @@ def count(db, model) -> int:
         return session.scalar(select(func.count()).select_from(model))
 
 
-def test_a_message_the_code_cannot_handle_is_a_dead_letter_and_the_rest_is_stored(
-        db, stop, poison):
+def test_a_message_the_code_cannot_handle_is_a_dead_letter_and_the_rest_is_stored(db, stop, poison):
     writer = Writer(db, DosageParams(), Limits(), 2.0, stop[0])
     t = int(time.time()) - 600
 
@@ -72,7 +71,10 @@ def test_a_message_the_code_cannot_handle_is_a_dead_letter_and_the_rest_is_store
     with db() as session:
         letter = session.scalars(select(DeadLetter)).one()
     assert (letter.topic, letter.reason, letter.payload) == (
-        TOPIC, "could not be processed (ZeroDivisionError: division by zero)", "poison")
+        TOPIC,
+        "could not be processed (ZeroDivisionError: division by zero)",
+        "poison",
+    )
 
 
 def test_data_the_database_refuses_is_a_dead_letter_not_a_retry_for_ever(db, stop, poison):

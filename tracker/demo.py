@@ -60,17 +60,30 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
     now = datetime.now(UTC)
     with factory.begin() as session:
         replace_hot_spots(session, hot_spots, params)
-        load_assignments(session, [
-            AssignmentRow(n + 2, device_name(n), officer_of(n), f"Officer {officer_of(n)}",
-                          now - timedelta(days=365), None)
-            for n in range(DEVICES)], actor="demo")
+        load_assignments(
+            session,
+            [
+                AssignmentRow(
+                    n + 2,
+                    device_name(n),
+                    officer_of(n),
+                    f"Officer {officer_of(n)}",
+                    now - timedelta(days=365),
+                    None,
+                )
+                for n in range(DEVICES)
+            ],
+            actor="demo",
+        )
         _load_plan(session)
     passwords = {}
     with factory.begin() as session:
-        for username, role, officer in (("admin", "admin", None),
-                                        ("supervisor", "supervisor", None),
-                                        ("assurance", "assurance", None),
-                                        ("officer", "officer", officer_of(0))):
+        for username, role, officer in (
+            ("admin", "admin", None),
+            ("supervisor", "supervisor", None),
+            ("assurance", "assurance", None),
+            ("officer", "officer", officer_of(0)),
+        ):
             passwords[username] = secrets.token_urlsafe(12)
             create_user(session, username, role, passwords[username], officer, actor="demo")
     log.info("simulating %d days of patrols by %d devices...", HISTORY_DAYS, DEVICES)
@@ -85,8 +98,11 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
                 continue
             hours = (end - start).total_seconds() / 3600
             devices = range(shift, DEVICES, 2)  # each device works one shift a day
-            pings = [p for n in devices for p in patrol(hot_spots, device_name(n), start, hours,
-                                                        seed=seed + days_ago)]
+            pings = [
+                p
+                for n in devices
+                for p in patrol(hot_spots, device_name(n), start, hours, seed=seed + days_ago)
+            ]
             with factory.begin() as session:
                 store_pings(session, pings, params, source="import")
     bring_up_to_date(factory.begin, hot_spots, params)
@@ -108,12 +124,18 @@ ETHNICITIES = (
     ("Mixed/Multiple ethnic groups - White and Black Caribbean", "Black", 5),
     ("Other ethnic group - Not stated", None, 7),
 )
-OBJECTS = (("Controlled drugs", "Misuse of Drugs Act 1971 (section 23)", 55),
-           ("Offensive weapons", "Police and Criminal Evidence Act 1984 (section 1)", 30),
-           ("Stolen goods", "Police and Criminal Evidence Act 1984 (section 1)", 15))
-OUTCOMES = (("A no further action disposal", 65), ("Arrest", 15),
-            ("Community resolution", 10), ("Penalty Notice for Disorder", 5),
-            ("Summons / charged by post", 5))
+OBJECTS = (
+    ("Controlled drugs", "Misuse of Drugs Act 1971 (section 23)", 55),
+    ("Offensive weapons", "Police and Criminal Evidence Act 1984 (section 1)", 30),
+    ("Stolen goods", "Police and Criminal Evidence Act 1984 (section 1)", 15),
+)
+OUTCOMES = (
+    ("A no further action disposal", 65),
+    ("Arrest", 15),
+    ("Community resolution", 10),
+    ("Penalty Notice for Disorder", 5),
+    ("Summons / charged by post", 5),
+)
 
 
 def _pick(rng: random.Random, options):
@@ -126,26 +148,40 @@ def _load_stops(session, hot_spots, now: datetime, rng: random.Random) -> None:
     records = []
     for n in range(DEMO_STOPS):
         occurred = now - timedelta(days=rng.uniform(0.2, 42), hours=rng.uniform(0, 6))
-        lon, lat = point_in(rng.choice(spots), rng) if rng.random() < 0.85 else (
-            -1.13 + rng.uniform(-0.05, 0.05), 52.63 + rng.uniform(-0.04, 0.04))
+        lon, lat = (
+            point_in(rng.choice(spots), rng)
+            if rng.random() < 0.85
+            else (-1.13 + rng.uniform(-0.05, 0.05), 52.63 + rng.uniform(-0.04, 0.04))
+        )
         self_defined, officer_defined, _ = _pick(rng, ETHNICITIES)
         obj, legislation, _ = _pick(rng, OBJECTS)
         outcome = _pick(rng, OUTCOMES)[0]
-        record, errors = validate_stop({
-            "type": rng.choice(("Person search", "Person search", "Person and Vehicle search")),
-            "occurred_at": occurred.isoformat(), "part_of_policing_operation": True,
-            "policing_operation": "Operation Guardian", "latitude": round(lat, 6),
-            "longitude": round(lon, 6), "gender": rng.choice(("Male", "Male", "Female")),
-            "age_range": rng.choice(("10-17", "18-24", "18-24", "25-34", "over 34")),
-            "self_defined_ethnicity": self_defined, "officer_defined_ethnicity": officer_defined,
-            "legislation": legislation, "object_of_search": obj, "outcome": outcome,
-            "outcome_linked_to_object": outcome != "A no further action disposal"
-            and rng.random() < 0.7,
-            "removal_of_more_than_outer_clothing": False,
-            "reference": f"DEMO-{n + 1:04d}", "officer_id": officer_of(rng.randrange(DEVICES)),
-            "grounds": "Demonstration record: smell of cannabis and behaviour on approach.",
-            "bwv_recorded": rng.random() < 0.92, "bwv_reference": f"BWV-{n + 1:05d}",
-        }, now=now)
+        record, errors = validate_stop(
+            {
+                "type": rng.choice(("Person search", "Person search", "Person and Vehicle search")),
+                "occurred_at": occurred.isoformat(),
+                "part_of_policing_operation": True,
+                "policing_operation": "Operation Guardian",
+                "latitude": round(lat, 6),
+                "longitude": round(lon, 6),
+                "gender": rng.choice(("Male", "Male", "Female")),
+                "age_range": rng.choice(("10-17", "18-24", "18-24", "25-34", "over 34")),
+                "self_defined_ethnicity": self_defined,
+                "officer_defined_ethnicity": officer_defined,
+                "legislation": legislation,
+                "object_of_search": obj,
+                "outcome": outcome,
+                "outcome_linked_to_object": outcome != "A no further action disposal"
+                and rng.random() < 0.7,
+                "removal_of_more_than_outer_clothing": False,
+                "reference": f"DEMO-{n + 1:04d}",
+                "officer_id": officer_of(rng.randrange(DEVICES)),
+                "grounds": "Demonstration record: smell of cannabis and behaviour on approach.",
+                "bwv_recorded": rng.random() < 0.92,
+                "bwv_reference": f"BWV-{n + 1:05d}",
+            },
+            now=now,
+        )
         if errors:
             raise ValueError(f"demo stop {n}: {errors}")
         records.append(record)
@@ -158,16 +194,28 @@ def _load_stops(session, hot_spots, now: datetime, rng: random.Random) -> None:
         if age_days < 10 or rng.random() < 0.3:
             continue  # recent ones are pending; some older ones are overdue
         if not stop.bwv_recorded:
-            update_review(session, stop.id, "assurance", {
-                "status": "no_footage", "no_footage_reason": "Camera not activated"})
+            update_review(
+                session,
+                stop.id,
+                "assurance",
+                {"status": "no_footage", "no_footage_reason": "Camera not activated"},
+            )
             continue
         checklist = {name: rng.choice(answers) for name in GOWISELY}
-        update_review(session, stop.id, "assurance", {
-            "status": "reviewed", **checklist,
-            "outcome": rng.choice(("no_issues", "no_issues", "learning_identified",
-                                   "referred")),
-            "rag": rng.choice(("green", "green", "amber", "red")),
-            "findings": "Demonstration review."})
+        update_review(
+            session,
+            stop.id,
+            "assurance",
+            {
+                "status": "reviewed",
+                **checklist,
+                "outcome": rng.choice(
+                    ("no_issues", "no_issues", "learning_identified", "referred")
+                ),
+                "rag": rng.choice(("green", "green", "amber", "red")),
+                "findings": "Demonstration review.",
+            },
+        )
 
 
 class LiveFleet:
@@ -176,8 +224,9 @@ class LiveFleet:
     def __init__(self, broker_url: str, hot_spots, devices: int):
         import paho.mqtt.client as mqtt
 
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-fleet",
-                                   protocol=mqtt.MQTTv311)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="demo-fleet", protocol=mqtt.MQTTv311
+        )
         host, port = broker_url.removeprefix("mqtt://").split(":")
         self._client.connect(host, int(port))
         self._client.loop_start()
@@ -197,8 +246,12 @@ class LiveFleet:
             delay = ping.t_us / 1e6 - time.time()
             if delay > 0 and self._stop.wait(delay):
                 return
-            payload = {"ts": round(ping.t_us / 1e6, 3), "lat": ping.lat, "lon": ping.lon,
-                       "acc": ping.accuracy_m}
+            payload = {
+                "ts": round(ping.t_us / 1e6, 3),
+                "lat": ping.lat,
+                "lon": ping.lon,
+                "acc": ping.accuracy_m,
+            }
             self._client.publish(f"patrol/{ping.device_id}/location", json.dumps(payload), qos=1)
 
     def stop(self) -> None:
@@ -228,17 +281,25 @@ def run(host: str = "127.0.0.1", port: int = 5000) -> None:
     hot_spots = load_hot_spots(DEMO_HOT_SPOTS)
     broker = EmbeddedBroker().start()
     ingester = Ingester(
-        IngestConfig(broker=BrokerAddress.parse(broker.url), client_id="demo-ingester",
-                     topics=settings.get("TRACKER_MQTT_TOPICS"), protocol="3.1.1",
-                     log_every_s=60, db_url=url))
+        IngestConfig(
+            broker=BrokerAddress.parse(broker.url),
+            client_id="demo-ingester",
+            topics=settings.get("TRACKER_MQTT_TOPICS"),
+            protocol="3.1.1",
+            log_every_s=60,
+            db_url=url,
+        )
+    )
     ingest_thread = threading.Thread(target=ingester.run, name="ingester", daemon=True)
     ingest_thread.start()
     ingester.wait_connected(10)
     live = LiveFleet(broker.url, hot_spots, DEVICES).start()
     app = create_app({"DATABASE_URL": url})
     server = create_server(app, host=host, port=port, threads=8)
-    print(f"\nDemo running: open http://{host}:{server.effective_port}/ "
-          f"(MQTT broker {broker.url}, database {db_path})")
+    print(
+        f"\nDemo running: open http://{host}:{server.effective_port}/ "
+        f"(MQTT broker {broker.url}, database {db_path})"
+    )
     print("Demo users (passwords shown once):")
     for username, password in passwords.items():
         print(f"  {username:<11} {password}")

@@ -27,8 +27,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     production = settings.is_production()
     secret_key = settings.get("TRACKER_SECRET_KEY")
     if production and len(secret_key) < 32:
-        raise ConfigurationError("TRACKER_SECRET_KEY (32+ random characters) is required in "
-                                 "production")
+        raise ConfigurationError(
+            "TRACKER_SECRET_KEY (32+ random characters) is required in production"
+        )
     if production and settings.get("TRACKER_DEBUG"):
         raise ConfigurationError("TRACKER_DEBUG must be off in production")
     app.config.from_mapping(

@@ -49,10 +49,18 @@ def audit():
     zone = params().zone
     start = pd.Timestamp(from_day, tz=zone).tz_convert("UTC").to_pydatetime()
     end = pd.Timestamp(to_day + timedelta(days=1), tz=zone).tz_convert("UTC").to_pydatetime()
-    statement = (select(AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.subject,
-                        AuditEvent.before, AuditEvent.after)
-                 .where(AuditEvent.at >= start, AuditEvent.at < end)
-                 .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()))
+    statement = (
+        select(
+            AuditEvent.at,
+            AuditEvent.actor,
+            AuditEvent.action,
+            AuditEvent.subject,
+            AuditEvent.before,
+            AuditEvent.after,
+        )
+        .where(AuditEvent.at >= start, AuditEvent.at < end)
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    )
     if action:
         statement = statement.where(AuditEvent.action == action)
     if actor:
@@ -64,9 +72,16 @@ def audit():
     if wants_csv():
         return csv_response(frame, f"audit-{from_day}-{to_day}.csv")
     actions = get_db().scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
-    return render_template("admin_audit.html", rows=table_rows(frame), from_day=from_day,
-                           to_day=to_day, action=action, actor=actor, actions=list(actions),
-                           limit=AUDIT_LIMIT)
+    return render_template(
+        "admin_audit.html",
+        rows=table_rows(frame),
+        from_day=from_day,
+        to_day=to_day,
+        action=action,
+        actor=actor,
+        actions=list(actions),
+        limit=AUDIT_LIMIT,
+    )
 
 
 def _compact(value) -> str:
@@ -79,11 +94,23 @@ def _compact(value) -> str:
 @roles_required("admin")
 def users():
     """The accounts and their roles (accounts are created with `python -m tracker users`)."""
-    rows = get_db().execute(select(User.username, User.role, User.officer_id, User.active,
-                                   User.created_at, User.last_login)
-                            .order_by(User.username)).all()
-    frame = pd.DataFrame(rows, columns=["username", "role", "officer_id", "active", "created_at",
-                                        "last_login"])
+    rows = (
+        get_db()
+        .execute(
+            select(
+                User.username,
+                User.role,
+                User.officer_id,
+                User.active,
+                User.created_at,
+                User.last_login,
+            ).order_by(User.username)
+        )
+        .all()
+    )
+    frame = pd.DataFrame(
+        rows, columns=["username", "role", "officer_id", "active", "created_at", "last_login"]
+    )
     if wants_csv():
         return csv_response(frame, "users.csv")
     return render_template("admin_users.html", rows=table_rows(frame))
@@ -109,8 +136,9 @@ def load_plan_file():
     if not data:
         return _plan_page(["Choose a plan file (YAML) to load."], 400)
     if len(data) > MAX_PLAN_BYTES:
-        return _plan_page([f"{name}: larger than {MAX_PLAN_BYTES // 1024} KB; a plan is a "
-                           "few KB."], 400)
+        return _plan_page(
+            [f"{name}: larger than {MAX_PLAN_BYTES // 1024} KB; a plan is a few KB."], 400
+        )
     db = get_db()
     tz = params().tz
     try:
@@ -129,9 +157,11 @@ def load_plan_file():
     if existing is not None and operation.updated_at == stamp:  # load_plan changed nothing
         flash(f"The plan of {operation.name} is already this one; nothing changed.", "info")
     else:
-        flash(f"Loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
-              f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}.",
-              "info")
+        flash(
+            f"Loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
+            f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}.",
+            "info",
+        )
     return redirect(url_for("admin.plan"))
 
 
@@ -145,5 +175,6 @@ def _plan_page(errors: list[str], status: int):
             abort(404, str(exc))
         operation = None
     rows = table_rows(plan_table(stored_plan(db, operation))) if operation else []
-    return render_template("plan.html", operation=operation, rows=rows, errors=errors,
-                           max_kb=MAX_PLAN_BYTES // 1024), status
+    return render_template(
+        "plan.html", operation=operation, rows=rows, errors=errors, max_kb=MAX_PLAN_BYTES // 1024
+    ), status

@@ -97,59 +97,111 @@ GOWISELY_LABELS = {
     "you_are_detained": "Y – \u201cyou are detained for the purpose of a search\u201d",
 }
 STATUS_LABELS = {"pending": "Pending", "reviewed": "Reviewed", "no_footage": "No footage"}
-OUTCOME_LABELS = {"no_issues": "No issues", "learning_identified": "Learning identified",
-                  "referred": "Referred"}
+OUTCOME_LABELS = {
+    "no_issues": "No issues",
+    "learning_identified": "Learning identified",
+    "referred": "Referred",
+}
 # Map marker colours by where a stop's review stands.
-REVIEW_STATE_COLOURS = {"overdue": "#cf222e", "pending": "#d4a72c", "reviewed": "#1a7f37",
-                        "no_footage": "#6e7781", "not sampled": "#0969da"}
+REVIEW_STATE_COLOURS = {
+    "overdue": "#cf222e",
+    "pending": "#d4a72c",
+    "reviewed": "#1a7f37",
+    "no_footage": "#6e7781",
+    "not sampled": "#0969da",
+}
 # Common values of the published data, offered as suggestions on the entry form.
 SUGGESTIONS = {
-    "object_of_search": ("Controlled drugs", "Offensive weapons", "Stolen goods",
-                         "Article for use in theft", "Articles for use in criminal damage",
-                         "Firearms", "Anything to threaten or harm anyone",
-                         "Evidence of offences under the Act"),
-    "outcome": ("A no further action disposal", "Arrest", "Community resolution",
-                "Summons / charged by post", "Penalty Notice for Disorder",
-                "Khat or Cannabis warning", "Caution (simple or conditional)"),
-    "legislation": ("Misuse of Drugs Act 1971 (section 23)",
-                    "Police and Criminal Evidence Act 1984 (section 1)",
-                    "Criminal Justice and Public Order Act 1994 (section 60)",
-                    "Firearms Act 1968 (section 47)"),
+    "object_of_search": (
+        "Controlled drugs",
+        "Offensive weapons",
+        "Stolen goods",
+        "Article for use in theft",
+        "Articles for use in criminal damage",
+        "Firearms",
+        "Anything to threaten or harm anyone",
+        "Evidence of offences under the Act",
+    ),
+    "outcome": (
+        "A no further action disposal",
+        "Arrest",
+        "Community resolution",
+        "Summons / charged by post",
+        "Penalty Notice for Disorder",
+        "Khat or Cannabis warning",
+        "Caution (simple or conditional)",
+    ),
+    "legislation": (
+        "Misuse of Drugs Act 1971 (section 23)",
+        "Police and Criminal Evidence Act 1984 (section 1)",
+        "Criminal Justice and Public Order Act 1994 (section 60)",
+        "Firearms Act 1968 (section 47)",
+    ),
     "gender": ("Male", "Female", "Other"),
     "age_range": ("under 10", "10-17", "18-24", "25-34", "over 34"),
     "self_defined_ethnicity": (
-        "White - English/Welsh/Scottish/Northern Irish/British", "White - Irish",
+        "White - English/Welsh/Scottish/Northern Irish/British",
+        "White - Irish",
         "White - Any other White background",
         "Black/African/Caribbean/Black British - African",
         "Black/African/Caribbean/Black British - Caribbean",
         "Black/African/Caribbean/Black British - Any other Black/African/Caribbean background",
-        "Asian/Asian British - Indian", "Asian/Asian British - Pakistani",
-        "Asian/Asian British - Bangladeshi", "Asian/Asian British - Chinese",
+        "Asian/Asian British - Indian",
+        "Asian/Asian British - Pakistani",
+        "Asian/Asian British - Bangladeshi",
+        "Asian/Asian British - Chinese",
         "Asian/Asian British - Any other Asian background",
         "Mixed/Multiple ethnic groups - White and Black Caribbean",
         "Mixed/Multiple ethnic groups - White and Black African",
         "Mixed/Multiple ethnic groups - White and Asian",
         "Mixed/Multiple ethnic groups - Any other Mixed/Multiple ethnic background",
-        "Other ethnic group - Arab", "Other ethnic group - Any other ethnic group",
-        "Other ethnic group - Not stated"),
+        "Other ethnic group - Arab",
+        "Other ethnic group - Any other ethnic group",
+        "Other ethnic group - Not stated",
+    ),
     "officer_defined_ethnicity": ("White", "Black", "Asian", "Mixed", "Other"),
 }
 
-BREAKDOWN_COLUMNS = [("searches", "Searches"), ("share_pct", "Share %"), ("finds", "Finds"),
-                     ("find_rate_pct", "Find rate %"), ("arrests", "Arrests"),
-                     ("arrest_rate_pct", "Arrest rate %"), ("review_coverage_pct", "Reviewed %"),
-                     ("referred", "Referred")]
+BREAKDOWN_COLUMNS = [
+    ("searches", "Searches"),
+    ("share_pct", "Share %"),
+    ("finds", "Finds"),
+    ("find_rate_pct", "Find rate %"),
+    ("arrests", "Arrests"),
+    ("arrest_rate_pct", "Arrest rate %"),
+    ("review_coverage_pct", "Reviewed %"),
+    ("referred", "Referred"),
+]
 ETHNICITY_COLUMNS = [("ratio_to_white", "Ratio to White")]
-POPULATION_COLUMNS = [("population", "Population"), ("searches_per_1000", "Per 1,000"),
-                      ("disproportionality_ratio", "Rate ratio to White")]
-QUEUE_TABLE = [("stop_id", "Stop"), ("reference", "Reference"), ("occurred_at", "When"),
-               ("hotspot_id", "Hot spot"), ("officer_id", "Officer"), ("bwv_recorded", "BWV"),
-               ("bwv_reference", "BWV reference"), ("due_date", "Due"),
-               ("overdue", "Overdue"), ("days_overdue", "Days overdue")]
-MINE_TABLE = [("id", "Stop"), ("reference", "Reference"), ("occurred_at", "When"),
-              ("type", "Type"), ("hotspot_id", "Hot spot"), ("object_of_search", "Object"),
-              ("outcome", "Outcome"), ("review_status", "Review"),
-              ("review_outcome", "Review outcome"), ("due_date", "Review due")]
+POPULATION_COLUMNS = [
+    ("population", "Population"),
+    ("searches_per_1000", "Per 1,000"),
+    ("disproportionality_ratio", "Rate ratio to White"),
+]
+QUEUE_TABLE = [
+    ("stop_id", "Stop"),
+    ("reference", "Reference"),
+    ("occurred_at", "When"),
+    ("hotspot_id", "Hot spot"),
+    ("officer_id", "Officer"),
+    ("bwv_recorded", "BWV"),
+    ("bwv_reference", "BWV reference"),
+    ("due_date", "Due"),
+    ("overdue", "Overdue"),
+    ("days_overdue", "Days overdue"),
+]
+MINE_TABLE = [
+    ("id", "Stop"),
+    ("reference", "Reference"),
+    ("occurred_at", "When"),
+    ("type", "Type"),
+    ("hotspot_id", "Hot spot"),
+    ("object_of_search", "Object"),
+    ("outcome", "Outcome"),
+    ("review_status", "Review"),
+    ("review_outcome", "Review outcome"),
+    ("due_date", "Review due"),
+]
 QUEUE_DISPLAY_LIMIT = 1000
 
 
@@ -161,9 +213,14 @@ def _install(state: BlueprintSetupState) -> None:
     """Give the app this area's defaults and register the JSON API beside the pages."""
     app = state.app
     app.config.setdefault("POPULATION_FILE", settings.get("TRACKER_POPULATION_FILE"))
-    app.config.setdefault("REVIEW_POLICY", ReviewPolicy(
-        settings.get("TRACKER_REVIEW_DUE_DAYS"), settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
-        app.config["DOSAGE_PARAMS"].tz))
+    app.config.setdefault(
+        "REVIEW_POLICY",
+        ReviewPolicy(
+            settings.get("TRACKER_REVIEW_DUE_DAYS"),
+            settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
+            app.config["DOSAGE_PARAMS"].tz,
+        ),
+    )
     app.register_blueprint(api_blueprint)
 
 
@@ -214,14 +271,12 @@ def audit_subject(stop_id: int) -> str:
 def local_times(times: pd.Series) -> list[str | None]:
     """Return UTC timestamps as local 'YYYY-MM-DD HH:MM' text for display."""
     zone = params().zone
-    return [None if pd.isna(t) else t.tz_convert(zone).strftime("%Y-%m-%d %H:%M")
-            for t in times]
+    return [None if pd.isna(t) else t.tz_convert(zone).strftime("%Y-%m-%d %H:%M") for t in times]
 
 
 def local_time(moment: datetime | None) -> str | None:
     """Return an aware instant as local 'YYYY-MM-DD HH:MM' text for display."""
-    return None if moment is None else moment.astimezone(params().zone).strftime(
-        "%Y-%m-%d %H:%M")
+    return None if moment is None else moment.astimezone(params().zone).strftime("%Y-%m-%d %H:%M")
 
 
 def load_population(path: str) -> dict[str, float]:
@@ -231,13 +286,19 @@ def load_population(path: str) -> dict[str, float]:
     except (OSError, ValueError) as exc:
         raise PopulationError(f"POPULATION_FILE {path}: cannot read it: {exc}") from exc
     if not isinstance(data, dict) or not data:
-        raise PopulationError(f"POPULATION_FILE {path}: expected a JSON object "
-                              '{"ethnic group": population, ...}')
+        raise PopulationError(
+            f'POPULATION_FILE {path}: expected a JSON object {{"ethnic group": population, ...}}'
+        )
     for group, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                math.isfinite(value) and value > 0):
-            raise PopulationError(f"POPULATION_FILE {path}: the population of {group!r} must "
-                                  f"be a positive number, not {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (math.isfinite(value) and value > 0)
+        ):
+            raise PopulationError(
+                f"POPULATION_FILE {path}: the population of {group!r} must "
+                f"be a positive number, not {value!r}"
+            )
     return {group: float(value) for group, value in data.items()}
 
 
@@ -249,8 +310,9 @@ def population_level(population: Mapping[str, float]) -> str:
     return "self_defined_ethnic_group"
 
 
-def assurance_tables(frame: pd.DataFrame, on: date,
-                     population: Mapping[str, float] | None) -> dict[str, pd.DataFrame]:
+def assurance_tables(
+    frame: pd.DataFrame, on: date, population: Mapping[str, float] | None
+) -> dict[str, pd.DataFrame]:
     """Return every table of the dashboard by its CSV name."""
     level = population_level(population) if population else None
     return {
@@ -262,10 +324,13 @@ def assurance_tables(frame: pd.DataFrame, on: date,
         "officers": breakdown(frame, "officer_id"),
         "objects": breakdown(frame, "object_of_search"),
         "ethnicity": ethnicity_breakdown(
-            frame, population if level == "self_defined_ethnicity" else None),
+            frame, population if level == "self_defined_ethnicity" else None
+        ),
         "ethnic-groups": ethnicity_breakdown(
-            frame, population if level == "self_defined_ethnic_group" else None,
-            by="self_defined_ethnic_group"),
+            frame,
+            population if level == "self_defined_ethnic_group" else None,
+            by="self_defined_ethnic_group",
+        ),
     }
 
 
@@ -274,8 +339,9 @@ def review_states(frame: pd.DataFrame, on: date) -> list[str]:
     not sampled."""
     states = []
     sampled_flags = frame["sampled"].astype(object).eq(True)
-    for sampled, status, due in zip(sampled_flags, frame["review_status"], frame["due_date"],
-                                    strict=True):
+    for sampled, status, due in zip(
+        sampled_flags, frame["review_status"], frame["due_date"], strict=True
+    ):
         if status in ("reviewed", "no_footage"):
             states.append(status)
         elif not sampled:
@@ -295,24 +361,38 @@ def stops_map(hot_spots: HotSpotSet, frame: pd.DataFrame, on: date):
         corners.append(hot_spot_bounds(hot_spots))
     if not located.empty:
         margin = 0.002  # degrees: a lone stop still gets a street-level view
-        corners.append((located["longitude"].min() - margin, located["latitude"].min() - margin,
-                        located["longitude"].max() + margin, located["latitude"].max() + margin))
-    bounds = (min(c[0] for c in corners), min(c[1] for c in corners),
-              max(c[2] for c in corners), max(c[3] for c in corners))
+        corners.append(
+            (
+                located["longitude"].min() - margin,
+                located["latitude"].min() - margin,
+                located["longitude"].max() + margin,
+                located["latitude"].max() + margin,
+            )
+        )
+    bounds = (
+        min(c[0] for c in corners),
+        min(c[1] for c in corners),
+        max(c[2] for c in corners),
+        max(c[3] for c in corners),
+    )
     fmap = maps.new_map(bounds, current_app.config["MAP_TILES"])
     if len(hot_spots):
-        maps.add_hot_spots(fmap, [h.to_feature() for h in hot_spots], {}, ["id", "name"],
-                           ["Hot spot", "Name"])
+        maps.add_hot_spots(
+            fmap, [h.to_feature() for h in hot_spots], {}, ["id", "name"], ["Hot spot", "Name"]
+        )
     states = pd.Series(review_states(located, on), index=located.index, dtype=object)
     when = pd.Series(local_times(located["occurred_at"]), index=located.index, dtype=object)
     for state, colour in REVIEW_STATE_COLOURS.items():
         group = located[states == state]
-        labels = [f"Stop {stop_id} · {when[i]} · {kind} · {outcome or 'no outcome'} · "
-                  f"review {state}"
-                  for i, stop_id, kind, outcome in zip(group.index, group["id"], group["type"],
-                                                       group["outcome"], strict=True)]
-        maps.add_points(fmap, list(zip(group["longitude"], group["latitude"], strict=True)),
-                        labels, colour)
+        labels = [
+            f"Stop {stop_id} · {when[i]} · {kind} · {outcome or 'no outcome'} · review {state}"
+            for i, stop_id, kind, outcome in zip(
+                group.index, group["id"], group["type"], group["outcome"], strict=True
+            )
+        ]
+        maps.add_points(
+            fmap, list(zip(group["longitude"], group["latitude"], strict=True)), labels, colour
+        )
     return maps.render(fmap, script_nonce())
 
 
@@ -321,8 +401,7 @@ def display_queue(queue: pd.DataFrame) -> list[dict]:
     shown = queue.head(QUEUE_DISPLAY_LIMIT).copy()
     shown["occurred_at"] = local_times(shown["occurred_at"])
     shown["overdue"] = ["overdue" if o else "" for o in shown["overdue"]]
-    shown["bwv_recorded"] = [{True: "yes", False: "no"}.get(b)
-                             for b in shown["bwv_recorded"]]
+    shown["bwv_recorded"] = [{True: "yes", False: "no"}.get(b) for b in shown["bwv_recorded"]]
     return table_rows(shown)
 
 
@@ -336,48 +415,78 @@ def stop_details(stop: StopSearch) -> list[tuple[str, Any]]:
         if isinstance(value, bool):
             value = "yes" if value else "no"
         details.append((LABELS[name], value))
-    details += [("Hot spot", stop.hotspot_id), ("Operation", stop.operation_id),
-                ("Source", f"{stop.source_file or ''}"
-                           f"{f' line {stop.source_line}' if stop.source_line else ''}")]
+    details += [
+        ("Hot spot", stop.hotspot_id),
+        ("Operation", stop.operation_id),
+        (
+            "Source",
+            f"{stop.source_file or ''}{f' line {stop.source_line}' if stop.source_line else ''}",
+        ),
+    ]
     return details
 
 
 def audit_trail(session: Session, stop_id: int) -> list[dict[str, Any]]:
     """Return the audit events of a stop, oldest first, each with its changed fields."""
-    events = session.scalars(select(AuditEvent).where(AuditEvent.subject == audit_subject(
-        stop_id)).order_by(AuditEvent.at, AuditEvent.id)).all()
+    events = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.subject == audit_subject(stop_id))
+        .order_by(AuditEvent.at, AuditEvent.id)
+    ).all()
     trail = []
     for event in events:
         before, after = event.before or {}, event.after or {}
         fields = list(after) + [name for name in before if name not in after]
         if not before:  # a creation: what was given is enough
             fields = [name for name in fields if after[name] is not None]
-        trail.append({"at": local_time(event.at), "actor": event.actor, "action": event.action,
-                      "changes": [(name, before.get(name), after.get(name)) for name in fields]})
+        trail.append(
+            {
+                "at": local_time(event.at),
+                "actor": event.actor,
+                "action": event.action,
+                "changes": [(name, before.get(name), after.get(name)) for name in fields],
+            }
+        )
     return trail
 
 
 def review_form_values(review: BwvReview) -> dict[str, str]:
     """Return the review as the form shows it (blank for unanswered)."""
-    return {name: "" if getattr(review, name) is None else str(getattr(review, name))
-            for name in REVIEW_FORM_FIELDS}
+    return {
+        name: "" if getattr(review, name) is None else str(getattr(review, name))
+        for name in REVIEW_FORM_FIELDS
+    }
 
 
-def render_stop(session: Session, stop: StopSearch, *, form: Mapping[str, str] | None = None,
-                errors: Mapping[str, str] | None = None, status: int = 200):
+def render_stop(
+    session: Session,
+    stop: StopSearch,
+    *,
+    form: Mapping[str, str] | None = None,
+    errors: Mapping[str, str] | None = None,
+    status: int = 200,
+):
     """Render a record page: the stop, its review, the audit trail and (for reviewers) the form."""
     review = review_of(session, stop.id)
     role = current_user.role
     return render_template(
-        "assurance_stop.html", stop=stop, review=review, details=stop_details(stop),
+        "assurance_stop.html",
+        stop=stop,
+        review=review,
+        details=stop_details(stop),
         overdue=is_overdue(review, today()),
         reviewed_at=local_time(review.reviewed_at),
         may_review=role in REVIEWERS,
         trail=audit_trail(session, stop.id) if role in READERS else None,
         form=dict(form) if form is not None else review_form_values(review),
-        errors=dict(errors or {}), gowisely=GOWISELY_LABELS, answers=GOWISELY_ANSWERS,
-        statuses=REVIEW_STATUSES, status_labels=STATUS_LABELS, outcomes=REVIEW_OUTCOMES,
-        outcome_labels=OUTCOME_LABELS, rags=RAG_RATINGS,
+        errors=dict(errors or {}),
+        gowisely=GOWISELY_LABELS,
+        answers=GOWISELY_ANSWERS,
+        statuses=REVIEW_STATUSES,
+        status_labels=STATUS_LABELS,
+        outcomes=REVIEW_OUTCOMES,
+        outcome_labels=OUTCOME_LABELS,
+        rags=RAG_RATINGS,
     ), status
 
 
@@ -396,8 +505,10 @@ def queue():
     on = today()
     tz = params().tz
     if wants_csv() and request.args.get("table") == "stops":
-        return csv_response(export_stops(db, tz=tz, from_day=from_day, to_day=to_day),
-                            f"stops{_period_suffix(from_day, to_day)}.csv")
+        return csv_response(
+            export_stops(db, tz=tz, from_day=from_day, to_day=to_day),
+            f"stops{_period_suffix(from_day, to_day)}.csv",
+        )
     population, population_problem = None, None
     if current_app.config.get("POPULATION_FILE"):
         try:
@@ -414,27 +525,42 @@ def queue():
         return csv_response(tables[name], f"{name}{_period_suffix(from_day, to_day)}.csv")
     hot_spots = stored_hot_spots(db)
     hot_spot_names = {h.id: h.name for h in hot_spots}
-    tables["hotspots"].insert(1, "hotspot_name",
-                              [hot_spot_names.get(i, "") for i in tables["hotspots"]["hotspot_id"]])
-    with_population = {"ethnicity": "population" in tables["ethnicity"],
-                       "ethnic-groups": "population" in tables["ethnic-groups"]}
+    tables["hotspots"].insert(
+        1, "hotspot_name", [hot_spot_names.get(i, "") for i in tables["hotspots"]["hotspot_id"]]
+    )
+    with_population = {
+        "ethnicity": "population" in tables["ethnicity"],
+        "ethnic-groups": "population" in tables["ethnic-groups"],
+    }
     rows = {name: table_rows(table) for name, table in tables.items() if name != "queue"}
     return render_template(
-        "assurance_queue.html", summary=rows["summary"][0], queue=display_queue(tables["queue"]),
-        queue_total=len(tables["queue"]), queue_limit=QUEUE_DISPLAY_LIMIT, rows=rows,
-        queue_columns=QUEUE_TABLE, breakdown_columns=BREAKDOWN_COLUMNS,
-        ethnicity_columns=ETHNICITY_COLUMNS, population_columns=POPULATION_COLUMNS,
-        with_population=with_population, population_problem=population_problem,
-        map=stops_map(hot_spots, frame, on), state_colours=REVIEW_STATE_COLOURS,
-        from_day=from_day, to_day=to_day, on=on, white=WHITE_PREFIX,
-        outcome_labels=OUTCOME_LABELS, status_labels=STATUS_LABELS,
+        "assurance_queue.html",
+        summary=rows["summary"][0],
+        queue=display_queue(tables["queue"]),
+        queue_total=len(tables["queue"]),
+        queue_limit=QUEUE_DISPLAY_LIMIT,
+        rows=rows,
+        queue_columns=QUEUE_TABLE,
+        breakdown_columns=BREAKDOWN_COLUMNS,
+        ethnicity_columns=ETHNICITY_COLUMNS,
+        population_columns=POPULATION_COLUMNS,
+        with_population=with_population,
+        population_problem=population_problem,
+        map=stops_map(hot_spots, frame, on),
+        state_colours=REVIEW_STATE_COLOURS,
+        from_day=from_day,
+        to_day=to_day,
+        on=on,
+        white=WHITE_PREFIX,
+        outcome_labels=OUTCOME_LABELS,
+        status_labels=STATUS_LABELS,
         may_create=current_user.role in REVIEWERS,
-        csv_args={k: v.isoformat() for k, v in (("from", from_day), ("to", to_day)) if v})
+        csv_args={k: v.isoformat() for k, v in (("from", from_day), ("to", to_day)) if v},
+    )
 
 
 def _period_suffix(from_day: date | None, to_day: date | None) -> str:
-    return "".join(f"-{label}-{day}" for label, day in (("from", from_day), ("to", to_day))
-                   if day)
+    return "".join(f"-{label}-{day}" for label, day in (("from", from_day), ("to", to_day)) if day)
 
 
 @blueprint.get("/mine")
@@ -447,16 +573,23 @@ def mine():
     tz = params().tz
     if wants_csv():
         export = export_stops(db, tz=tz, from_day=from_day, to_day=to_day)
-        return csv_response(export[export["officer_id"] == officer_id].reset_index(drop=True),
-                            f"my-stops{_period_suffix(from_day, to_day)}.csv")
+        return csv_response(
+            export[export["officer_id"] == officer_id].reset_index(drop=True),
+            f"my-stops{_period_suffix(from_day, to_day)}.csv",
+        )
     frame = stops_frame(db, tz=tz, from_day=from_day, to_day=to_day)
     own = frame[frame["officer_id"] == officer_id].iloc[::-1].copy()
     own["occurred_at"] = local_times(own["occurred_at"])
     return render_template(
-        "assurance_mine.html", rows=table_rows(own[[key for key, _ in MINE_TABLE]]),
-        columns=MINE_TABLE, from_day=from_day, to_day=to_day, officer_id=officer_id,
+        "assurance_mine.html",
+        rows=table_rows(own[[key for key, _ in MINE_TABLE]]),
+        columns=MINE_TABLE,
+        from_day=from_day,
+        to_day=to_day,
+        officer_id=officer_id,
         pending=int((own["review_status"] == "pending").sum()),
-        csv_args={k: v.isoformat() for k, v in (("from", from_day), ("to", to_day)) if v})
+        csv_args={k: v.isoformat() for k, v in (("from", from_day), ("to", to_day)) if v},
+    )
 
 
 @blueprint.get("/stops/<int:stop_id>")
@@ -483,8 +616,11 @@ def review(stop_id: int):
     db.commit()
     if changed:
         outcome = OUTCOME_LABELS.get(saved.outcome or "", "")
-        flash(f"Review of stop {stop_id} saved: {STATUS_LABELS[saved.status].lower()}"
-              f"{f' ({outcome.lower()})' if outcome else ''}.", "info")
+        flash(
+            f"Review of stop {stop_id} saved: {STATUS_LABELS[saved.status].lower()}"
+            f"{f' ({outcome.lower()})' if outcome else ''}.",
+            "info",
+        )
     else:
         flash(f"Nothing changed in the review of stop {stop_id}.", "info")
     return redirect(url_for("assurance.stop", stop_id=stop_id))
@@ -499,9 +635,14 @@ def new_stop():
         db = get_db()
         values = {name: request.form.get(name, "") for name in STOP_FIELDS}
         try:
-            created = create_stop(db, values, actor=current_user.username,
-                                  policy=current_app.config["REVIEW_POLICY"],
-                                  naive_tz=params().tz, source="form")
+            created = create_stop(
+                db,
+                values,
+                actor=current_user.username,
+                policy=current_app.config["REVIEW_POLICY"],
+                naive_tz=params().tz,
+                source="form",
+            )
         except StopValidationError as exc:
             db.rollback()
             errors = exc.errors
@@ -514,8 +655,13 @@ def new_stop():
         now = datetime.now(params().zone)
         values = {"type": SEARCH_TYPES[0], "occurred_at": now.strftime("%Y-%m-%dT%H:%M")}
     return render_template(
-        "assurance_new.html", values=values, errors=errors, labels=LABELS,
-        search_types=SEARCH_TYPES, suggestions=SUGGESTIONS, tz=params().tz,
+        "assurance_new.html",
+        values=values,
+        errors=errors,
+        labels=LABELS,
+        search_types=SEARCH_TYPES,
+        suggestions=SUGGESTIONS,
+        tz=params().tz,
         latest=datetime.now(params().zone).strftime("%Y-%m-%dT%H:%M"),
     ), (400 if errors else 200)
 
@@ -525,15 +671,16 @@ def new_stop():
 
 def api_error(status: int, title: str, message: str, fields: Mapping[str, str]):
     """Return the API's error body with each bad field's problem."""
-    return jsonify({"error": {"status": status, "title": title, "message": message,
-                              "fields": dict(fields)}}), status
+    return jsonify(
+        {"error": {"status": status, "title": title, "message": message, "fields": dict(fields)}}
+    ), status
 
 
 def json_object() -> dict[str, Any]:
     """Return the request's JSON object, or 400."""
     try:
-        # tracker.foundation.parsing rather than request.get_json: JSON nested too deeply fails there
-        # as bad JSON, not as a RecursionError.
+        # parsing.json_loads rather than request.get_json: JSON nested too deeply fails
+        # there as bad JSON, not as a RecursionError.
         body = parsing.json_loads(request.get_data()) if request.is_json else None
     except ValueError:
         body = None
@@ -542,19 +689,24 @@ def json_object() -> dict[str, Any]:
     return body
 
 
-def stop_rows(session: Session, from_day: date | None, to_day: date | None,
-              officer_id: str | None) -> list[tuple[StopSearch, BwvReview | None]]:
+def stop_rows(
+    session: Session, from_day: date | None, to_day: date | None, officer_id: str | None
+) -> list[tuple[StopSearch, BwvReview | None]]:
     """Return stops and their reviews between local dates (inclusive), oldest first."""
     zone = params().zone
-    statement = (select(StopSearch, BwvReview)
-                 .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
-                 .order_by(StopSearch.occurred_at, StopSearch.id))
+    statement = (
+        select(StopSearch, BwvReview)
+        .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
+        .order_by(StopSearch.occurred_at, StopSearch.id)
+    )
     if from_day is not None:
         statement = statement.where(
-            StopSearch.occurred_at >= datetime.combine(from_day, time(), zone))
+            StopSearch.occurred_at >= datetime.combine(from_day, time(), zone)
+        )
     if to_day is not None:
         statement = statement.where(
-            StopSearch.occurred_at < datetime.combine(to_day + timedelta(days=1), time(), zone))
+            StopSearch.occurred_at < datetime.combine(to_day + timedelta(days=1), time(), zone)
+        )
     if officer_id is not None:
         statement = statement.where(StopSearch.officer_id == officer_id)
     return [tuple(row) for row in session.execute(statement).all()]
@@ -566,8 +718,12 @@ def list_stops():
     """Stops with their reviews (`from`/`to` local dates); an officer gets their own only."""
     from_day, to_day = period()
     on = today()
-    return jsonify([stop_dict(record, review, on) for record, review
-                    in stop_rows(get_db(), from_day, to_day, own_officer_id())])
+    return jsonify(
+        [
+            stop_dict(record, review, on)
+            for record, review in stop_rows(get_db(), from_day, to_day, own_officer_id())
+        ]
+    )
 
 
 @api_blueprint.get("/<int:stop_id>")
@@ -585,8 +741,13 @@ def create():
     """Record one stop from a JSON object of fields (times need a UTC offset); 201 with it."""
     db = get_db()
     try:
-        created = create_stop(db, json_object(), actor=current_user.username,
-                              policy=current_app.config["REVIEW_POLICY"], source="api")
+        created = create_stop(
+            db,
+            json_object(),
+            actor=current_user.username,
+            policy=current_app.config["REVIEW_POLICY"],
+            source="api",
+        )
     except StopValidationError as exc:
         db.rollback()
         return api_error(400, "Invalid stop and search", str(exc), exc.errors)

@@ -75,8 +75,11 @@ def csv_response(frame: pd.DataFrame, filename: str) -> Response:
     """Return a table as a CSV download, written exactly as the command line writes it."""
     buffer = io.StringIO()
     write_table(frame, "csv", buffer)
-    return Response(buffer.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def wants_csv() -> bool:
@@ -85,9 +88,13 @@ def wants_csv() -> bool:
 
 def table_rows(frame: pd.DataFrame) -> list[dict]:
     """Return rows for the table macro: NaN as None, numpy scalars as Python values."""
-    return [{k: (None if isinstance(v, float) and v != v else
-                 v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")]
+    return [
+        {
+            k: (None if isinstance(v, float) and v != v else v.item() if hasattr(v, "item") else v)
+            for k, v in row.items()
+        }
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def hot_spot_bounds(hot_spots) -> tuple[float, float, float, float]:
@@ -121,10 +128,15 @@ def health():
         return csv_response(frames[table], f"{table}.csv")
     silent = devices[(devices["minutes_since_last_ping"].fillna(1e9) > 15)]
     return render_template(
-        "health.html", devices=table_rows(devices), rates=table_rows(rates),
-        letters=table_rows(letters), silent=len(silent), total=len(devices),
+        "health.html",
+        devices=table_rows(devices),
+        rates=table_rows(rates),
+        letters=table_rows(letters),
+        silent=len(silent),
+        total=len(devices),
         pings_last_hour=int(devices["pings_last_hour"].sum()) if len(devices) else 0,
-        letters_last_day=int(rates["dead_letters"].sum()) if len(rates) else 0)
+        letters_last_day=int(rates["dead_letters"].sum()) if len(rates) else 0,
+    )
 
 
 @blueprint.get("/tracks")
@@ -137,9 +149,16 @@ def tracks():
     officer_id = (request.args.get("officer") or "").strip()
     officers = db.execute(select(Officer.id, Officer.name).order_by(Officer.id)).all()
     devices = db.scalars(select(Device.id).order_by(Device.id)).all()
-    context = {"day": day, "device_id": device_id, "officer_id": officer_id,
-               "officers": officers, "devices": devices, "map": None, "pings": [],
-               "visits": []}
+    context = {
+        "day": day,
+        "device_id": device_id,
+        "officer_id": officer_id,
+        "officers": officers,
+        "devices": devices,
+        "map": None,
+        "pings": [],
+        "visits": [],
+    }
     if not device_id and not officer_id:
         return render_template("tracks.html", **context)
     if device_id and device_id not in devices:
@@ -153,27 +172,43 @@ def tracks():
     db.commit()
     start_us, end_us = period_bounds_us(day, day, params())
     pings = track(db, device_ids, start_us, end_us)
-    figures = officer_figures(db, params(), day, day, officer_id=officer_id or None) \
-        if officer_id else None
+    figures = (
+        officer_figures(db, params(), day, day, officer_id=officer_id or None)
+        if officer_id
+        else None
+    )
     if wants_csv():
         return csv_response(pings.drop(columns=["t_us"]), f"track-{subject}-{day}.csv")
     hot_spots = stored_hot_spots(db)
     rendered = None
     if len(hot_spots):
-        bounds = hot_spot_bounds(hot_spots) if pings.empty else (
-            pings["lon"].min() - 0.002, pings["lat"].min() - 0.002,
-            pings["lon"].max() + 0.002, pings["lat"].max() + 0.002)
+        bounds = (
+            hot_spot_bounds(hot_spots)
+            if pings.empty
+            else (
+                pings["lon"].min() - 0.002,
+                pings["lat"].min() - 0.002,
+                pings["lon"].max() + 0.002,
+                pings["lat"].max() + 0.002,
+            )
+        )
         fmap = maps.new_map(bounds, current_app.config["MAP_TILES"])
-        maps.add_hot_spots(fmap, [h.to_feature() for h in hot_spots], {}, ["id", "name"],
-                           ["Hot spot", "Name"])
+        maps.add_hot_spots(
+            fmap, [h.to_feature() for h in hot_spots], {}, ["id", "name"], ["Hot spot", "Name"]
+        )
         for _, group in pings.groupby("device_id"):
-            maps.add_track(fmap, list(zip(group["lon"], group["lat"], strict=True)),
-                           [f"{d} {t}" for d, t in zip(group["device_id"], group["time"],
-                                                       strict=True)])
+            maps.add_track(
+                fmap,
+                list(zip(group["lon"], group["lat"], strict=True)),
+                [f"{d} {t}" for d, t in zip(group["device_id"], group["time"], strict=True)],
+            )
         rendered = maps.render(fmap, script_nonce())
-    context.update(map=rendered, pings=table_rows(pings.drop(columns=["t_us"]).head(2000)),
-                   ping_count=len(pings),
-                   visits=table_rows(figures) if figures is not None else [])
+    context.update(
+        map=rendered,
+        pings=table_rows(pings.drop(columns=["t_us"]).head(2000)),
+        ping_count=len(pings),
+        visits=table_rows(figures) if figures is not None else [],
+    )
     return render_template("tracks.html", **context)
 
 
@@ -190,9 +225,13 @@ def me():
     if wants_csv():
         return csv_response(figures, f"my-patrols-{from_day}-{to_day}.csv")
     totals = figures.groupby("hotspot_id", as_index=False)[["officer_minutes", "visits"]].sum()
-    return render_template("me.html", figures=table_rows(figures), totals=table_rows(totals),
-                           from_day=from_day, to_day=to_day)
-
+    return render_template(
+        "me.html",
+        figures=table_rows(figures),
+        totals=table_rows(totals),
+        from_day=from_day,
+        to_day=to_day,
+    )
 
 
 def current_operation():
@@ -208,12 +247,18 @@ def percent(value) -> float | None:
 
 
 OVERVIEW_TABLE = [
-    ("hotspot_id", "Hot spot"), ("hotspot_name", "Name"),
-    ("day_pct", "Today %"), ("day_presence_status", "Today"),
-    ("week_pct", "This week %"), ("week_presence_status", "Week"),
-    ("operation_pct", "To date %"), ("operation_presence_status", "To date"),
-    ("week_over_max", "Over max (week)"), ("days_since_last_visit", "Days since visit"),
-    ("week_longest_gap_hours", "Longest gap (h)"), ("trend", "Trend"),
+    ("hotspot_id", "Hot spot"),
+    ("hotspot_name", "Name"),
+    ("day_pct", "Today %"),
+    ("day_presence_status", "Today"),
+    ("week_pct", "This week %"),
+    ("week_presence_status", "Week"),
+    ("operation_pct", "To date %"),
+    ("operation_presence_status", "To date"),
+    ("week_over_max", "Over max (week)"),
+    ("days_since_last_visit", "Days since visit"),
+    ("week_longest_gap_hours", "Longest gap (h)"),
+    ("trend", "Trend"),
 ]
 
 
@@ -235,30 +280,46 @@ def overview():
     for period in ("day", "week", "operation"):
         rows[f"{period}_pct"] = [percent(v) for v in rows[f"{period}_presence_compliance"]]
     hot_spots = stored_hot_spots(db)
-    status = {r.hotspot_id: ("over" if r.week_over_max else r.week_presence_status)
-              for r in rows.itertuples()}
+    status = {
+        r.hotspot_id: ("over" if r.week_over_max else r.week_presence_status)
+        for r in rows.itertuples()
+    }
     by_id = {r["hotspot_id"]: r for r in table_rows(rows)}
     features = []
     for hot_spot in hot_spots:
         feature = hot_spot.to_feature()
         row = by_id.get(hot_spot.id, {})
         feature["properties"] = {
-            "id": hot_spot.id, "name": hot_spot.name,
-            "today": _pct_text(row.get("day_pct")), "week": _pct_text(row.get("week_pct")),
+            "id": hot_spot.id,
+            "name": hot_spot.name,
+            "today": _pct_text(row.get("day_pct")),
+            "week": _pct_text(row.get("week_pct")),
             "to_date": _pct_text(row.get("operation_pct")),
         }
         features.append(feature)
     rendered = None
     if len(hot_spots):
         fmap = maps.new_map(hot_spot_bounds(hot_spots), current_app.config["MAP_TILES"])
-        maps.add_hot_spots(fmap, features, status, ["id", "name", "today", "week", "to_date"],
-                           ["Hot spot", "Name", "Today", "This week", "To date"])
+        maps.add_hot_spots(
+            fmap,
+            features,
+            status,
+            ["id", "name", "today", "week", "to_date"],
+            ["Hot spot", "Name", "Today", "This week", "To date"],
+        )
         rendered = maps.render(fmap, script_nonce())
     counts = rows["week_presence_status"].value_counts().to_dict()
     return render_template(
-        "overview.html", operation=operation, reference=reference,
-        day_n=operation_day(operation, reference), rows=table_rows(rows), columns=OVERVIEW_TABLE,
-        map=rendered, counts=counts, hot_spot_count=len(hot_spots))
+        "overview.html",
+        operation=operation,
+        reference=reference,
+        day_n=operation_day(operation, reference),
+        rows=table_rows(rows),
+        columns=OVERVIEW_TABLE,
+        map=rendered,
+        counts=counts,
+        hot_spot_count=len(hot_spots),
+    )
 
 
 def _pct_text(value) -> str:
@@ -283,41 +344,63 @@ def hot_spot(hotspot_id: str):
     contributors = None
     if may_see_officers:
         figures = officer_figures(db, params(), recent_from, reference, hotspot_id=hotspot_id)
-        contributors = (figures.groupby(["officer_id", "officer_name"], as_index=False)
-                        [["officer_minutes", "visits"]].sum()
-                        .sort_values("officer_minutes", ascending=False))
+        contributors = (
+            figures.groupby(["officer_id", "officer_name"], as_index=False)[
+                ["officer_minutes", "visits"]
+            ]
+            .sum()
+            .sort_values("officer_minutes", ascending=False)
+        )
     tables = {"daily": daily, "cumulative": cumulative, "visits": visits, "hours": heat}
     if contributors is not None:
         tables["contributors"] = contributors
     if wants_csv():
         which = request.args.get("table", "daily")
         if which not in tables:
-            abort(403 if which == "contributors" else 400,
-                  f"table must be one of {', '.join(tables)}")
+            abort(
+                403 if which == "contributors" else 400, f"table must be one of {', '.join(tables)}"
+            )
         return csv_response(tables[which], f"{hotspot_id}-{which}-{reference}.csv")
     recent = daily[daily["date"] >= recent_from]
     labels = [d.strftime("%d %b") for d in cumulative["date"]]
     cumulative_chart = charts.line_chart(
-        labels, [("actual", "#0969da", cumulative["cumulative_presence_minutes"].tolist()),
-                 ("plan", "#cf222e", cumulative["cumulative_target_presence_minutes"].tolist())],
-        "presence minutes (cumulative)", f"{hotspot_id}: cumulative presence against the plan")
+        labels,
+        [
+            ("actual", "#0969da", cumulative["cumulative_presence_minutes"].tolist()),
+            ("plan", "#cf222e", cumulative["cumulative_target_presence_minutes"].tolist()),
+        ],
+        "presence minutes (cumulative)",
+        f"{hotspot_id}: cumulative presence against the plan",
+    )
     daily_chart = charts.bar_chart(
         [d.strftime("%d %b") for d in recent["date"]],
         recent["counted_presence_minutes"].tolist(),
         recent["target_presence_minutes"].tolist(),
-        "presence minutes per day", f"{hotspot_id}: daily presence and target")
+        "presence minutes per day",
+        f"{hotspot_id}: daily presence and target",
+    )
     return render_template(
-        "hotspot.html", hot_spot=row, operation=operation, reference=reference,
-        day_n=operation_day(operation, reference), cumulative_chart=cumulative_chart,
-        daily_chart=daily_chart, daily=table_rows(recent.iloc[::-1]),
-        visits=table_rows(visits.iloc[::-1].head(200)), visit_count=len(visits),
-        heat=table_rows(heat), contributors=None if contributors is None
-        else table_rows(contributors), totals=_totals(daily))
+        "hotspot.html",
+        hot_spot=row,
+        operation=operation,
+        reference=reference,
+        day_n=operation_day(operation, reference),
+        cumulative_chart=cumulative_chart,
+        daily_chart=daily_chart,
+        daily=table_rows(recent.iloc[::-1]),
+        visits=table_rows(visits.iloc[::-1].head(200)),
+        visit_count=len(visits),
+        heat=table_rows(heat),
+        contributors=None if contributors is None else table_rows(contributors),
+        totals=_totals(daily),
+    )
 
 
 def _totals(daily: pd.DataFrame) -> dict:
-    return {"presence": float(daily["presence_minutes"].sum()),
-            "counted": float(daily["counted_presence_minutes"].sum()),
-            "target": float(daily["target_presence_minutes"].fillna(0).sum()),
-            "visits": int(daily["visits"].sum()),
-            "qualifying": int(daily["qualifying_visits"].sum())}
+    return {
+        "presence": float(daily["presence_minutes"].sum()),
+        "counted": float(daily["counted_presence_minutes"].sum()),
+        "target": float(daily["target_presence_minutes"].fillna(0).sum()),
+        "visits": int(daily["visits"].sum()),
+        "qualifying": int(daily["qualifying_visits"].sum()),
+    }

@@ -20,8 +20,9 @@ def _http_error(error: HTTPException):
 
 
 def _csrf_error(error: CSRFError):
-    return _render(400, "Form expired or forged",
-                   f"{error.description} Reload the page and try again.")
+    return _render(
+        400, "Form expired or forged", f"{error.description} Reload the page and try again."
+    )
 
 
 def _unexpected(error: Exception):

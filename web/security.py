@@ -41,8 +41,11 @@ def _headers(response):
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Permissions-Policy"] = "geolocation=(), camera=(), microphone=()"
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    if request.endpoint and request.endpoint != "static" and not request.path.startswith(
-            "/vendor/"):
+    if (
+        request.endpoint
+        and request.endpoint != "static"
+        and not request.path.startswith("/vendor/")
+    ):
         # Officers' movements and stop records must not linger in shared caches.
         response.headers["Cache-Control"] = "no-store"
     if current_app.config["PRODUCTION"]:

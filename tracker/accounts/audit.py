@@ -9,8 +9,17 @@ from sqlalchemy.orm import Session
 from tracker.foundation.models import AuditEvent, utc_now
 
 
-def record(session: Session, actor: str, action: str, subject: str,
-           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
+def record(
+    session: Session,
+    actor: str,
+    action: str,
+    subject: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
     """Add one audit event (committed with the change it describes)."""
-    session.add(AuditEvent(at=utc_now(), actor=actor, action=action, subject=subject,
-                           before=before, after=after))
+    session.add(
+        AuditEvent(
+            at=utc_now(), actor=actor, action=action, subject=subject, before=before, after=after
+        )
+    )

@@ -24,12 +24,21 @@ class UserError(ValueError):
     """A user or token operation that cannot be done, with the reason."""
 
 
-def create_user(session: Session, username: str, role: str, password: str,
-                officer_id: str | None = None, actor: str = "cli") -> User:
+def create_user(
+    session: Session,
+    username: str,
+    role: str,
+    password: str,
+    officer_id: str | None = None,
+    actor: str = "cli",
+) -> User:
     """Create a user with a hashed password (scrypt); officers must be linked to an officer."""
     username = username.strip()
-    if not username or len(username) > 64 or not username.replace(".", "").replace(
-            "-", "").replace("_", "").isalnum():
+    if (
+        not username
+        or len(username) > 64
+        or not username.replace(".", "").replace("-", "").replace("_", "").isalnum()
+    ):
         raise UserError("username must be 1-64 letters, digits, '.', '-' or '_'")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
@@ -42,8 +51,12 @@ def create_user(session: Session, username: str, role: str, password: str,
             raise UserError("an officer user needs --officer ID (their collar or staff number)")
         if session.get(Officer, officer_id) is None:
             session.add(Officer(id=officer_id, name=username))
-    user = User(username=username, role=role, officer_id=officer_id if role == "officer" else None,
-                password_hash=generate_password_hash(password))
+    user = User(
+        username=username,
+        role=role,
+        officer_id=officer_id if role == "officer" else None,
+        password_hash=generate_password_hash(password),
+    )
     session.add(user)
     session.flush()
     record(session, actor, "user.create", username, None, {"role": role, "officer_id": officer_id})
@@ -75,8 +88,11 @@ def issue_token(session: Session, username: str, name: str, actor: str = "cli") 
 
 def revoke_token(session: Session, username: str, name: str, actor: str = "cli") -> int:
     """Revoke a user's tokens with this name; return how many."""
-    tokens = session.scalars(select(ApiToken).join(User).where(
-        User.username == username, ApiToken.name == name, ApiToken.revoked.is_(False))).all()
+    tokens = session.scalars(
+        select(ApiToken)
+        .join(User)
+        .where(User.username == username, ApiToken.name == name, ApiToken.revoked.is_(False))
+    ).all()
     for token in tokens:
         token.revoked = True
     if tokens:

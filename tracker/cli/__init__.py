@@ -72,8 +72,17 @@ def demo_command(port) -> None:
 
 
 for command in (
-    dosage.dosage, dosage.geofences, dosage.devices, dosage.pings, dosage.recompute,
-    dosage.report, dosage.dead_letters, dosage.purge,
-    plan.plan, stops.stops, users.users, users.tokens,
+    dosage.dosage,
+    dosage.geofences,
+    dosage.devices,
+    dosage.pings,
+    dosage.recompute,
+    dosage.report,
+    dosage.dead_letters,
+    dosage.purge,
+    plan.plan,
+    stops.stops,
+    users.users,
+    users.tokens,
 ):
     main.add_command(command)

@@ -32,18 +32,46 @@ def dosage_params_options(command):
     """Add one flag per parameter of DESIGN section 5."""
     defaults = DosageParams()
     options = [
-        click.option("--tz", default=defaults.tz, show_default=True,
-                     help="Operation time zone (IANA name); days are local days."),
-        click.option("--max-gap-s", type=float, default=defaults.max_gap_s, show_default=True,
-                     help="Longest gap between two pings that still credits the span."),
-        click.option("--max-accuracy-m", type=float, default=defaults.max_accuracy_m,
-                     show_default=True, help="Pings less accurate than this credit nothing."),
-        click.option("--visit-merge-gap-s", type=float, default=defaults.visit_merge_gap_s,
-                     show_default=True, help="Breaks up to this long do not end a visit."),
-        click.option("--min-visit-s", type=float, default=defaults.min_visit_s,
-                     show_default=True, help="Visits shorter than this are not counted."),
-        click.option("--max-speed-kmh", type=float, default=None,
-                     help="If set, spans faster than this credit nothing (off by default)."),
+        click.option(
+            "--tz",
+            default=defaults.tz,
+            show_default=True,
+            help="Operation time zone (IANA name); days are local days.",
+        ),
+        click.option(
+            "--max-gap-s",
+            type=float,
+            default=defaults.max_gap_s,
+            show_default=True,
+            help="Longest gap between two pings that still credits the span.",
+        ),
+        click.option(
+            "--max-accuracy-m",
+            type=float,
+            default=defaults.max_accuracy_m,
+            show_default=True,
+            help="Pings less accurate than this credit nothing.",
+        ),
+        click.option(
+            "--visit-merge-gap-s",
+            type=float,
+            default=defaults.visit_merge_gap_s,
+            show_default=True,
+            help="Breaks up to this long do not end a visit.",
+        ),
+        click.option(
+            "--min-visit-s",
+            type=float,
+            default=defaults.min_visit_s,
+            show_default=True,
+            help="Visits shorter than this are not counted.",
+        ),
+        click.option(
+            "--max-speed-kmh",
+            type=float,
+            default=None,
+            help="If set, spans faster than this credit nothing (off by default).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -65,10 +93,20 @@ def _catch_up(factory: sessionmaker[Session], params: DosageParams) -> int:
 
 
 @click.command()
-@click.option("--pings", "pings_path", required=True, type=click.Path(dir_okay=False),
-              help="CSV (device_id,timestamp,lat,lon[,accuracy_m,speed_kmh]) or JSON lines.")
-@click.option("--geofences", "geofences_path", required=True, type=click.Path(dir_okay=False),
-              help="GeoJSON FeatureCollection of hot spot polygons.")
+@click.option(
+    "--pings",
+    "pings_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CSV (device_id,timestamp,lat,lon[,accuracy_m,speed_kmh]) or JSON lines.",
+)
+@click.option(
+    "--geofences",
+    "geofences_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="GeoJSON FeatureCollection of hot spot polygons.",
+)
 @dosage_params_options
 @format_option
 def dosage(pings_path, geofences_path, fmt, **params) -> None:
@@ -141,8 +179,12 @@ def pings() -> None:
 
 @pings.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--device", "device_id", default=None,
-              help="Device id for a GPX file (CSV and JSON lines carry their own).")
+@click.option(
+    "--device",
+    "device_id",
+    default=None,
+    help="Device id for a GPX file (CSV and JSON lines carry their own).",
+)
 @db_option
 def pings_import(path, device_id, db_url) -> None:
     """Import historic pings (CSV, JSON lines or GPX) through the live ingest path."""
@@ -165,14 +207,24 @@ def pings_import(path, device_id, db_url) -> None:
     batch = 20_000
     for start in range(0, len(records), batch):
         with factory.begin() as session:
-            store_pings(session, records[start:start + batch], params, source="import")
+            store_pings(session, records[start : start + batch], params, source="import")
     if bad_rows:
         lines = text.split("\n")
         with factory.begin() as session:
-            store_dead_letters(session, "import", [
-                (f"{path}:{bad.line}", bad.reason,
-                 lines[bad.line - 1] if bad.unit == "line" and bad.line <= len(lines) else "")
-                for bad in bad_rows])
+            store_dead_letters(
+                session,
+                "import",
+                [
+                    (
+                        f"{path}:{bad.line}",
+                        bad.reason,
+                        lines[bad.line - 1]
+                        if bad.unit == "line" and bad.line <= len(lines)
+                        else "",
+                    )
+                    for bad in bad_rows
+                ],
+            )
     _catch_up(factory, params)
     click.echo(f"imported {len(records)} pings from {path}; skipped {len(bad_rows)} bad rows")
     if bad_rows and not records:
@@ -218,11 +270,10 @@ def dead_letters(db_url, fmt, limit) -> None:
         write_table(dead_letter_report(session, limit), fmt, sys.stdout)
 
 
-
-
 @click.command()
-@click.option("--days", type=int, default=None,
-              help="Retention in days (default TRACKER_RETENTION_DAYS).")
+@click.option(
+    "--days", type=int, default=None, help="Retention in days (default TRACKER_RETENTION_DAYS)."
+)
 @db_option
 def purge(days, db_url) -> None:
     """Delete raw pings older than the retention period; dosage figures stay."""

@@ -27,17 +27,26 @@ class Day(click.ParamType):
 
 
 db_option = click.option(
-    "--db", "db_url", default=None, metavar="URL",
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
     help="SQLAlchemy database URL (default: TRACKER_DATABASE_URL, then embedded SQLite).",
 )
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="csv",
+    show_default=True,
     help="Output format.",
 )
-from_option = click.option("--from", "from_day", type=Day(), default=None,
-                           help="First local date (YYYY-MM-DD).")
-to_option = click.option("--to", "to_day", type=Day(), default=None,
-                         help="Last local date (YYYY-MM-DD).")
+from_option = click.option(
+    "--from", "from_day", type=Day(), default=None, help="First local date (YYYY-MM-DD)."
+)
+to_option = click.option(
+    "--to", "to_day", type=Day(), default=None, help="Last local date (YYYY-MM-DD)."
+)
 
 
 def configured_params() -> engine.DosageParams:

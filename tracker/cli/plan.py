@@ -22,10 +22,12 @@ from tracker.plan.reader import (
 from tracker.stops.records import relink_stops
 
 operation_option = click.option(
-    "--operation", "operation_name", default=None, metavar="NAME",
-    help="Operation name (default: the one running today, else the latest).")
-
-
+    "--operation",
+    "operation_name",
+    default=None,
+    metavar="NAME",
+    help="Operation name (default: the one running today, else the latest).",
+)
 
 
 @click.group()
@@ -50,8 +52,10 @@ def plan_load(path, db_url) -> None:
             relink_stops(session, new_plan.tz)  # stops now fall in other operation dates
     except PlanError as exc:
         raise click.ClickException(f"nothing loaded:\n{exc}") from exc
-    click.echo(f"loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
-               f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}")
+    click.echo(
+        f"loaded the plan of {operation.name}: {len(new_plan.hotspot_ids)} hot spots, "
+        f"{len(new_plan.phases)} phases, {new_plan.start_date} to {new_plan.end_date}"
+    )
 
 
 @plan.command("show")
@@ -70,8 +74,13 @@ def plan_show(operation_name, db_url, fmt) -> None:
 
 
 @plan.command("compliance")
-@click.option("--date", "reference", type=Day(), default=None,
-              help="Reference local date (default: today in the operation's time zone).")
+@click.option(
+    "--date",
+    "reference",
+    type=Day(),
+    default=None,
+    help="Reference local date (default: today in the operation's time zone).",
+)
 @operation_option
 @db_option
 @format_option

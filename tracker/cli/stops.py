@@ -26,16 +26,25 @@ def stops() -> None:
 
 @stops.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--skip-invalid", is_flag=True,
-              help="Import the valid rows even if some are bad (default: all or nothing).")
-@click.option("--review-due-days", type=int,
-              default=lambda: settings.get("TRACKER_REVIEW_DUE_DAYS"),
-              help="A BWV review falls due this many days after the stop's local date "
-                   "(default TRACKER_REVIEW_DUE_DAYS).")
-@click.option("--review-sample-rate", type=float,
-              default=lambda: settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
-              help="Share of stops selected for BWV review, reproducible per stop "
-                   "(default TRACKER_REVIEW_SAMPLE_RATE).")
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the valid rows even if some are bad (default: all or nothing).",
+)
+@click.option(
+    "--review-due-days",
+    type=int,
+    default=lambda: settings.get("TRACKER_REVIEW_DUE_DAYS"),
+    help="A BWV review falls due this many days after the stop's local date "
+    "(default TRACKER_REVIEW_DUE_DAYS).",
+)
+@click.option(
+    "--review-sample-rate",
+    type=float,
+    default=lambda: settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
+    help="Share of stops selected for BWV review, reproducible per stop "
+    "(default TRACKER_REVIEW_SAMPLE_RATE).",
+)
 @db_option
 def stops_import(path, skip_invalid, review_due_days, review_sample_rate, db_url) -> None:
     """Import a stop-and-search CSV (police.uk columns, plus Reference, Officer, Grounds,
@@ -53,14 +62,24 @@ def stops_import(path, skip_invalid, review_due_days, review_sample_rate, db_url
         click.echo(f"{path}: {bad}", err=True)
     try:
         with open_database(db_url).begin() as session:
-            report = import_stops(session, records, actor="cli", source=path, policy=policy,
-                                  bad_rows=bad_rows, skip_invalid=skip_invalid)
+            report = import_stops(
+                session,
+                records,
+                actor="cli",
+                source=path,
+                policy=policy,
+                bad_rows=bad_rows,
+                skip_invalid=skip_invalid,
+            )
     except BadStopRows as exc:
         raise click.ClickException(
             f"{path}: {len(exc.bad_rows)} of {exc.read} rows are bad; nothing imported "
-            "(use --skip-invalid to import the valid rows)") from exc
-    click.echo(f"{path}: read {report.read}, imported {report.imported}, "
-               f"already present {report.already_present}, skipped {report.skipped}")
+            "(use --skip-invalid to import the valid rows)"
+        ) from exc
+    click.echo(
+        f"{path}: read {report.read}, imported {report.imported}, "
+        f"already present {report.already_present}, skipped {report.skipped}"
+    )
 
 
 @stops.command("export")

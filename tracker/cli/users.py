@@ -22,10 +22,17 @@ def users() -> None:
 @users.command("create")
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--officer", "officer_id", default=None,
-              help="The officer's collar or staff number (required for --role officer).")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from the first line of standard input.")
+@click.option(
+    "--officer",
+    "officer_id",
+    default=None,
+    help="The officer's collar or staff number (required for --role officer).",
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input.",
+)
 @db_option
 def users_create(username, role, officer_id, password_stdin, db_url) -> None:
     """Create a user; the password comes from a prompt or stdin, never the command line."""
@@ -49,8 +56,11 @@ def users_list(db_url, fmt) -> None:
     """List users and their roles (never their password hashes)."""
     factory = open_database(db_url)
     with factory() as session:
-        rows = session.execute(select(User.username, User.role, User.officer_id, User.active,
-                                      User.last_login).order_by(User.username)).all()
+        rows = session.execute(
+            select(
+                User.username, User.role, User.officer_id, User.active, User.last_login
+            ).order_by(User.username)
+        ).all()
     frame = pd.DataFrame(rows, columns=["username", "role", "officer_id", "active", "last_login"])
     write_table(frame, fmt, sys.stdout)
 

@@ -54,7 +54,8 @@ def parse_assignments(text: str, source: str = "devices") -> list[AssignmentRow]
     if missing:
         raise AssignmentError(
             f"{source}: line 1: header lacks {', '.join(missing)} "
-            f"(expected {','.join(ASSIGNMENT_COLUMNS)}[,label])")
+            f"(expected {','.join(ASSIGNMENT_COLUMNS)}[,label])"
+        )
     rows: list[AssignmentRow] = []
     errors: list[str] = []
     for line, raw in numbered_rows:
@@ -68,9 +69,17 @@ def parse_assignments(text: str, source: str = "devices") -> list[AssignmentRow]
             ends = _instant(values["ends"], "ends") if values.get("ends") else None
             if ends is not None and ends <= starts:
                 raise ValueError("ends is not after starts")
-            rows.append(AssignmentRow(line, values["device_id"], values["officer_id"],
-                                      values.get("officer_name", ""), starts, ends,
-                                      values.get("label", "")))
+            rows.append(
+                AssignmentRow(
+                    line,
+                    values["device_id"],
+                    values["officer_id"],
+                    values.get("officer_name", ""),
+                    starts,
+                    ends,
+                    values.get("label", ""),
+                )
+            )
         except ValueError as exc:
             errors.append(f"{source}: line {line}: {exc}")
     by_device: dict[str, list[AssignmentRow]] = defaultdict(list)
@@ -80,8 +89,10 @@ def parse_assignments(text: str, source: str = "devices") -> list[AssignmentRow]
         device_rows.sort(key=lambda r: r.starts)
         for before, after in pairwise(device_rows):
             if before.ends is None or before.ends > after.starts:
-                errors.append(f"{source}: line {after.line}: assignment of {after.device_id} "
-                              f"overlaps the one on line {before.line}")
+                errors.append(
+                    f"{source}: line {after.line}: assignment of {after.device_id} "
+                    f"overlaps the one on line {before.line}"
+                )
     if errors:
         raise AssignmentError("\n".join(errors))
     if not rows:
@@ -91,8 +102,11 @@ def parse_assignments(text: str, source: str = "devices") -> list[AssignmentRow]
 
 def load_assignments(session: Session, rows: list[AssignmentRow], actor: str) -> int:
     """Replace the assignment history of every device in `rows`; audited; return rows stored."""
-    insert_ignoring_duplicates(session, Device.__table__, [
-        {"id": d, "label": ""} for d in sorted({r.device_id for r in rows})])
+    insert_ignoring_duplicates(
+        session,
+        Device.__table__,
+        [{"id": d, "label": ""} for d in sorted({r.device_id for r in rows})],
+    )
     for row in rows:
         if row.label:
             session.get(Device, row.device_id).label = row.label
@@ -104,21 +118,43 @@ def load_assignments(session: Session, rows: list[AssignmentRow], actor: str) ->
             officer.name = name
     session.flush()
     for device_id in sorted({r.device_id for r in rows}):
-        before = [_describe(a) for a in session.scalars(
-            select(Assignment).where(Assignment.device_id == device_id)
-            .order_by(Assignment.starts))]
+        before = [
+            _describe(a)
+            for a in session.scalars(
+                select(Assignment)
+                .where(Assignment.device_id == device_id)
+                .order_by(Assignment.starts)
+            )
+        ]
         session.execute(delete(Assignment).where(Assignment.device_id == device_id))
         new = [r for r in rows if r.device_id == device_id]
-        session.add_all(Assignment(device_id=r.device_id, officer_id=r.officer_id,
-                                   starts=r.starts, ends=r.ends) for r in new)
-        after = [{"officer_id": r.officer_id, "starts": r.starts.isoformat(),
-                  "ends": r.ends.isoformat() if r.ends else None} for r in new]
+        session.add_all(
+            Assignment(device_id=r.device_id, officer_id=r.officer_id, starts=r.starts, ends=r.ends)
+            for r in new
+        )
+        after = [
+            {
+                "officer_id": r.officer_id,
+                "starts": r.starts.isoformat(),
+                "ends": r.ends.isoformat() if r.ends else None,
+            }
+            for r in new
+        ]
         if before != after:
-            record(session, actor, "device.assignments", device_id,
-                   {"assignments": before}, {"assignments": after})
+            record(
+                session,
+                actor,
+                "device.assignments",
+                device_id,
+                {"assignments": before},
+                {"assignments": after},
+            )
     return len(rows)
 
 
 def _describe(assignment: Assignment) -> dict:
-    return {"officer_id": assignment.officer_id, "starts": assignment.starts.isoformat(),
-            "ends": assignment.ends.isoformat() if assignment.ends else None}
+    return {
+        "officer_id": assignment.officer_id,
+        "starts": assignment.starts.isoformat(),
+        "ends": assignment.ends.isoformat() if assignment.ends else None,
+    }

@@ -121,9 +121,15 @@ class _CodedSpans:
         device, devices = pd.factorize(spans[DEVICE_ID].to_numpy(dtype=object), sort=True)
         start_us = spans["start_us"].to_numpy(dtype=np.int64)
         end_us = spans["end_us"].to_numpy(dtype=np.int64)
-        return cls(hot_spot.astype(np.int64), device.astype(np.int64),
-                   np.asarray(ids, dtype=object), np.asarray(devices, dtype=object),
-                   start_us, end_us, LocalBins.days(start_us, end_us, params.zone))
+        return cls(
+            hot_spot.astype(np.int64),
+            device.astype(np.int64),
+            np.asarray(ids, dtype=object),
+            np.asarray(devices, dtype=object),
+            start_us,
+            end_us,
+            LocalBins.days(start_us, end_us, params.zone),
+        )
 
     @property
     def n_devices(self) -> int:
@@ -146,8 +152,9 @@ def dosage_from_spans(spans: pd.DataFrame, params: DosageParams) -> DosageResult
     # Rule 4: presence is the union of all devices' spans; officer time is their sum.
     union = _merge_runs(coded.hot_spot, coded.start_us, coded.end_us, gap_us=0)
     union_hot_spot = coded.hot_spot[union.first]
-    visits = _visits(union_hot_spot, union.start_us, union.end_us,
-                     union.end_us - union.start_us, params, days)
+    visits = _visits(
+        union_hot_spot, union.start_us, union.end_us, union.end_us - union.start_us, params, days
+    )
     presence = days.split_sum(union_hot_spot, union.start_us, union.end_us)
     officer = days.split_sum(coded.hot_spot, coded.start_us, coded.end_us)
     daily = _daily_table(presence, officer, visits.count_by_day(), ids, days)
@@ -178,11 +185,11 @@ def device_daily_from_spans(spans: pd.DataFrame, params: DosageParams) -> pd.Dat
 def _device_figures(coded: _CodedSpans, params: DosageParams) -> tuple[pd.DataFrame, _Runs]:
     """Officer time and visits per device (rule 6 on one device's spans), and the visits."""
     key = coded.device_key
-    runs = _visits(key, coded.start_us, coded.end_us, coded.end_us - coded.start_us, params,
-                   coded.days)
+    runs = _visits(
+        key, coded.start_us, coded.end_us, coded.end_us - coded.start_us, params, coded.days
+    )
     officer = coded.days.split_sum(key, coded.start_us, coded.end_us)
-    table = _device_daily_table(officer, runs.count_by_day(), coded.ids, coded.devices,
-                                coded.days)
+    table = _device_daily_table(officer, runs.count_by_day(), coded.ids, coded.devices, coded.days)
     return table, runs
 
 
@@ -233,12 +240,15 @@ def credited_spans(
     hit = (membership[found] == wanted) if len(membership) else np.zeros(0, dtype=bool)
     a = point[candidate][hit]
     ids = np.asarray(hot_spots.ids, dtype=object)
-    spans = pd.DataFrame({
-        HOTSPOT_ID: ids[hot_spot[candidate][hit]],
-        DEVICE_ID: devices[device[a]],
-        "start_us": t_us[a],
-        "end_us": t_us[a + 1],
-    }, columns=SPAN_COLUMNS)
+    spans = pd.DataFrame(
+        {
+            HOTSPOT_ID: ids[hot_spot[candidate][hit]],
+            DEVICE_ID: devices[device[a]],
+            "start_us": t_us[a],
+            "end_us": t_us[a + 1],
+        },
+        columns=SPAN_COLUMNS,
+    )
     counts = {
         "pings": len(usable),
         "unusable": int(len(usable) - usable.sum()),
@@ -257,8 +267,10 @@ def timestamps_us(timestamps: pd.Series) -> np.ndarray:
 def great_circle_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     """Return haversine distances in kilometres between arrays of points in degrees."""
     lat1, lon1, lat2, lon2 = map(np.radians, (lat1, lon1, lat2, lon2))
-    h = (np.sin((lat2 - lat1) / 2) ** 2
-         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
+    h = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
 
 
@@ -347,13 +359,18 @@ class _Runs:
     day: np.ndarray | None = None
 
     def count_by_day(self) -> pd.Series:
-        return pd.Series(1, index=pd.MultiIndex.from_arrays([self.group, self.day])).groupby(
-            level=[0, 1], sort=True
-        ).sum()
+        return (
+            pd.Series(1, index=pd.MultiIndex.from_arrays([self.group, self.day]))
+            .groupby(level=[0, 1], sort=True)
+            .sum()
+        )
 
 
 def _merge_runs(
-    group: np.ndarray, start_us: np.ndarray, end_us: np.ndarray, gap_us: float,
+    group: np.ndarray,
+    start_us: np.ndarray,
+    end_us: np.ndarray,
+    gap_us: float,
     covered_us: np.ndarray | None = None,
 ) -> _Runs:
     """Merge intervals of each group into runs where no break exceeds gap_us.
@@ -389,9 +406,13 @@ def _visits(group, start_us, end_us, covered_us, params: DosageParams, days: Loc
     renumber = np.full(len(long_enough), -1, dtype=np.int64)
     renumber[long_enough] = np.arange(int(long_enough.sum()))
     return _Runs(
-        runs.first[long_enough], runs.group[long_enough], runs.start_us[long_enough],
-        runs.end_us[long_enough], runs.covered_us[long_enough],
-        renumber[runs.run_of_member], days.bin_of(runs.start_us[long_enough]),
+        runs.first[long_enough],
+        runs.group[long_enough],
+        runs.start_us[long_enough],
+        runs.end_us[long_enough],
+        runs.covered_us[long_enough],
+        renumber[runs.run_of_member],
+        days.bin_of(runs.start_us[long_enough]),
     )
 
 
@@ -407,15 +428,17 @@ def _daily_table(presence, officer, visits, ids, days: LocalBins) -> pd.DataFram
     ).fillna(0)
     table = table[(table[[PRESENCE_MINUTES, OFFICER_MINUTES, VISITS]] > 0).any(axis=1)]
     group, day = _index_arrays(table)
-    frame = pd.DataFrame({
-        HOTSPOT_ID: ids[group],
-        DATE: [days.labels[d] for d in day],
-        PRESENCE_MINUTES: rounded_minutes(table[PRESENCE_MINUTES].to_numpy()),
-        OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
-        VISITS: table[VISITS].to_numpy(dtype=np.int64),
-        "presence_us": table[PRESENCE_MINUTES].to_numpy(dtype=np.int64),
-        "officer_us": table[OFFICER_MINUTES].to_numpy(dtype=np.int64),
-    })
+    frame = pd.DataFrame(
+        {
+            HOTSPOT_ID: ids[group],
+            DATE: [days.labels[d] for d in day],
+            PRESENCE_MINUTES: rounded_minutes(table[PRESENCE_MINUTES].to_numpy()),
+            OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
+            VISITS: table[VISITS].to_numpy(dtype=np.int64),
+            "presence_us": table[PRESENCE_MINUTES].to_numpy(dtype=np.int64),
+            "officer_us": table[OFFICER_MINUTES].to_numpy(dtype=np.int64),
+        }
+    )
     return frame.sort_values([HOTSPOT_ID, DATE], kind="stable").reset_index(drop=True)
 
 
@@ -425,12 +448,14 @@ def _hourly_table(hot_spot, start_us, end_us, ids, zone: ZoneInfo) -> pd.DataFra
     presence = presence[presence > 0]
     group, period = _index_arrays(presence.to_frame())
     labels = [hours.labels[p] for p in period]
-    frame = pd.DataFrame({
-        HOTSPOT_ID: ids[group],
-        DATE: [label[0] for label in labels],
-        "hour": np.array([label[1] for label in labels], dtype=np.int64),
-        "presence_us": presence.to_numpy(dtype=np.int64),
-    })
+    frame = pd.DataFrame(
+        {
+            HOTSPOT_ID: ids[group],
+            DATE: [label[0] for label in labels],
+            "hour": np.array([label[1] for label in labels], dtype=np.int64),
+            "presence_us": presence.to_numpy(dtype=np.int64),
+        }
+    )
     # A repeated clock hour (the autumn DST change) is one row: its two halves summed.
     frame = frame.groupby([HOTSPOT_ID, DATE, "hour"], as_index=False, sort=True)["presence_us"]
     return frame.sum()
@@ -441,35 +466,41 @@ def _device_daily_table(officer, visits, ids, devices, days: LocalBins) -> pd.Da
     table = table[(table[OFFICER_MINUTES] > 0) | (table[VISITS] > 0)]
     key, day = _index_arrays(table)
     n_devices = max(len(devices), 1)
-    frame = pd.DataFrame({
-        HOTSPOT_ID: ids[key // n_devices],
-        DEVICE_ID: devices[key % n_devices],
-        DATE: [days.labels[d] for d in day],
-        OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
-        VISITS: table[VISITS].to_numpy(dtype=np.int64),
-        "officer_us": table[OFFICER_MINUTES].to_numpy(dtype=np.int64),
-    })
+    frame = pd.DataFrame(
+        {
+            HOTSPOT_ID: ids[key // n_devices],
+            DEVICE_ID: devices[key % n_devices],
+            DATE: [days.labels[d] for d in day],
+            OFFICER_MINUTES: rounded_minutes(table[OFFICER_MINUTES].to_numpy()),
+            VISITS: table[VISITS].to_numpy(dtype=np.int64),
+            "officer_us": table[OFFICER_MINUTES].to_numpy(dtype=np.int64),
+        }
+    )
     return frame.sort_values([HOTSPOT_ID, DEVICE_ID, DATE], kind="stable").reset_index(drop=True)
 
 
 def _index_arrays(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if not len(table):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return (table.index.get_level_values(0).to_numpy(np.int64),
-            table.index.get_level_values(1).to_numpy(np.int64))
+    return (
+        table.index.get_level_values(0).to_numpy(np.int64),
+        table.index.get_level_values(1).to_numpy(np.int64),
+    )
 
 
 def _visit_table(runs: _Runs, hot_spot_ids: np.ndarray, days: LocalBins) -> pd.DataFrame:
-    return pd.DataFrame({
-        HOTSPOT_ID: hot_spot_ids,
-        "start": pd.to_datetime(runs.start_us, unit="us", utc=True),
-        "end": pd.to_datetime(runs.end_us, unit="us", utc=True),
-        DATE: [days.labels[d] for d in runs.day],
-        "minutes": rounded_minutes(runs.covered_us),
-        "start_us": runs.start_us,
-        "end_us": runs.end_us,
-        "presence_us": runs.covered_us,
-    })
+    return pd.DataFrame(
+        {
+            HOTSPOT_ID: hot_spot_ids,
+            "start": pd.to_datetime(runs.start_us, unit="us", utc=True),
+            "end": pd.to_datetime(runs.end_us, unit="us", utc=True),
+            DATE: [days.labels[d] for d in runs.day],
+            "minutes": rounded_minutes(runs.covered_us),
+            "start_us": runs.start_us,
+            "end_us": runs.end_us,
+            "presence_us": runs.covered_us,
+        }
+    )
 
 
 def _devices_per_run(member_run: np.ndarray, member_device: np.ndarray, n_runs: int) -> np.ndarray:

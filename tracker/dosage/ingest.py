@@ -38,8 +38,9 @@ class BatchOutcome:
     ignored: int = 0
 
 
-def store_messages(session: Session, messages: Sequence[Message], params: DosageParams,
-                   limits: Limits, now_us: int) -> BatchOutcome:
+def store_messages(
+    session: Session, messages: Sequence[Message], params: DosageParams, limits: Limits, now_us: int
+) -> BatchOutcome:
     """Decode and store a batch (pings and dead letters) in the caller's transaction."""
     outcome = BatchOutcome(messages=len(messages))
     pings = []

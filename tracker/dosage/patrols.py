@@ -52,9 +52,15 @@ def period_bounds_us(from_day: date, to_day: date, params: DosageParams) -> tupl
 
 def assignments_frame(session: Session) -> pd.DataFrame:
     """Return all assignments (device_id, officer_id, officer_name, starts_us, ends_us)."""
-    rows = session.execute(select(Assignment.device_id, Assignment.officer_id, Officer.name,
-                                  Assignment.starts, Assignment.ends)
-                           .join(Officer, Officer.id == Assignment.officer_id)).all()
+    rows = session.execute(
+        select(
+            Assignment.device_id,
+            Assignment.officer_id,
+            Officer.name,
+            Assignment.starts,
+            Assignment.ends,
+        ).join(Officer, Officer.id == Assignment.officer_id)
+    ).all()
     frame = pd.DataFrame(rows, columns=[DEVICE_ID, OFFICER_ID, "officer_name", "starts", "ends"])
     frame["starts_us"] = [_us(t) for t in frame["starts"]]
     frame["ends_us"] = [np.iinfo(np.int64).max if pd.isna(t) else _us(t) for t in frame["ends"]]
@@ -76,16 +82,20 @@ def attribute_officers(spans: pd.DataFrame, assignments: pd.DataFrame) -> pd.Ser
             code = code_of.get(row.device_id)
             if code is None:
                 continue
-            members = by_device[(ends[code - 1] if code else 0):ends[code]]
+            members = by_device[(ends[code - 1] if code else 0) : ends[code]]
             at = start_us[members]
             officer[members[(at >= row.starts_us) & (at < row.ends_us)]] = row.officer_id
     return pd.Series(officer, index=spans.index, dtype=object)
 
 
-def spans_in_period(session: Session, start_us: int, end_us: int,
-                    hotspot_id: str | None = None,
-                    device_ids: list[str] | None = None,
-                    longest_us: int | None = None) -> pd.DataFrame:
+def spans_in_period(
+    session: Session,
+    start_us: int,
+    end_us: int,
+    hotspot_id: str | None = None,
+    device_ids: list[str] | None = None,
+    longest_us: int | None = None,
+) -> pd.DataFrame:
     """Return stored credited spans overlapping [start_us, end_us).
 
     With `longest_us` (no stored span is longer) only spans starting from
@@ -96,8 +106,9 @@ def spans_in_period(session: Session, start_us: int, end_us: int,
     columns = [CreditedSpan.device_id, CreditedSpan.start_us, CreditedSpan.end_us]
     if hotspot_id is None:
         columns.insert(0, CreditedSpan.hotspot_id)
-    statement = select(*columns).where(CreditedSpan.start_us < end_us,
-                                       CreditedSpan.end_us > start_us)
+    statement = select(*columns).where(
+        CreditedSpan.start_us < end_us, CreditedSpan.end_us > start_us
+    )
     if hotspot_id is not None:
         statement = statement.where(CreditedSpan.hotspot_id == hotspot_id)
     if device_ids is not None:
@@ -126,9 +137,14 @@ def fetch_columns(result, width: int, chunk: int = 1000) -> list[list]:
     return columns
 
 
-def officer_figures(session: Session, params: DosageParams, from_day: date, to_day: date,
-                    hotspot_id: str | None = None,
-                    officer_id: str | None = None) -> pd.DataFrame:
+def officer_figures(
+    session: Session,
+    params: DosageParams,
+    from_day: date,
+    to_day: date,
+    hotspot_id: str | None = None,
+    officer_id: str | None = None,
+) -> pd.DataFrame:
     """Return officer minutes and visits per officer, hot spot and local day.
 
     Columns: officer_id, officer_name, hotspot_id, date, officer_minutes, visits. Visits
@@ -150,23 +166,27 @@ def officer_figures(session: Session, params: DosageParams, from_day: date, to_d
     result = result[(result["date"] >= from_day) & (result["date"] <= to_day)]
     names = dict(zip(assignments[OFFICER_ID], assignments["officer_name"], strict=False))
     result.insert(1, "officer_name", [names.get(o, "") for o in result[OFFICER_ID]])
-    return result[[OFFICER_ID, "officer_name", HOTSPOT_ID, "date", "officer_minutes",
-                   "visits"]].reset_index(drop=True)
+    return result[
+        [OFFICER_ID, "officer_name", HOTSPOT_ID, "date", "officer_minutes", "visits"]
+    ].reset_index(drop=True)
 
 
 def officer_devices(session: Session, officer_id: str) -> list[str]:
     """Return the devices ever assigned to an officer."""
-    return sorted(session.scalars(select(Assignment.device_id).where(
-        Assignment.officer_id == officer_id).distinct()))
+    return sorted(
+        session.scalars(
+            select(Assignment.device_id).where(Assignment.officer_id == officer_id).distinct()
+        )
+    )
 
 
 def track(session: Session, device_ids: list[str], start_us: int, end_us: int) -> pd.DataFrame:
     """Return the pings of some devices in [start_us, end_us), in time order."""
     rows = session.execute(
         select(PingRow.device_id, PingRow.t_us, PingRow.lat, PingRow.lon, PingRow.accuracy_m)
-        .where(PingRow.device_id.in_(device_ids), PingRow.t_us >= start_us,
-               PingRow.t_us < end_us)
-        .order_by(PingRow.device_id, PingRow.t_us)).all()
+        .where(PingRow.device_id.in_(device_ids), PingRow.t_us >= start_us, PingRow.t_us < end_us)
+        .order_by(PingRow.device_id, PingRow.t_us)
+    ).all()
     frame = pd.DataFrame(rows, columns=[DEVICE_ID, "t_us", "lat", "lon", "accuracy_m"])
     frame.insert(1, "time", [format_timestamp(t) for t in frame["t_us"]])
     return frame
@@ -176,9 +196,13 @@ def device_health(session: Session, now: datetime | None = None) -> pd.DataFrame
     """Return every device with its officer now, first and last ping, and pings in the last hour."""
     now = now or datetime.now(UTC)
     hour_ago = _us(now - timedelta(hours=1))
-    recent = dict(session.execute(select(PingRow.device_id, func.count())
-                                  .where(PingRow.t_us >= hour_ago)
-                                  .group_by(PingRow.device_id)).all())
+    recent = dict(
+        session.execute(
+            select(PingRow.device_id, func.count())
+            .where(PingRow.t_us >= hour_ago)
+            .group_by(PingRow.device_id)
+        ).all()
+    )
     assignments = assignments_frame(session)
     now_us = _us(now)
     current = assignments[(assignments["starts_us"] <= now_us) & (assignments["ends_us"] > now_us)]
@@ -186,15 +210,29 @@ def device_health(session: Session, now: datetime | None = None) -> pd.DataFrame
     rows = []
     for device in session.scalars(select(Device).order_by(Device.id)):
         silent = None if device.last_seen is None else (now - device.last_seen).total_seconds()
-        rows.append({
-            DEVICE_ID: device.id, "label": device.label,
-            OFFICER_ID: officer_now.get(device.id, ""),
-            "first_seen": device.first_seen, "last_seen": device.last_seen,
-            "minutes_since_last_ping": None if silent is None else round(silent / 60, 1),
-            "pings_last_hour": recent.get(device.id, 0),
-        })
-    return pd.DataFrame(rows, columns=[DEVICE_ID, "label", OFFICER_ID, "first_seen", "last_seen",
-                                       "minutes_since_last_ping", "pings_last_hour"])
+        rows.append(
+            {
+                DEVICE_ID: device.id,
+                "label": device.label,
+                OFFICER_ID: officer_now.get(device.id, ""),
+                "first_seen": device.first_seen,
+                "last_seen": device.last_seen,
+                "minutes_since_last_ping": None if silent is None else round(silent / 60, 1),
+                "pings_last_hour": recent.get(device.id, 0),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            DEVICE_ID,
+            "label",
+            OFFICER_ID,
+            "first_seen",
+            "last_seen",
+            "minutes_since_last_ping",
+            "pings_last_hour",
+        ],
+    )
 
 
 def ingest_rates(session: Session, now: datetime | None = None, hours: int = 24) -> pd.DataFrame:
@@ -204,8 +242,9 @@ def ingest_rates(session: Session, now: datetime | None = None, hours: int = 24)
     frame = pd.DataFrame({"hour": pd.date_range(start, periods=hours + 1, freq="h", tz=UTC)})
     for name, column in (("pings", PingRow.received_at), ("dead_letters", DeadLetter.received_at)):
         hour = _hour(session, column)
-        counts = dict(session.execute(
-            select(hour, func.count()).where(column >= start).group_by(hour)).all())
+        counts = dict(
+            session.execute(select(hour, func.count()).where(column >= start).group_by(hour)).all()
+        )
         frame[name] = [counts.get(_hour_key(session, h), 0) for h in frame["hour"]]
     return frame
 
@@ -220,13 +259,21 @@ def _hour(session: Session, column):
 def _hour_key(_session: Session, hour: pd.Timestamp) -> str:
     return hour.strftime("%Y-%m-%d %H")
 
-def hot_spot_visits(session: Session, hotspot_id: str, from_day: date, to_day: date,
-                    params: DosageParams) -> pd.DataFrame:
+
+def hot_spot_visits(
+    session: Session, hotspot_id: str, from_day: date, to_day: date, params: DosageParams
+) -> pd.DataFrame:
     """Return a hot spot's counted visits that start on local days in [from_day, to_day]."""
     rows = session.execute(
         select(Visit.day, Visit.start_us, Visit.end_us, Visit.presence_us, Visit.devices)
-        .where(Visit.hotspot_id == hotspot_id, Visit.device_id == "", Visit.day >= from_day,
-               Visit.day <= to_day).order_by(Visit.start_us)).all()
+        .where(
+            Visit.hotspot_id == hotspot_id,
+            Visit.device_id == "",
+            Visit.day >= from_day,
+            Visit.day <= to_day,
+        )
+        .order_by(Visit.start_us)
+    ).all()
     return visits_table(rows, params)
 
 
@@ -234,16 +281,21 @@ def visits_table(rows: list, params: DosageParams) -> pd.DataFrame:
     """Return hot_spot_visits's table of stored hot spot visit rows (day, start_us, end_us,
     presence_us, devices) in start order."""
     names = ["date", "start_us", "end_us", "presence_us", "devices"]
-    frame = pd.DataFrame(dict(zip(names, zip(*rows, strict=True), strict=True)),
-                         columns=names) if rows else pd.DataFrame(rows, columns=names)
+    frame = (
+        pd.DataFrame(dict(zip(names, zip(*rows, strict=True), strict=True)), columns=names)
+        if rows
+        else pd.DataFrame(rows, columns=names)
+    )
     zone = params.zone
-    return pd.DataFrame({
-        "date": frame["date"],
-        "start": _local_clock(frame["start_us"], zone),
-        "end": _local_clock(frame["end_us"], zone),
-        "presence_minutes": rounded_minutes(frame["presence_us"].to_numpy()),
-        "devices": frame["devices"].astype("int64"),
-    })
+    return pd.DataFrame(
+        {
+            "date": frame["date"],
+            "start": _local_clock(frame["start_us"], zone),
+            "end": _local_clock(frame["end_us"], zone),
+            "presence_minutes": rounded_minutes(frame["presence_us"].to_numpy()),
+            "devices": frame["devices"].astype("int64"),
+        }
+    )
 
 
 def _local_clock(t_us: pd.Series, zone) -> list[str]:
@@ -251,20 +303,28 @@ def _local_clock(t_us: pd.Series, zone) -> list[str]:
     if not len(t_us):
         return []
     local = pd.to_datetime(t_us.to_numpy(dtype=np.int64), unit="us", utc=True).tz_convert(zone)
-    return [f"{h:02d}:{m:02d}:{s:02d}" for h, m, s in zip(
-        local.hour.tolist(), local.minute.tolist(), local.second.tolist(), strict=True)]
+    return [
+        f"{h:02d}:{m:02d}:{s:02d}"
+        for h, m, s in zip(
+            local.hour.tolist(), local.minute.tolist(), local.second.tolist(), strict=True
+        )
+    ]
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def hour_by_weekday(session: Session, hotspot_id: str, from_day: date,
-                    to_day: date) -> pd.DataFrame:
+def hour_by_weekday(
+    session: Session, hotspot_id: str, from_day: date, to_day: date
+) -> pd.DataFrame:
     """Return presence minutes by local hour (rows 0-23) and weekday (columns Mon-Sun)."""
     rows = session.execute(
-        select(HourlyPresence.day, HourlyPresence.hour, HourlyPresence.presence_us)
-        .where(HourlyPresence.hotspot_id == hotspot_id, HourlyPresence.day >= from_day,
-               HourlyPresence.day <= to_day)).all()
+        select(HourlyPresence.day, HourlyPresence.hour, HourlyPresence.presence_us).where(
+            HourlyPresence.hotspot_id == hotspot_id,
+            HourlyPresence.day >= from_day,
+            HourlyPresence.day <= to_day,
+        )
+    ).all()
     grid = np.zeros((24, 7), dtype=np.int64)
     for day, hour, presence_us in rows:
         grid[hour, day.weekday()] += presence_us

@@ -18,7 +18,8 @@ OWNTRACKS_PREFIX = "owntracks"
 # Where the OwnTracks apps publish their other messages (transition, waypoint, status...),
 # which a subscription to owntracks/# receives; they carry no position to credit.
 OWNTRACKS_SUBTOPICS = frozenset(
-    {"event", "waypoint", "waypoints", "status", "step", "beacon", "dump", "cmd", "info"})
+    {"event", "waypoint", "waypoints", "status", "step", "beacon", "dump", "cmd", "info"}
+)
 US_PER_S = 1_000_000
 
 
@@ -42,9 +43,11 @@ class Limits:
 
 def configured_limits() -> Limits:
     """Return the bounds on accepted payloads (TRACKER_ settings)."""
-    return Limits(max_payload_bytes=settings.get("TRACKER_MAX_PAYLOAD_BYTES"),
-                  max_future_s=settings.get("TRACKER_MAX_FUTURE_S"),
-                  max_age_days=settings.get("TRACKER_RETENTION_DAYS"))
+    return Limits(
+        max_payload_bytes=settings.get("TRACKER_MAX_PAYLOAD_BYTES"),
+        max_future_s=settings.get("TRACKER_MAX_FUTURE_S"),
+        max_age_days=settings.get("TRACKER_RETENTION_DAYS"),
+    )
 
 
 def device_for_topic(topic: str) -> tuple[str, str]:
@@ -110,18 +113,34 @@ def decode_message(topic: str, payload: bytes, now_us: int, limits: Limits = Lim
 
 
 def _native_fields(item: dict[str, Any]) -> dict[str, Any]:
-    return {"timestamp": item.get("ts"), "lat": item.get("lat"), "lon": item.get("lon"),
-            "accuracy_m": item.get("acc"), "speed_kmh": item.get("speed")}
+    return {
+        "timestamp": item.get("ts"),
+        "lat": item.get("lat"),
+        "lon": item.get("lon"),
+        "accuracy_m": item.get("acc"),
+        "speed_kmh": item.get("speed"),
+    }
 
 
 def _owntracks_fields(item: dict[str, Any]) -> dict[str, Any]:
     # OwnTracks: tst epoch seconds, acc metres, vel km/h (Recorder's JSON format).
-    return {"timestamp": item.get("tst"), "lat": item.get("lat"), "lon": item.get("lon"),
-            "accuracy_m": item.get("acc"), "speed_kmh": item.get("vel")}
+    return {
+        "timestamp": item.get("tst"),
+        "lat": item.get("lat"),
+        "lon": item.get("lon"),
+        "accuracy_m": item.get("acc"),
+        "speed_kmh": item.get("vel"),
+    }
 
 
-def _accept(decoded: Decoded, device_id: str, fields: dict[str, Any], now_us: int,
-            limits: Limits, where: str) -> None:
+def _accept(
+    decoded: Decoded,
+    device_id: str,
+    fields: dict[str, Any],
+    now_us: int,
+    limits: Limits,
+    where: str,
+) -> None:
     try:
         ping = make_ping(device_id, **fields)
     except PingError as exc:

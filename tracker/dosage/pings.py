@@ -233,8 +233,15 @@ def parse_gpx(text: str, device_id: str, source: str = "GPX") -> tuple[list[Ping
                 raise PingError("point has no <time>")
             # GPX speed is in m/s; it has no accuracy in metres (hdop is not one).
             speed = None if point.speed is None else point.speed * 3.6
-            pings.append(make_ping(device_id, point.time.isoformat(), point.latitude,
-                                   point.longitude, speed_kmh=speed))
+            pings.append(
+                make_ping(
+                    device_id,
+                    point.time.isoformat(),
+                    point.latitude,
+                    point.longitude,
+                    speed_kmh=speed,
+                )
+            )
         except PingError as exc:
             bad.append(BadRow(number, str(exc), unit="point"))
     return pings, bad

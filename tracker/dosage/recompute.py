@@ -79,15 +79,19 @@ def _claim(session: Session, queue, key_column, limit: int) -> list[Claim]:
 
 def _release(session: Session, queue, key_column, claims: Iterable[Claim]) -> None:
     for claim in claims:
-        session.execute(delete(queue).where(
-            key_column == claim.key, queue.day == claim.day, queue.seq == claim.seq))
+        session.execute(
+            delete(queue).where(
+                key_column == claim.key, queue.day == claim.day, queue.seq == claim.seq
+            )
+        )
 
 
 def _lock(session: Session, name: str) -> None:
     """Serialise work on one hot spot across PostgreSQL sessions (no-op on SQLite)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                        {"k": zlib.crc32(name.encode()) - 2**31})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(name.encode()) - 2**31}
+        )
 
 
 def _day_bounds(day: date, zone: ZoneInfo) -> tuple[int, int]:
@@ -101,8 +105,9 @@ def span_days(start_us: int, end_us: int, zone: ZoneInfo) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def rebuild_device_days(session: Session, hot_spots: HotSpotSet, params: DosageParams,
-                        limit: int = 500) -> int:
+def rebuild_device_days(
+    session: Session, hot_spots: HotSpotSet, params: DosageParams, limit: int = 500
+) -> int:
     """Rebuild the credited spans of up to `limit` queued device-days; return how many."""
     claims = _claim(session, DirtyDeviceDay, DirtyDeviceDay.device_id, limit)
     zone = params.zone
@@ -127,18 +132,22 @@ def rebuild_device_days(session: Session, hot_spots: HotSpotSet, params: DosageP
         for day_start, day_end in bounds:
             in_days |= (start_us >= day_start) & (start_us < day_end)
         spans = spans[in_days]
-        in_claimed = or_(*(and_(CreditedSpan.start_us >= a, CreditedSpan.start_us < b)
-                           for a, b in bounds))
-        old = session.execute(select(CreditedSpan.hotspot_id, CreditedSpan.start_us,
-                                     CreditedSpan.end_us)
-                              .where(CreditedSpan.device_id == device_id, in_claimed)).all()
-        session.execute(delete(CreditedSpan).where(CreditedSpan.device_id == device_id,
-                                                   in_claimed))
+        in_claimed = or_(
+            *(and_(CreditedSpan.start_us >= a, CreditedSpan.start_us < b) for a, b in bounds)
+        )
+        old = session.execute(
+            select(CreditedSpan.hotspot_id, CreditedSpan.start_us, CreditedSpan.end_us).where(
+                CreditedSpan.device_id == device_id, in_claimed
+            )
+        ).all()
+        session.execute(delete(CreditedSpan).where(CreditedSpan.device_id == device_id, in_claimed))
         rows = spans.to_dict(orient="records")
         if rows:
             session.execute(CreditedSpan.__table__.insert(), rows)
-        for hotspot_id, start, end in [*old, *spans[[HOTSPOT_ID, "start_us", "end_us"]]
-                                       .itertuples(index=False)]:
+        for hotspot_id, start, end in [
+            *old,
+            *spans[[HOTSPOT_ID, "start_us", "end_us"]].itertuples(index=False),
+        ]:
             touched.update((hotspot_id, d) for d in span_days(int(start), int(end), zone))
     enqueue(session, DirtyHotSpotDay, touched)
     _release(session, DirtyDeviceDay, DirtyDeviceDay.device_id, claims)
@@ -147,9 +156,14 @@ def rebuild_device_days(session: Session, hot_spots: HotSpotSet, params: DosageP
 
 def _pings_frame(session: Session, device_id: str, low_us: int, high_us: int) -> pd.DataFrame:
     rows = session.execute(
-        select(PingRow.device_id, PingRow.t_us, PingRow.lat, PingRow.lon, PingRow.accuracy_m,
-               PingRow.speed_kmh)
-        .where(PingRow.device_id == device_id, PingRow.t_us >= low_us, PingRow.t_us <= high_us)
+        select(
+            PingRow.device_id,
+            PingRow.t_us,
+            PingRow.lat,
+            PingRow.lon,
+            PingRow.accuracy_m,
+            PingRow.speed_kmh,
+        ).where(PingRow.device_id == device_id, PingRow.t_us >= low_us, PingRow.t_us <= high_us)
     ).all()
     frame = pd.DataFrame(rows, columns=[DEVICE_ID, "t_us", LAT, LON, ACCURACY_M, SPEED_KMH])
     frame[TIMESTAMP] = pd.to_datetime(frame.pop("t_us").to_numpy(np.int64), unit="us", utc=True)
@@ -183,8 +197,9 @@ def _day_ranges(days: list[date]) -> list[tuple[date, date]]:
     return ranges
 
 
-def _rebuild_window(session: Session, hotspot_id: str, first: date, last: date,
-                    params: DosageParams) -> None:
+def _rebuild_window(
+    session: Session, hotspot_id: str, first: date, last: date, params: DosageParams
+) -> None:
     zone = params.zone
     merge_us = int(params.visit_merge_gap_s * US_PER_S)
     in_hot_spot = CreditedSpan.hotspot_id == hotspot_id
@@ -193,12 +208,20 @@ def _rebuild_window(session: Session, hotspot_id: str, first: date, last: date,
         end_us = local_midnight_us(last + timedelta(days=1), zone)
         # A span reaching across (or within the merge gap of) an edge could join a visit
         # across it: widen the window to whole days around such spans and look again.
-        earliest = session.scalar(select(func.min(CreditedSpan.start_us)).where(
-            in_hot_spot, CreditedSpan.start_us < start_us,
-            CreditedSpan.end_us >= start_us - merge_us))
-        latest = session.scalar(select(func.max(CreditedSpan.end_us)).where(
-            in_hot_spot, CreditedSpan.end_us > end_us,
-            CreditedSpan.start_us <= end_us + merge_us))
+        earliest = session.scalar(
+            select(func.min(CreditedSpan.start_us)).where(
+                in_hot_spot,
+                CreditedSpan.start_us < start_us,
+                CreditedSpan.end_us >= start_us - merge_us,
+            )
+        )
+        latest = session.scalar(
+            select(func.max(CreditedSpan.end_us)).where(
+                in_hot_spot,
+                CreditedSpan.end_us > end_us,
+                CreditedSpan.start_us <= end_us + merge_us,
+            )
+        )
         if earliest is None and latest is None:
             break
         if earliest is not None:
@@ -207,47 +230,96 @@ def _rebuild_window(session: Session, hotspot_id: str, first: date, last: date,
             last = max(last, local_date(latest, zone))
 
     rows = session.execute(
-        select(CreditedSpan.hotspot_id, CreditedSpan.device_id, CreditedSpan.start_us,
-               CreditedSpan.end_us)
-        .where(in_hot_spot, CreditedSpan.start_us < end_us, CreditedSpan.end_us > start_us)
+        select(
+            CreditedSpan.hotspot_id,
+            CreditedSpan.device_id,
+            CreditedSpan.start_us,
+            CreditedSpan.end_us,
+        ).where(in_hot_spot, CreditedSpan.start_us < end_us, CreditedSpan.end_us > start_us)
     ).all()
     result = dosage_from_spans(pd.DataFrame(rows, columns=SPAN_COLUMNS), params)
     days_in_window = and_(DailyDosage.day >= first, DailyDosage.day <= last)
-    session.execute(delete(DailyDosage).where(DailyDosage.hotspot_id == hotspot_id,
-                                              days_in_window))
+    session.execute(delete(DailyDosage).where(DailyDosage.hotspot_id == hotspot_id, days_in_window))
     for model in (DeviceDailyDosage, HourlyPresence):
-        session.execute(delete(model).where(model.hotspot_id == hotspot_id,
-                                            model.day >= first, model.day <= last))
-    session.execute(delete(Visit).where(Visit.hotspot_id == hotspot_id,
-                                        Visit.start_us >= start_us, Visit.start_us < end_us))
-    _insert_records(session, DailyDosage, result.daily,
-                    {HOTSPOT_ID: "hotspot_id", DATE: "day", "presence_us": "presence_us",
-                     "officer_us": "officer_us", "visits": "visits"})
-    _insert_records(session, DeviceDailyDosage, result.device_daily,
-                    {HOTSPOT_ID: "hotspot_id", DEVICE_ID: "device_id", DATE: "day",
-                     "officer_us": "officer_us", "visits": "visits"})
-    _insert_records(session, HourlyPresence, result.hourly,
-                    {HOTSPOT_ID: "hotspot_id", DATE: "day", "hour": "hour",
-                     "presence_us": "presence_us"})
-    visit_columns = {HOTSPOT_ID: "hotspot_id", DATE: "day", "start_us": "start_us",
-                     "end_us": "end_us", "presence_us": "presence_us"}
-    _insert_records(session, Visit, result.visits.assign(device_id=""),
-                    {**visit_columns, "devices": "devices", DEVICE_ID: "device_id"})
-    _insert_records(session, Visit, result.device_visits.assign(devices=1),
-                    {**visit_columns, "devices": "devices", DEVICE_ID: "device_id"})
+        session.execute(
+            delete(model).where(
+                model.hotspot_id == hotspot_id, model.day >= first, model.day <= last
+            )
+        )
+    session.execute(
+        delete(Visit).where(
+            Visit.hotspot_id == hotspot_id, Visit.start_us >= start_us, Visit.start_us < end_us
+        )
+    )
+    _insert_records(
+        session,
+        DailyDosage,
+        result.daily,
+        {
+            HOTSPOT_ID: "hotspot_id",
+            DATE: "day",
+            "presence_us": "presence_us",
+            "officer_us": "officer_us",
+            "visits": "visits",
+        },
+    )
+    _insert_records(
+        session,
+        DeviceDailyDosage,
+        result.device_daily,
+        {
+            HOTSPOT_ID: "hotspot_id",
+            DEVICE_ID: "device_id",
+            DATE: "day",
+            "officer_us": "officer_us",
+            "visits": "visits",
+        },
+    )
+    _insert_records(
+        session,
+        HourlyPresence,
+        result.hourly,
+        {HOTSPOT_ID: "hotspot_id", DATE: "day", "hour": "hour", "presence_us": "presence_us"},
+    )
+    visit_columns = {
+        HOTSPOT_ID: "hotspot_id",
+        DATE: "day",
+        "start_us": "start_us",
+        "end_us": "end_us",
+        "presence_us": "presence_us",
+    }
+    _insert_records(
+        session,
+        Visit,
+        result.visits.assign(device_id=""),
+        {**visit_columns, "devices": "devices", DEVICE_ID: "device_id"},
+    )
+    _insert_records(
+        session,
+        Visit,
+        result.device_visits.assign(devices=1),
+        {**visit_columns, "devices": "devices", DEVICE_ID: "device_id"},
+    )
 
 
 def _insert_records(session: Session, model, frame: pd.DataFrame, columns: dict[str, str]) -> None:
     if frame.empty:
         return
     renamed = frame[list(columns)].rename(columns=columns)
-    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in renamed.to_dict(orient="records")]
+    rows = [
+        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        for row in renamed.to_dict(orient="records")
+    ]
     session.execute(model.__table__.insert(), rows)
 
 
-def bring_up_to_date(begin: Callable, hot_spots: HotSpotSet, params: DosageParams,
-                     limit: int = 500, wait_s: float = HELD_ENTRIES_WAIT_S) -> int:
+def bring_up_to_date(
+    begin: Callable,
+    hot_spots: HotSpotSet,
+    params: DosageParams,
+    limit: int = 500,
+    wait_s: float = HELD_ENTRIES_WAIT_S,
+) -> int:
     """Drain both queues, one transaction per claim; return the entries processed.
 
     `begin` opens a transaction and yields a session (e.g. `factory.begin`). On PostgreSQL
@@ -265,16 +337,19 @@ def bring_up_to_date(begin: Callable, hot_spots: HotSpotSet, params: DosageParam
         if device_days or hot_spot_days:
             continue
         with begin() as session:
-            held = any(session.scalar(select(func.count()).select_from(queue))
-                       for queue in (DirtyDeviceDay, DirtyHotSpotDay))
+            held = any(
+                session.scalar(select(func.count()).select_from(queue))
+                for queue in (DirtyDeviceDay, DirtyHotSpotDay)
+            )
         waiting_since = waiting_since or time.monotonic()
         if not held or time.monotonic() - waiting_since >= wait_s:
             return done
         time.sleep(HELD_ENTRIES_POLL_S)
 
 
-def enqueue_all_device_days(session: Session, params: DosageParams,
-                            from_day: date | None = None, to_day: date | None = None) -> int:
+def enqueue_all_device_days(
+    session: Session, params: DosageParams, from_day: date | None = None, to_day: date | None = None
+) -> int:
     """Queue every device-day that has pings (optionally within local dates); return how many."""
     zone = params.zone
     hour = PingRow.t_us // US_PER_HOUR
@@ -283,7 +358,8 @@ def enqueue_all_device_days(session: Session, params: DosageParams,
         statement = statement.where(PingRow.t_us >= local_midnight_us(from_day, zone))
     if to_day is not None:
         statement = statement.where(
-            PingRow.t_us < local_midnight_us(to_day + timedelta(days=1), zone))
+            PingRow.t_us < local_midnight_us(to_day + timedelta(days=1), zone)
+        )
     keys: set[tuple[str, date]] = set()
     gap_us = int(params.max_gap_s * US_PER_S)
     for device_id, hour_index in session.execute(statement):
@@ -292,20 +368,38 @@ def enqueue_all_device_days(session: Session, params: DosageParams,
             keys.add((device_id, local_date(t, zone)))
             keys.add((device_id, local_date(t - gap_us, zone)))
     if from_day is not None or to_day is not None:
-        keys = {(d, day) for d, day in keys
-                if (from_day is None or day >= from_day) and (to_day is None or day <= to_day)}
+        keys = {
+            (d, day)
+            for d, day in keys
+            if (from_day is None or day >= from_day) and (to_day is None or day <= to_day)
+        }
     enqueue(session, DirtyDeviceDay, keys)
     return len(keys)
 
 
 def replace_hot_spots(session: Session, hot_spots: HotSpotSet, params: DosageParams) -> int:
     """Make `hot_spots` the stored set, clear all dosage and queue every device-day again."""
-    for model in (CreditedSpan, DailyDosage, DeviceDailyDosage, HourlyPresence, Visit,
-                  DirtyHotSpotDay, HotSpotRow):
+    for model in (
+        CreditedSpan,
+        DailyDosage,
+        DeviceDailyDosage,
+        HourlyPresence,
+        Visit,
+        DirtyHotSpotDay,
+        HotSpotRow,
+    ):
         session.execute(delete(model))
-    session.execute(HotSpotRow.__table__.insert(), [
-        {"id": h.id, "name": h.name, "geometry": mapping(h.geometry),
-         "properties": dict(h.properties), "loaded_at": utc_now()}
-        for h in hot_spots
-    ])
+    session.execute(
+        HotSpotRow.__table__.insert(),
+        [
+            {
+                "id": h.id,
+                "name": h.name,
+                "geometry": mapping(h.geometry),
+                "properties": dict(h.properties),
+                "loaded_at": utc_now(),
+            }
+            for h in hot_spots
+        ],
+    )
     return enqueue_all_device_days(session, params)

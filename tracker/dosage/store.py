@@ -54,8 +54,14 @@ class _DriverStatement:
 _DRIVER_STATEMENTS: dict[tuple[str, str, str], _DriverStatement] = {}
 
 
-def _execute_many(session: Session, name: str, table: Table, build: Callable,
-                  columns: dict[str, list], constants: dict[str, object]) -> None:
+def _execute_many(
+    session: Session,
+    name: str,
+    table: Table,
+    build: Callable,
+    columns: dict[str, list],
+    constants: dict[str, object],
+) -> None:
     """Execute an INSERT once per row, handing the driver plain tuples.
 
     The same as `session.execute(build(session), rows)` with one dict per row, but
@@ -79,8 +85,9 @@ def _execute_many(session: Session, name: str, table: Table, build: Callable,
         statement = _DriverStatement(
             sql=compiled.string,
             order=tuple(compiled.positiontup) if compiled.positional else None,
-            processors={c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-                        for c in names},
+            processors={
+                c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in names
+            },
         )
         _DRIVER_STATEMENTS[key] = statement
     n = len(next(iter(columns.values())))
@@ -94,15 +101,20 @@ def _execute_many(session: Session, name: str, table: Table, build: Callable,
         process = statement.processors[column]
         values[column] = [process(value) if process else value] * n
     if statement.order is None:
-        rows = [dict(zip(names, row, strict=True))
-                for row in zip(*(values[c] for c in names), strict=True)]
+        rows = [
+            dict(zip(names, row, strict=True))
+            for row in zip(*(values[c] for c in names), strict=True)
+        ]
     else:
         rows = list(zip(*(values[c] for c in statement.order), strict=True))
     connection.exec_driver_sql(statement.sql, rows)
 
 
-def enqueue(session: Session, queue: type[DirtyDeviceDay] | type[DirtyHotSpotDay],
-            keys: Iterable[tuple[str, date]]) -> None:
+def enqueue(
+    session: Session,
+    queue: type[DirtyDeviceDay] | type[DirtyHotSpotDay],
+    keys: Iterable[tuple[str, date]],
+) -> None:
     """Mark keys dirty; an entry already queued has its seq bumped (see DirtyDeviceDay)."""
     table = queue.__table__
     key_column = "device_id" if queue is DirtyDeviceDay else "hotspot_id"
@@ -117,9 +129,14 @@ def enqueue(session: Session, queue: type[DirtyDeviceDay] | type[DirtyHotSpotDay
             index_elements=[key_column, "day"], set_={"seq": table.c.seq + literal_column("1")}
         )
 
-    _execute_many(session, f"enqueue {table.name}", table, build,
-                  {key_column: [k for k, _ in rows], "day": [d for _, d in rows]},
-                  {"seq": 1})
+    _execute_many(
+        session,
+        f"enqueue {table.name}",
+        table,
+        build,
+        {key_column: [k for k, _ in rows], "day": [d for _, d in rows]},
+        {"seq": 1},
+    )
 
 
 def affected_device_days(pings: Iterable[Ping], params: DosageParams) -> set[tuple[str, date]]:
@@ -164,8 +181,9 @@ class _LocalDates:
             day = self.minutes[minute]
         except KeyError:
             first = datetime.fromtimestamp(minute * US_PER_MINUTE / US_PER_S, tz=self.zone)
-            last = datetime.fromtimestamp(((minute + 1) * US_PER_MINUTE - 1) / US_PER_S,
-                                          tz=self.zone)
+            last = datetime.fromtimestamp(
+                ((minute + 1) * US_PER_MINUTE - 1) / US_PER_S, tz=self.zone
+            )
             steady = first.date() == last.date() and first.utcoffset() == last.utcoffset()
             day = self.minutes[minute] = first.date() if steady else None
         return day if day is not None else local_date(t_us, self.zone)
@@ -186,18 +204,20 @@ def _insert_pings(session: Session, max_accuracy_m: float):
     new_usable = or_(new.accuracy_m.is_(None), new.accuracy_m <= limit)
     old_usable = or_(old.accuracy_m.is_(None), old.accuracy_m <= limit)
     lower = or_(new.lat < old.lat, and_(new.lat == old.lat, new.lon < old.lon))
-    better = or_(and_(new_usable, not_(old_usable)),
-                 and_(new_usable == old_usable, lower))
+    better = or_(and_(new_usable, not_(old_usable)), and_(new_usable == old_usable, lower))
     return statement.on_conflict_do_update(
         index_elements=["device_id", "t_us"],
-        set_={name: new[name] for name in ("lat", "lon", "accuracy_m", "speed_kmh", "source",
-                                            "received_at")},
+        set_={
+            name: new[name]
+            for name in ("lat", "lon", "accuracy_m", "speed_kmh", "source", "received_at")
+        },
         where=better,
     )
 
 
-def store_pings(session: Session, pings: Sequence[Ping], params: DosageParams,
-                source: str = "mqtt") -> None:
+def store_pings(
+    session: Session, pings: Sequence[Ping], params: DosageParams, source: str = "mqtt"
+) -> None:
     """Store pings (duplicates dropped), note their devices, and queue their device-days."""
     if not pings:
         return
@@ -207,12 +227,21 @@ def store_pings(session: Session, pings: Sequence[Ping], params: DosageParams,
     # One statement; a row that clashes with the unique (device, t_us) replaces the stored
     # one only if the engine would prefer it (see _insert_pings).
     max_accuracy_m = params.max_accuracy_m
-    _execute_many(session, f"store_pings:{max_accuracy_m!r}", PingRow.__table__,
-                  lambda s: _insert_pings(s, max_accuracy_m), {
-        "device_id": devices, "t_us": times, "lat": [p.lat for p in pings],
-        "lon": [p.lon for p in pings], "accuracy_m": [p.accuracy_m for p in pings],
-        "speed_kmh": [p.speed_kmh for p in pings],
-    }, {"source": source, "received_at": now})
+    _execute_many(
+        session,
+        f"store_pings:{max_accuracy_m!r}",
+        PingRow.__table__,
+        lambda s: _insert_pings(s, max_accuracy_m),
+        {
+            "device_id": devices,
+            "t_us": times,
+            "lat": [p.lat for p in pings],
+            "lon": [p.lon for p in pings],
+            "accuracy_m": [p.accuracy_m for p in pings],
+            "speed_kmh": [p.speed_kmh for p in pings],
+        },
+        {"source": source, "received_at": now},
+    )
     seen: dict[str, list[int]] = {}
     for device, t_us in zip(devices, times, strict=True):
         bounds = seen.get(device)
@@ -241,11 +270,18 @@ def _upsert_devices(session: Session):
 def _note_devices(session: Session, seen: dict[str, Sequence[int]]) -> None:
     """Insert devices not seen before; widen first_seen/last_seen to (low, high) µs."""
     devices = sorted(seen)
-    _execute_many(session, "note_devices", Device.__table__, _upsert_devices, {
-        "id": devices,
-        "first_seen": [_utc(seen[d][0]) for d in devices],
-        "last_seen": [_utc(seen[d][1]) for d in devices],
-    }, {"label": ""})
+    _execute_many(
+        session,
+        "note_devices",
+        Device.__table__,
+        _upsert_devices,
+        {
+            "id": devices,
+            "first_seen": [_utc(seen[d][0]) for d in devices],
+            "last_seen": [_utc(seen[d][1]) for d in devices],
+        },
+        {"label": ""},
+    )
 
 
 def _least(session: Session, a, b):
@@ -262,8 +298,9 @@ def _utc(t_us: int) -> datetime:
     return datetime.fromtimestamp(t_us / US_PER_S, tz=UTC)
 
 
-def store_dead_letters(session: Session, source: str,
-                       letters: Sequence[tuple[str, str, bytes | str]]) -> None:
+def store_dead_letters(
+    session: Session, source: str, letters: Sequence[tuple[str, str, bytes | str]]
+) -> None:
     """Store (topic, reason, payload) dead letters; payloads are capped, bytes decoded leniently."""
     if not letters:
         return
@@ -274,10 +311,15 @@ def store_dead_letters(session: Session, source: str,
         if len(text) > MAX_DEAD_LETTER_PAYLOAD:
             text = text[:MAX_DEAD_LETTER_PAYLOAD] + f"... [{len(text)} characters in all]"
         # PostgreSQL text cannot hold NUL, and a reason may quote the input it rejects.
-        rows.append({"received_at": now, "source": source,
-                     "topic": topic.replace("\x00", "\\0")[:256],
-                     "reason": reason[:MAX_DEAD_LETTER_PAYLOAD].replace("\x00", "\\0"),
-                     "payload": text.replace("\x00", "\\0")})
+        rows.append(
+            {
+                "received_at": now,
+                "source": source,
+                "topic": topic.replace("\x00", "\\0")[:256],
+                "reason": reason[:MAX_DEAD_LETTER_PAYLOAD].replace("\x00", "\\0"),
+                "payload": text.replace("\x00", "\\0"),
+            }
+        )
     session.execute(DeadLetter.__table__.insert(), rows)
 
 
@@ -294,12 +336,16 @@ def stored_hot_spots(session: Session) -> HotSpotSet:
 
 def hot_spot_fingerprint(session: Session) -> tuple:
     """Return a value that changes whenever the stored hot spot set is replaced."""
-    return tuple(session.execute(
-        select(func.count(), func.max(HotSpotRow.loaded_at)).select_from(HotSpotRow)).one())
+    return tuple(
+        session.execute(
+            select(func.count(), func.max(HotSpotRow.loaded_at)).select_from(HotSpotRow)
+        ).one()
+    )
 
 
-def purge_pings(session: Session, retention_days: int, params: DosageParams,
-                now: datetime | None = None) -> int:
+def purge_pings(
+    session: Session, retention_days: int, params: DosageParams, now: datetime | None = None
+) -> int:
     """Delete raw pings older than the retention period; aggregates and spans stay.
 
     Queued device-days inside the purged period are dropped too: rebuilding them from

@@ -1,1 +1,2 @@
-"""The shared foundation: settings, the database and its tables, time, parsing input, writing tables."""
+"""The shared foundation: settings, the database and its tables, time, reading
+input, writing tables."""

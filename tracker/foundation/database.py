@@ -88,5 +88,6 @@ def open_database(db_url: str | None = None) -> sessionmaker[Session]:
     if not current:
         engine.dispose()
         raise DatabaseNotReady(
-            "the database schema is missing or old: run `python -m tracker init` first")
+            "the database schema is missing or old: run `python -m tracker init` first"
+        )
     return session_factory(engine)

@@ -110,8 +110,7 @@ class PingRow(Base):
     """One GPS position as received; unique by (device, timestamp)."""
 
     __tablename__ = "pings"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(128))
     t_us: Mapped[int] = mapped_column(BigInteger)  # UTC microseconds since the epoch
     lat: Mapped[float] = mapped_column(Float)
@@ -127,8 +126,7 @@ class DeadLetter(Base):
     """A message or row that could not be accepted, kept with the reason."""
 
     __tablename__ = "dead_letters"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     source: Mapped[str] = mapped_column(String(16))
     topic: Mapped[str] = mapped_column(String(256))
@@ -140,8 +138,7 @@ class CreditedSpan(Base):
     """A span [start, end] one device credited to one hot spot (DESIGN 5, rule 3)."""
 
     __tablename__ = "credited_spans"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     hotspot_id: Mapped[str] = mapped_column(String(64))
     device_id: Mapped[str] = mapped_column(String(128))
     start_us: Mapped[int] = mapped_column(BigInteger)
@@ -192,8 +189,7 @@ class Visit(Base):
     """A counted visit; `device_id` is empty for a hot spot visit, else one device's."""
 
     __tablename__ = "visits"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     hotspot_id: Mapped[str] = mapped_column(String(64))
     device_id: Mapped[str] = mapped_column(String(128), default="")
     day: Mapped[date] = mapped_column(Date)
@@ -234,8 +230,7 @@ class AuditEvent(Base):
     """Who did what, when: reviews, plans, assignments and views of officers' tracks."""
 
     __tablename__ = "audit_events"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))

@@ -40,68 +40,137 @@ def _flag(text: str) -> bool:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("TRACKER_ENV", "development",
-            "'development' or 'production'; production refuses missing secrets and debug."),
+    Setting(
+        "TRACKER_ENV",
+        "development",
+        "'development' or 'production'; production refuses missing secrets and debug.",
+    ),
     Setting("TRACKER_CONFIG", "", "Optional file of KEY=VALUE lines read after the environment."),
-    Setting("TRACKER_INSTANCE_PATH", str(PROJECT_ROOT / "instance"),
-            "Folder for the embedded SQLite database and other local state."),
-    Setting("TRACKER_DATABASE_URL", "",
-            "SQLAlchemy URL; empty means SQLite (WAL) at <instance>/tracker.db. "
-            "Production: postgresql+psycopg://user@host/db."),
+    Setting(
+        "TRACKER_INSTANCE_PATH",
+        str(PROJECT_ROOT / "instance"),
+        "Folder for the embedded SQLite database and other local state.",
+    ),
+    Setting(
+        "TRACKER_DATABASE_URL",
+        "",
+        "SQLAlchemy URL; empty means SQLite (WAL) at <instance>/tracker.db. "
+        "Production: postgresql+psycopg://user@host/db.",
+    ),
     Setting("TRACKER_TZ", "Europe/London", "Operation time zone; dosage days are local days."),
     Setting("TRACKER_MAX_GAP_S", 180.0, "Longest gap between pings that credits a span.", float),
-    Setting("TRACKER_MAX_ACCURACY_M", 100.0, "Pings less accurate than this credit nothing.",
-            float),
-    Setting("TRACKER_VISIT_MERGE_GAP_S", 60.0, "Breaks up to this long do not end a visit.",
-            float),
+    Setting(
+        "TRACKER_MAX_ACCURACY_M", 100.0, "Pings less accurate than this credit nothing.", float
+    ),
+    Setting("TRACKER_VISIT_MERGE_GAP_S", 60.0, "Breaks up to this long do not end a visit.", float),
     Setting("TRACKER_MIN_VISIT_S", 120.0, "Visits shorter than this are not counted.", float),
-    Setting("TRACKER_MAX_SPEED_KMH", None, "If set, faster spans credit nothing (empty: off).",
-            _optional_float),
-    Setting("TRACKER_MQTT_URL", "",
-            "mqtt://[user:pass@]host:port or mqtts://...; empty starts the embedded broker "
-            "(demo only)."),
+    Setting(
+        "TRACKER_MAX_SPEED_KMH",
+        None,
+        "If set, faster spans credit nothing (empty: off).",
+        _optional_float,
+    ),
+    Setting(
+        "TRACKER_MQTT_URL",
+        "",
+        "mqtt://[user:pass@]host:port or mqtts://...; empty starts the embedded broker "
+        "(demo only).",
+    ),
     Setting("TRACKER_MQTT_CA_FILE", "", "CA certificate file for mqtts:// brokers."),
-    Setting("TRACKER_MQTT_CLIENT_ID", "tracker-ingest-1",
-            "Stable MQTT client id; the broker keeps this ingester's session under it."),
-    Setting("TRACKER_MQTT_TOPICS", ("patrol/+/location", "owntracks/+/+"),
-            "Comma-separated topic filters to subscribe to.", _list),
-    Setting("TRACKER_MQTT_SHARED_GROUP", "",
-            "If set, subscribe as $share/<group>/<filter> so several ingesters share the load "
-            "(MQTT v5 brokers)."),
-    Setting("TRACKER_MQTT_SESSION_EXPIRY_S", 7 * 24 * 3600,
-            "How long the broker keeps the ingester's session and queued messages.", int),
-    Setting("TRACKER_MAX_FUTURE_S", 300.0,
-            "Pings more than this far in the future are dead letters.", float),
+    Setting(
+        "TRACKER_MQTT_CLIENT_ID",
+        "tracker-ingest-1",
+        "Stable MQTT client id; the broker keeps this ingester's session under it.",
+    ),
+    Setting(
+        "TRACKER_MQTT_TOPICS",
+        ("patrol/+/location", "owntracks/+/+"),
+        "Comma-separated topic filters to subscribe to.",
+        _list,
+    ),
+    Setting(
+        "TRACKER_MQTT_SHARED_GROUP",
+        "",
+        "If set, subscribe as $share/<group>/<filter> so several ingesters share the load "
+        "(MQTT v5 brokers).",
+    ),
+    Setting(
+        "TRACKER_MQTT_SESSION_EXPIRY_S",
+        7 * 24 * 3600,
+        "How long the broker keeps the ingester's session and queued messages.",
+        int,
+    ),
+    Setting(
+        "TRACKER_MAX_FUTURE_S",
+        300.0,
+        "Pings more than this far in the future are dead letters.",
+        float,
+    ),
     Setting("TRACKER_MAX_PAYLOAD_BYTES", 262144, "Larger MQTT payloads are dead letters.", int),
     Setting("TRACKER_INGEST_BATCH", 500, "Messages committed per database transaction.", int),
-    Setting("TRACKER_INGEST_FLUSH_S", 0.2,
-            "Longest a received message waits before its batch is committed.", float),
+    Setting(
+        "TRACKER_INGEST_FLUSH_S",
+        0.2,
+        "Longest a received message waits before its batch is committed.",
+        float,
+    ),
     Setting("TRACKER_INGEST_LOG_S", 10.0, "Seconds between the ingester's status lines.", float),
-    Setting("TRACKER_RECOMPUTE_S", 2.0,
-            "Seconds between the ingester's passes over pending dosage.", float),
-    Setting("TRACKER_RETENTION_DAYS", 0,
-            "Raw pings older than this are purged (aggregates stay); 0 keeps them.", int),
+    Setting(
+        "TRACKER_RECOMPUTE_S",
+        2.0,
+        "Seconds between the ingester's passes over pending dosage.",
+        float,
+    ),
+    Setting(
+        "TRACKER_RETENTION_DAYS",
+        0,
+        "Raw pings older than this are purged (aggregates stay); 0 keeps them.",
+        int,
+    ),
     Setting("TRACKER_RAG_GREEN", 0.9, "Compliance at or above this is green.", float),
-    Setting("TRACKER_RAG_AMBER", 0.6, "Compliance at or above this (and below green) is amber.",
-            float),
-    Setting("TRACKER_REVIEW_DUE_DAYS", 28,
-            "A stop's BWV review falls due this many days after the stop.", int),
-    Setting("TRACKER_REVIEW_SAMPLE_RATE", 1.0,
-            "Share of stops selected for BWV review (1 = all; a sample is reproducible).",
-            float),
-    Setting("TRACKER_POPULATION_FILE", "",
-            "Optional JSON object {ethnic group: population} for searches per 1,000 people "
-            "and disproportionality ratios on the assurance dashboard."),
-    Setting("TRACKER_SECRET_KEY", "",
-            "Flask session key; required in production (development generates one per run).",
-            secret=True),
-    Setting("TRACKER_MAP_TILES", "",
-            "Map tile URL template; empty draws the polygons on a plain background.", str),
-    Setting("TRACKER_LOGIN_RATE_LIMIT", "5 per minute",
-            "Failed log-ins allowed per client address and user name."),
-    Setting("TRACKER_RATELIMIT_STORAGE_URI", "memory://",
-            "Where log-in attempts are counted; use redis://... when running several "
-            "web processes."),
+    Setting(
+        "TRACKER_RAG_AMBER", 0.6, "Compliance at or above this (and below green) is amber.", float
+    ),
+    Setting(
+        "TRACKER_REVIEW_DUE_DAYS",
+        28,
+        "A stop's BWV review falls due this many days after the stop.",
+        int,
+    ),
+    Setting(
+        "TRACKER_REVIEW_SAMPLE_RATE",
+        1.0,
+        "Share of stops selected for BWV review (1 = all; a sample is reproducible).",
+        float,
+    ),
+    Setting(
+        "TRACKER_POPULATION_FILE",
+        "",
+        "Optional JSON object {ethnic group: population} for searches per 1,000 people "
+        "and disproportionality ratios on the assurance dashboard.",
+    ),
+    Setting(
+        "TRACKER_SECRET_KEY",
+        "",
+        "Flask session key; required in production (development generates one per run).",
+        secret=True,
+    ),
+    Setting(
+        "TRACKER_MAP_TILES",
+        "",
+        "Map tile URL template; empty draws the polygons on a plain background.",
+        str,
+    ),
+    Setting(
+        "TRACKER_LOGIN_RATE_LIMIT",
+        "5 per minute",
+        "Failed log-ins allowed per client address and user name.",
+    ),
+    Setting(
+        "TRACKER_RATELIMIT_STORAGE_URI",
+        "memory://",
+        "Where log-in attempts are counted; use redis://... when running several web processes.",
+    ),
     Setting("TRACKER_DEBUG", False, "Flask debug mode; refused in production.", _flag),
 )
 BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}

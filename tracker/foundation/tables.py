@@ -18,8 +18,10 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
     Minute columns are rounded to 2 decimals, as in CSV; other numbers keep their precision.
     """
-    return [{k: _plain(v, str(k).endswith(MINUTE_COLUMNS_SUFFIX)) for k, v in row.items()}
-            for row in frame.to_dict(orient="records")]
+    return [
+        {k: _plain(v, str(k).endswith(MINUTE_COLUMNS_SUFFIX)) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def _plain(value: Any, minutes: bool) -> Any:

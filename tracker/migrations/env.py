@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import tracker.plan.models  # noqa: F401  (registers the plan's tables)
+import tracker.plan.models
 import tracker.stops.models  # noqa: F401  (registers the stop-and-search tables)
 from tracker.foundation.models import Base
 

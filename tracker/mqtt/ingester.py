@@ -95,7 +95,9 @@ class BrokerAddress:
     def parse(cls, url: str) -> BrokerAddress:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"MQTT URL {url!r} must look like mqtt://host:1883 or mqtts://host:8883")
+            raise ValueError(
+                f"MQTT URL {url!r} must look like mqtt://host:1883 or mqtts://host:8883"
+            )
         tls = parts.scheme == "mqtts"
         return cls(
             host=parts.hostname,
@@ -127,8 +129,10 @@ class IngestConfig:
     def subscriptions(self) -> list[str]:
         """Return the topic filters, as shared subscriptions when a group is set."""
         if self.shared_group and self.protocol != "5":
-            raise ValueError("shared subscriptions ($share/...) need an MQTT v5 broker such as "
-                             "Mosquitto 2; the embedded broker speaks MQTT 3.1.1 only")
+            raise ValueError(
+                "shared subscriptions ($share/...) need an MQTT v5 broker such as "
+                "Mosquitto 2; the embedded broker speaks MQTT 3.1.1 only"
+            )
         if self.shared_group:
             return [f"$share/{self.shared_group}/{topic}" for topic in self.topics]
         return list(self.topics)
@@ -172,12 +176,16 @@ class _WriterProcess:
         stop_in, stop = os.pipe()
         inherited = (batches_in, replies_out, stop_in)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                          env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
+        )
         try:
             self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
                 [sys.executable, "-m", "tracker.mqtt.writer", *map(str, inherited)],
-                pass_fds=inherited, env=env, stdin=subprocess.DEVNULL)
+                pass_fds=inherited,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             # Only the writer holds its ends now, so each side reads EOF when the other goes.
             for fd in inherited:
@@ -188,8 +196,13 @@ class _WriterProcess:
         self._stopping = False
         try:
             # Through the pipe, not the command line: the URL may hold a database password.
-            self._batches.send({"db_url": config.db_url, "log_level": log.getEffectiveLevel(),
-                                "recompute_every_s": config.recompute_every_s})
+            self._batches.send(
+                {
+                    "db_url": config.db_url,
+                    "log_level": log.getEffectiveLevel(),
+                    "recompute_every_s": config.recompute_every_s,
+                }
+            )
             reply = self.replies.recv() if self.replies.poll(WRITER_START_S) else ("silent",)
         except (EOFError, OSError):
             reply = ("exited",)
@@ -201,8 +214,10 @@ class _WriterProcess:
             if reply[0] == "error":
                 raise WriterError(reply[1])
             if reply[0] == "exited":
-                raise WriterError(f"the writer process ended (exit code "
-                                  f"{self.process.returncode}) before it was ready")
+                raise WriterError(
+                    f"the writer process ended (exit code "
+                    f"{self.process.returncode}) before it was ready"
+                )
             raise WriterError(f"the writer process was not ready within {WRITER_START_S:.0f} s")
 
     def send(self, batch: list[tuple[str, bytes]]) -> None:
@@ -269,8 +284,12 @@ class Ingester:
             log.error("broker %s refused the connection: %s", self.config.broker, reason_code)
             return
         resumed = getattr(flags, "session_present", False)
-        log.info("connected to %s as %s (session %s)", self.config.broker,
-                 self.config.client_id, "resumed" if resumed else "new")
+        log.info(
+            "connected to %s as %s (session %s)",
+            self.config.broker,
+            self.config.client_id,
+            "resumed" if resumed else "new",
+        )
         # Subscribing here re-subscribes after every reconnect.
         filters = self.config.subscriptions()
         if self.config.protocol == "5":
@@ -285,8 +304,9 @@ class Ingester:
         # be reached (down, wrong address, a TLS certificate refused) must show in the log.
         # paho calls this while it handles the error, so the error is still at hand.
         error = sys.exc_info()[1]
-        log.warning("cannot connect to %s (%s); retrying", self.config.broker,
-                    error or "connection failed")
+        log.warning(
+            "cannot connect to %s (%s); retrying", self.config.broker, error or "connection failed"
+        )
 
     def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
         # A refused filter (an ACL, a broker without shared subscriptions) would otherwise
@@ -294,16 +314,19 @@ class Ingester:
         filters = self._pending_subscriptions.pop(mid, [])
         for topic, reason_code in zip(filters, reason_codes, strict=False):
             if reason_code.is_failure:
-                log.error("broker %s refused the subscription to %s: %s", self.config.broker,
-                          topic, reason_code)
+                log.error(
+                    "broker %s refused the subscription to %s: %s",
+                    self.config.broker,
+                    topic,
+                    reason_code,
+                )
             else:
                 log.info("subscribed to %s (QoS %d)", topic, reason_code.value)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self._connected.clear()
         if not self._stop.is_set():
-            log.warning("disconnected from %s (%s); reconnecting", self.config.broker,
-                        reason_code)
+            log.warning("disconnected from %s (%s); reconnecting", self.config.broker, reason_code)
 
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
         # Only what is needed is kept: a paho message with its MQTT v5 properties is
@@ -345,8 +368,9 @@ class Ingester:
         """
         writer = _WriterProcess(self.config)
         self.connect()
-        acknowledger = threading.Thread(target=self._acknowledge, args=(writer,),
-                                        name="acknowledge", daemon=True)
+        acknowledger = threading.Thread(
+            target=self._acknowledge, args=(writer,), name="acknowledge", daemon=True
+        )
         acknowledger.start()
         next_log = time.monotonic() + self.config.log_every_s
         try:
@@ -406,8 +430,9 @@ class Ingester:
                 # Asked to stop while the writer waits for the database: it gives up the
                 # batches it holds (unacknowledged, so the broker keeps them) and makes room.
                 writer.stop()
-        self._sent.append(_SentBatch([(mid, qos) for mid, qos, *_ in batch],
-                                     min(item[4] for item in batch)))
+        self._sent.append(
+            _SentBatch([(mid, qos) for mid, qos, *_ in batch], min(item[4] for item in batch))
+        )
         with contextlib.suppress(OSError):  # the writer has gone: the acknowledger says so
             writer.send([(topic, payload) for _mid, _qos, topic, payload, _at in batch])
 
@@ -419,8 +444,11 @@ class Ingester:
             except EOFError:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     writer.process.wait(5)
-                log.error("the writer process ended unexpectedly (exit code %s); nothing more "
-                          "is acknowledged, the broker keeps the rest", writer.process.returncode)
+                log.error(
+                    "the writer process ended unexpectedly (exit code %s); nothing more "
+                    "is acknowledged, the broker keeps the rest",
+                    writer.process.returncode,
+                )
                 self._writer_failed = True
                 self._stop.set()
                 return
@@ -445,10 +473,15 @@ class Ingester:
     def _log_status(self, stats: _Stats, final: bool = False) -> None:
         elapsed = max(time.monotonic() - stats.since, 1e-9)
         log.info(
-            "%s%d msgs (%.0f/s), %d pings, %d dead letters, %d ignored, max lag %.2f s, "
-            "inbox %d",
-            "final: " if final else "", stats.messages, stats.messages / elapsed, stats.pings,
-            stats.dead_letters, stats.ignored, stats.max_lag_s, self._inbox.qsize(),
+            "%s%d msgs (%.0f/s), %d pings, %d dead letters, %d ignored, max lag %.2f s, inbox %d",
+            "final: " if final else "",
+            stats.messages,
+            stats.messages / elapsed,
+            stats.pings,
+            stats.dead_letters,
+            stats.ignored,
+            stats.max_lag_s,
+            self._inbox.qsize(),
         )
 
 

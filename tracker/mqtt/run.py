@@ -22,14 +22,23 @@ EMBEDDED_PORT = 1884
 # Declared here rather than shared with `tracker.cli`: this process is kept small and
 # imports no other edge.
 db_option = click.option(
-    "--db", "db_url", default=None, metavar="URL",
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
     help="SQLAlchemy database URL (default: TRACKER_DATABASE_URL, then embedded SQLite).",
 )
 
 
-def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
-                 shared_group: str | None, ca_file: str | None, protocol: str,
-                 db_url: str | None) -> IngestConfig:
+def build_config(
+    mqtt_url: str,
+    client_id: str | None,
+    topics: tuple[str, ...],
+    shared_group: str | None,
+    ca_file: str | None,
+    protocol: str,
+    db_url: str | None,
+) -> IngestConfig:
     """Return the ingester configuration: flags first, then TRACKER_ settings."""
     try:
         config = IngestConfig(
@@ -37,8 +46,11 @@ def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
             client_id=client_id or settings.get("TRACKER_MQTT_CLIENT_ID"),
             topics=topics or settings.get("TRACKER_MQTT_TOPICS"),
             protocol=protocol,
-            shared_group=(shared_group if shared_group is not None
-                          else settings.get("TRACKER_MQTT_SHARED_GROUP")),
+            shared_group=(
+                shared_group
+                if shared_group is not None
+                else settings.get("TRACKER_MQTT_SHARED_GROUP")
+            ),
             ca_file=ca_file or settings.get("TRACKER_MQTT_CA_FILE"),
             session_expiry_s=settings.get("TRACKER_MQTT_SESSION_EXPIRY_S"),
             batch_size=settings.get("TRACKER_INGEST_BATCH"),
@@ -54,18 +66,32 @@ def build_config(mqtt_url: str, client_id: str | None, topics: tuple[str, ...],
 
 
 @click.command()
-@click.option("--mqtt-url", default=None,
-              help="mqtt://[user:pass@]host:port or mqtts://...; default TRACKER_MQTT_URL; "
-                   "none starts the embedded broker (development only).")
+@click.option(
+    "--mqtt-url",
+    default=None,
+    help="mqtt://[user:pass@]host:port or mqtts://...; default TRACKER_MQTT_URL; "
+    "none starts the embedded broker (development only).",
+)
 @db_option
 @click.option("--client-id", default=None, help="Stable client id (TRACKER_MQTT_CLIENT_ID).")
-@click.option("--topic", "topics", multiple=True,
-              help="Topic filter; repeat for several (TRACKER_MQTT_TOPICS).")
-@click.option("--shared-group", default=None,
-              help="Share the subscription with other ingesters (MQTT v5 brokers).")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    help="Topic filter; repeat for several (TRACKER_MQTT_TOPICS).",
+)
+@click.option(
+    "--shared-group",
+    default=None,
+    help="Share the subscription with other ingesters (MQTT v5 brokers).",
+)
 @click.option("--ca-file", default=None, help="CA certificate for mqtts:// (TRACKER_MQTT_CA_FILE).")
-@click.option("--protocol", type=click.Choice(["5", "3.1.1"]), default=None,
-              help="MQTT version (default 5; 3.1.1 with the embedded broker).")
+@click.option(
+    "--protocol",
+    type=click.Choice(["5", "3.1.1"]),
+    default=None,
+    help="MQTT version (default 5; 3.1.1 with the embedded broker).",
+)
 def main(mqtt_url, db_url, client_id, topics, shared_group, ca_file, protocol) -> None:
     """Ingest officers' positions from MQTT into the database and keep dosage current."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
@@ -84,9 +110,13 @@ def main(mqtt_url, db_url, client_id, topics, shared_group, ca_file, protocol) -
         logging.getLogger("tracker.ingest").warning(
             "no broker configured: started the embedded broker at %s (MQTT %s only, no "
             "shared subscriptions, no redelivery of unacknowledged messages; for "
-            "development only)", mqtt_url, "/".join(EMBEDDED_BROKER_MQTT_VERSIONS))
-    config = build_config(mqtt_url, client_id, topics, shared_group, ca_file, protocol or "5",
-                          db_url)
+            "development only)",
+            mqtt_url,
+            "/".join(EMBEDDED_BROKER_MQTT_VERSIONS),
+        )
+    config = build_config(
+        mqtt_url, client_id, topics, shared_group, ca_file, protocol or "5", db_url
+    )
     ingester = Ingester(config)
     install_signal_handlers(ingester)
     try:

@@ -68,8 +68,9 @@ def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         factory = open_database(options["db_url"])
-        writer = Writer(factory, configured_params(), configured_limits(),
-                        options["recompute_every_s"], stop)
+        writer = Writer(
+            factory, configured_params(), configured_limits(), options["recompute_every_s"], stop
+        )
     except DatabaseNotReady as exc:
         replies.send(("error", str(exc)))
         return
@@ -89,8 +90,14 @@ def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
 class Writer:
     """Commit batches in order and run bounded dosage passes between them."""
 
-    def __init__(self, factory: sessionmaker[Session], params: DosageParams, limits: Limits,
-                 recompute_every_s: float, stop: Connection) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        params: DosageParams,
+        limits: Limits,
+        recompute_every_s: float,
+        stop: Connection,
+    ) -> None:
         self.factory = factory
         self.params = params
         self.limits = limits
@@ -115,8 +122,9 @@ class Writer:
             # as fast as it can be committed and the broker's queue stays short; the queued
             # device-days are rebuilt once the burst is over.
             if now >= next_recompute and (
-                    now >= last_recompute + self.recompute_every_s * RECOMPUTE_MAX_DEFER
-                    or not batches.poll()):
+                now >= last_recompute + self.recompute_every_s * RECOMPUTE_MAX_DEFER
+                or not batches.poll()
+            ):
                 self._recompute()
                 next_recompute = self._next_recompute(now)
                 last_recompute = time.monotonic()
@@ -133,8 +141,9 @@ class Writer:
         """
         finished = time.monotonic()
         took = finished - started
-        return finished + max(self.recompute_every_s,
-                              took * (1 - RECOMPUTE_SHARE) / RECOMPUTE_SHARE)
+        return finished + max(
+            self.recompute_every_s, took * (1 - RECOMPUTE_SHARE) / RECOMPUTE_SHARE
+        )
 
     def _commit(self, batch: list[tuple[str, bytes]]) -> BatchOutcome | None:
         """Store the batch; retry on database errors until stopped."""
@@ -145,8 +154,12 @@ class Writer:
                 return self._store(messages)
             except SQLAlchemyError as exc:
                 # Not acknowledged: the broker keeps the messages until a commit succeeds.
-                log.error("database error, batch of %d not acknowledged, retrying in %.1f s: %s",
-                          len(batch), delay_s, exc)
+                log.error(
+                    "database error, batch of %d not acknowledged, retrying in %.1f s: %s",
+                    len(batch),
+                    delay_s,
+                    exc,
+                )
                 if self.stop.poll(delay_s):  # stopping, or the receiver has gone
                     return None
                 delay_s = min(delay_s * 2, 30)
@@ -163,13 +176,17 @@ class Writer:
         try:
             return self._store_together(messages)
         except DATA_ERRORS:
-            log.exception("the database refused the data of a batch of %d messages; storing "
-                          "them one by one", len(messages))
+            log.exception(
+                "the database refused the data of a batch of %d messages; storing them one by one",
+                len(messages),
+            )
         except SQLAlchemyError:
             raise
         except Exception:
-            log.exception("a batch of %d messages failed with an unexpected error; storing "
-                          "them one by one", len(messages))
+            log.exception(
+                "a batch of %d messages failed with an unexpected error; storing them one by one",
+                len(messages),
+            )
         total = BatchOutcome()
         for message in messages:
             try:
@@ -193,8 +210,9 @@ class Writer:
 
     def _store_together(self, messages: list[Message]) -> BatchOutcome:
         with self.factory.begin() as session:
-            return store_messages(session, messages, self.params, self.limits,
-                                  time.time_ns() // 1000)
+            return store_messages(
+                session, messages, self.params, self.limits, time.time_ns() // 1000
+            )
 
     def _load_hot_spots(self, cached: tuple | None = None) -> tuple:
         """Return (fingerprint, hot spot set), reloading only when the stored set changed."""

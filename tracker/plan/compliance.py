@@ -56,25 +56,48 @@ FIGURE_COLUMNS = [
     "visits_compliance",
     "visits_status",
 ]
-DAILY_COMPLIANCE_COLUMNS = [HOTSPOT_ID, "hotspot_name", "date", "operation_day",
-                            *FIGURE_COLUMNS, "max_presence_minutes_per_day", "over_max"]
+DAILY_COMPLIANCE_COLUMNS = [
+    HOTSPOT_ID,
+    "hotspot_name",
+    "date",
+    "operation_day",
+    *FIGURE_COLUMNS,
+    "max_presence_minutes_per_day",
+    "over_max",
+]
 COMPLIANCE_COLUMNS = [
-    HOTSPOT_ID, "hotspot_name", "period", "period_start", "period_end",
+    HOTSPOT_ID,
+    "hotspot_name",
+    "period",
+    "period_start",
+    "period_end",
     "days",  # days of the period in the operation, up to the reference date
     *FIGURE_COLUMNS,
-    "days_over_max", "over_max",  # days whose presence exceeded the phase's maximum
+    "days_over_max",
+    "over_max",  # days whose presence exceeded the phase's maximum
     "longest_gap_hours",  # longest patrol time between consecutive visits in the period
     "days_since_last_visit",  # per hot spot (repeated on each period's row)
     "trend",  # per hot spot: this week's presence compliance against last week's
 ]
-CUMULATIVE_COLUMNS = ["date", "operation_day", "counted_presence_minutes",
-                      "target_presence_minutes", "cumulative_presence_minutes",
-                      "cumulative_target_presence_minutes", "cumulative_compliance"]
+CUMULATIVE_COLUMNS = [
+    "date",
+    "operation_day",
+    "counted_presence_minutes",
+    "target_presence_minutes",
+    "cumulative_presence_minutes",
+    "cumulative_target_presence_minutes",
+    "cumulative_compliance",
+]
 OVERVIEW_PERIODS = ("day", "week", "operation")
-OVERVIEW_COLUMNS = [HOTSPOT_ID, "hotspot_name",
-                    *(f"{p}_{c}" for p in OVERVIEW_PERIODS
-                      for c in ("presence_compliance", "presence_status")),
-                    "week_over_max", "week_longest_gap_hours", "days_since_last_visit", "trend"]
+OVERVIEW_COLUMNS = [
+    HOTSPOT_ID,
+    "hotspot_name",
+    *(f"{p}_{c}" for p in OVERVIEW_PERIODS for c in ("presence_compliance", "presence_status")),
+    "week_over_max",
+    "week_longest_gap_hours",
+    "days_since_last_visit",
+    "trend",
+]
 
 
 @dataclass(frozen=True)
@@ -87,8 +110,10 @@ class RagThresholds:
 
     def __post_init__(self) -> None:
         if not 0 <= self.amber <= self.green:
-            raise ValueError(f"thresholds need 0 <= amber <= green, not amber {self.amber} "
-                             f"and green {self.green}")
+            raise ValueError(
+                f"thresholds need 0 <= amber <= green, not amber {self.amber} "
+                f"and green {self.green}"
+            )
         if self.trend_tolerance < 0:
             raise ValueError(f"trend_tolerance must be >= 0, not {self.trend_tolerance}")
 
@@ -96,8 +121,9 @@ class RagThresholds:
 def rag_status(compliance, thresholds: RagThresholds) -> np.ndarray:
     """Return green/amber/red per compliance value, and none where it is NaN."""
     ratio = np.asarray(compliance, dtype=float)
-    status = np.where(ratio >= thresholds.green, GREEN,
-                      np.where(ratio >= thresholds.amber, AMBER, RED)).astype(object)
+    status = np.where(
+        ratio >= thresholds.green, GREEN, np.where(ratio >= thresholds.amber, AMBER, RED)
+    ).astype(object)
     status[np.isnan(ratio)] = NO_TARGET
     return status
 
@@ -131,9 +157,10 @@ class _Grid:
         phases = [p for p in plan.phases if p.hotspot_id in row]
         self.phase_at = np.full((len(hotspot_ids), width), -1, dtype=np.int64)
         for index, phase in enumerate(phases):
-            self.phase_at[row[phase.hotspot_id],
-                          phase.starts.toordinal() - self.lo:phase.ends.toordinal() - self.lo + 1
-                          ] = index
+            self.phase_at[
+                row[phase.hotspot_id],
+                phase.starts.toordinal() - self.lo : phase.ends.toordinal() - self.lo + 1,
+            ] = index
         none = np.zeros((1, 7, HOURS_AFTER_OPENING), dtype=bool)
         self.hours = np.concatenate([*(p.window_hours()[None] for p in phases), none])
         self.target_weekday = np.zeros((len(phases) + 1, 7), dtype=bool)
@@ -142,15 +169,21 @@ class _Grid:
         self.has_windows = np.array([bool(p.windows) for p in phases] + [False])
         self.target_minutes = np.array([p.presence_target_minutes() for p in phases] + [0.0])
         self.visits_per_day = np.array(
-            [np.nan if p.visits_per_day is None else p.visits_per_day for p in phases]
-            + [np.nan])
-        self.min_visit_us = np.array([round(p.min_visit_minutes * US_PER_MINUTE)
-                                      for p in phases] + [0], dtype=np.int64)
+            [np.nan if p.visits_per_day is None else p.visits_per_day for p in phases] + [np.nan]
+        )
+        self.min_visit_us = np.array(
+            [round(p.min_visit_minutes * US_PER_MINUTE) for p in phases] + [0], dtype=np.int64
+        )
         self.max_minutes = np.array(
-            [np.nan if p.max_presence_minutes_per_day is None
-             else p.max_presence_minutes_per_day for p in phases] + [np.nan])
-        self.runs = [[_runs(self.hours[p, weekday]) for weekday in range(7)]
-                     for p in range(len(phases) + 1)]
+            [
+                np.nan if p.max_presence_minutes_per_day is None else p.max_presence_minutes_per_day
+                for p in phases
+            ]
+            + [np.nan]
+        )
+        self.runs = [
+            [_runs(self.hours[p, weekday]) for weekday in range(7)] for p in range(len(phases) + 1)
+        ]
         self._patrol: dict[int, np.ndarray] = {}
         self._cache: dict[tuple, object] = {}
 
@@ -196,16 +229,21 @@ class _Grid:
             return np.concatenate(parts).astype(kind) if parts else np.zeros(0, dtype=kind)
 
         return {
-            "row": join(rows, np.int64), "first": join(starts, np.int64),
-            "last": join(ends, np.int64), "p_prev": join(p_prev, np.int64),
-            "p_cur": join(p_cur, np.int64), "in_prev": join(in_prev, bool),
-            "in_cur": join(in_cur, bool)}
+            "row": join(rows, np.int64),
+            "first": join(starts, np.int64),
+            "last": join(ends, np.int64),
+            "p_prev": join(p_prev, np.int64),
+            "p_cur": join(p_cur, np.int64),
+            "in_prev": join(in_prev, bool),
+            "in_cur": join(in_cur, bool),
+        }
 
     def target_sums(self, first: int, last: int) -> np.ndarray:
         """Return target_presence_minutes summed per hot spot over days first..last, exactly
         as _load_days's frame sums it (the same values, in the same order, the same sum)."""
-        return self.cached(("target_sums", first, last),
-                           lambda: self._make_target_sums(first, last))
+        return self.cached(
+            ("target_sums", first, last), lambda: self._make_target_sums(first, last)
+        )
 
     def _make_target_sums(self, first: int, last: int) -> np.ndarray:
         n = len(self.hotspot_ids)
@@ -214,12 +252,17 @@ class _Grid:
         ordinal = np.tile(np.arange(first, first + n_days), n)
         phase = self.phase(hotspot, ordinal)
         target_day = self.target_weekday[phase, _weekday(ordinal)]
-        frame = pd.DataFrame({
-            "hotspot": hotspot,
-            "target_presence_minutes": np.where(target_day, self.target_minutes[phase], 0.0),
-        })
-        sums = frame.groupby("hotspot")[["target_presence_minutes"]].sum().reindex(
-            range(n), fill_value=0)
+        frame = pd.DataFrame(
+            {
+                "hotspot": hotspot,
+                "target_presence_minutes": np.where(target_day, self.target_minutes[phase], 0.0),
+            }
+        )
+        sums = (
+            frame.groupby("hotspot")[["target_presence_minutes"]]
+            .sum()
+            .reindex(range(n), fill_value=0)
+        )
         return sums["target_presence_minutes"].to_numpy()
 
     def phase(self, hotspot: np.ndarray, ordinal: np.ndarray) -> np.ndarray:
@@ -227,8 +270,9 @@ class _Grid:
         inside = (column >= 0) & (column < self.phase_at.shape[1])
         return np.where(inside, self.phase_at[hotspot, np.where(inside, column, 0)], -1)
 
-    def owner(self, hotspot: np.ndarray, ordinal: np.ndarray,
-              hour: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def owner(
+        self, hotspot: np.ndarray, ordinal: np.ndarray, hour: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return, per local clock hour, the day it counts for, that day's phase, and
         whether a window of the day before claimed it (day -1 when nothing claims it)."""
         before = self.phase(hotspot, ordinal - 1)
@@ -249,11 +293,13 @@ class _Grid:
     def _patrol_by_day(self, hotspot: int) -> np.ndarray:
         """Return [day ordinal, start_us, end_us) rows of every day of the operation."""
         if hotspot not in self._patrol:
-            bounds = [(ordinal, _local_us(ordinal, start, self.zone),
-                       _local_us(ordinal, end, self.zone))
-                      for ordinal in range(self.first, self.last + 1)
-                      for start, end in self.runs[self.phase_at[hotspot, ordinal - self.lo]][
-                          _weekday(ordinal)]]
+            bounds = [
+                (ordinal, _local_us(ordinal, start, self.zone), _local_us(ordinal, end, self.zone))
+                for ordinal in range(self.first, self.last + 1)
+                for start, end in self.runs[self.phase_at[hotspot, ordinal - self.lo]][
+                    _weekday(ordinal)
+                ]
+            ]
             self._patrol[hotspot] = np.array(bounds, dtype=np.int64).reshape(-1, 3)
         return self._patrol[hotspot]
 
@@ -267,8 +313,9 @@ def _cached_grid(plan: Plan, hotspot_ids: tuple[str, ...]) -> _Grid:
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(),
-                    strict=True))
+    return list(
+        zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
+    )
 
 
 @lru_cache(maxsize=100_000)
@@ -276,8 +323,7 @@ def _local_us(ordinal: int, hour_after_midnight: int, zone: ZoneInfo) -> int:
     """Return the UTC instant of a local clock hour counted from a day's midnight."""
     day = date.fromordinal(ordinal + hour_after_midnight // 24)
     moment = datetime.combine(day, time(hour_after_midnight % 24), tzinfo=zone)
-    return (moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
-        microseconds=1)
+    return (moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def _merged(intervals: np.ndarray) -> np.ndarray:
@@ -316,9 +362,14 @@ class _Days:
         """Return the start_us and end_us of one hot spot's visits (sorted by start)."""
         if self._by_hotspot is None:
             self._by_hotspot = (
-                np.searchsorted(self.visits["hotspot"].to_numpy(dtype=np.int64),
-                                np.arange(len(self.grid.hotspot_ids) + 1), side="left"),
-                self.visits["start_us"].to_numpy(), self.visits["end_us"].to_numpy())
+                np.searchsorted(
+                    self.visits["hotspot"].to_numpy(dtype=np.int64),
+                    np.arange(len(self.grid.hotspot_ids) + 1),
+                    side="left",
+                ),
+                self.visits["start_us"].to_numpy(),
+                self.visits["end_us"].to_numpy(),
+            )
         bounds, start_us, end_us = self._by_hotspot
         low, high = bounds[hotspot], bounds[hotspot + 1]
         return start_us[low:high], end_us[low:high]
@@ -343,15 +394,23 @@ class _Cells:
         """Return the values summed per cell; those outside first..last are left out."""
         total = np.zeros(self.n_hotspots * self.n_days, dtype=np.int64)
         inside = (ordinal >= self.first) & (ordinal <= self.last)
-        np.add.at(total, row[inside] * self.n_days + ordinal[inside] - self.first,
-                  np.broadcast_to(values, row.shape)[inside])
+        np.add.at(
+            total,
+            row[inside] * self.n_days + ordinal[inside] - self.first,
+            np.broadcast_to(values, row.shape)[inside],
+        )
         return total
 
 
-def _load_days(session: Session, operation: Operation, reference: date,
-               hotspot_ids: list[str] | None = None,
-               gap_days: tuple[int, int] | None = None, since: int | None = None,
-               visit_rows: list | None = None) -> _Days:
+def _load_days(
+    session: Session,
+    operation: Operation,
+    reference: date,
+    hotspot_ids: list[str] | None = None,
+    gap_days: tuple[int, int] | None = None,
+    since: int | None = None,
+    visit_rows: list | None = None,
+) -> _Days:
     """Load the days of the operation up to the reference date.
 
     With `since` (a day ordinal) the frame holds only the days from then on (each day's
@@ -365,32 +424,49 @@ def _load_days(session: Session, operation: Operation, reference: date,
     plan = stored_plan(session, operation)
     ids = [h for h in plan.hotspot_ids if hotspot_ids is None or h in hotspot_ids]
     grid = _cached_grid(plan, tuple(ids))
-    cells = _Cells(max(grid.first, since or grid.first), min(reference.toordinal(), grid.last),
-                   len(ids))
+    cells = _Cells(
+        max(grid.first, since or grid.first), min(reference.toordinal(), grid.last), len(ids)
+    )
     # Visits are read from the day before the operation, whatever `since` is.
     visit_days = (grid.first - 1, cells.last + 1)
     row_of = {h: i for i, h in enumerate(ids)}
     hotspot = np.repeat(np.arange(len(ids)), cells.n_days)
     ordinal = np.tile(np.arange(cells.first, cells.first + cells.n_days), len(ids))
 
-    daily = _frame(session, select(
-        DailyDosage.hotspot_id, DailyDosage.day, DailyDosage.presence_us,
-        DailyDosage.officer_us, DailyDosage.visits,
-    ).where(DailyDosage.hotspot_id.in_(ids),
-            DailyDosage.day.between(*cells.dates(cells.first, cells.last))))
+    daily = _frame(
+        session,
+        select(
+            DailyDosage.hotspot_id,
+            DailyDosage.day,
+            DailyDosage.presence_us,
+            DailyDosage.officer_us,
+            DailyDosage.visits,
+        ).where(
+            DailyDosage.hotspot_id.in_(ids),
+            DailyDosage.day.between(*cells.dates(cells.first, cells.last)),
+        ),
+    )
     d_row = daily["hotspot_id"].map(row_of).to_numpy(dtype=np.int64)
     d_day = _ordinals(daily["day"])
     presence_us, officer_us, visit_count = (
         cells.sum(d_row, d_day, daily[c].to_numpy(dtype=np.int64))
-        for c in ("presence_us", "officer_us", "visits"))
+        for c in ("presence_us", "officer_us", "visits")
+    )
 
     # Only windows make an hour count for another day, or not at all.
     windowed = sorted({p.hotspot_id for p in plan.phases if p.windows and p.hotspot_id in row_of})
-    hourly = _frame(session, select(
-        HourlyPresence.hotspot_id, HourlyPresence.day, HourlyPresence.hour,
-        HourlyPresence.presence_us,
-    ).where(HourlyPresence.hotspot_id.in_(windowed),
-            HourlyPresence.day.between(*cells.dates(cells.first, cells.last + 1))))
+    hourly = _frame(
+        session,
+        select(
+            HourlyPresence.hotspot_id,
+            HourlyPresence.day,
+            HourlyPresence.hour,
+            HourlyPresence.presence_us,
+        ).where(
+            HourlyPresence.hotspot_id.in_(windowed),
+            HourlyPresence.day.between(*cells.dates(cells.first, cells.last + 1)),
+        ),
+    )
     h_row = hourly["hotspot_id"].map(row_of).to_numpy(dtype=np.int64)
     h_day = _ordinals(hourly["day"])
     h_presence = hourly["presence_us"].to_numpy(dtype=np.int64)
@@ -403,52 +479,76 @@ def _load_days(session: Session, operation: Operation, reference: date,
         stored_visits = _gap_visits(session, grid, ids, visit_days, gap_days, reference)
     if stored_visits is None and visit_rows is not None:
         low, high = date.fromordinal(visit_days[0]), date.fromordinal(visit_days[1])
-        chosen = [(h, s, e, p) for h, d, s, e, p in visit_rows
-                  if h in row_of and low <= d <= high]
+        chosen = [(h, s, e, p) for h, d, s, e, p in visit_rows if h in row_of and low <= d <= high]
         stored_visits = pd.DataFrame(
-            dict(zip(("hotspot_id", "start_us", "end_us", "presence_us"),
-                     zip(*chosen, strict=True) if chosen else ([], [], [], []), strict=True)))
+            dict(
+                zip(
+                    ("hotspot_id", "start_us", "end_us", "presence_us"),
+                    zip(*chosen, strict=True) if chosen else ([], [], [], []),
+                    strict=True,
+                )
+            )
+        )
     if stored_visits is None:
         gap_days = None
-        stored_visits = _frame(session, select(
-            Visit.hotspot_id, Visit.start_us, Visit.end_us, Visit.presence_us,
-        ).where(Visit.device_id == "", Visit.hotspot_id.in_(ids),
-                Visit.day.between(*cells.dates(*visit_days))))
+        stored_visits = _frame(
+            session,
+            select(
+                Visit.hotspot_id,
+                Visit.start_us,
+                Visit.end_us,
+                Visit.presence_us,
+            ).where(
+                Visit.device_id == "",
+                Visit.hotspot_id.in_(ids),
+                Visit.day.between(*cells.dates(*visit_days)),
+            ),
+        )
     v_row = stored_visits["hotspot_id"].map(row_of).to_numpy(dtype=np.int64)
     v_start = stored_visits["start_us"].to_numpy(dtype=np.int64)
     v_day, v_hour = _local_day_hour(v_start, grid.zone)
     owner, v_phase, _ = grid.owner(v_row, v_day, v_hour)
-    qualifies = (v_phase >= 0) & grid.target_weekday[v_phase, _weekday(owner)] & (
-        stored_visits["presence_us"].to_numpy(dtype=np.int64) >= grid.min_visit_us[v_phase])
+    qualifies = (
+        (v_phase >= 0)
+        & grid.target_weekday[v_phase, _weekday(owner)]
+        & (stored_visits["presence_us"].to_numpy(dtype=np.int64) >= grid.min_visit_us[v_phase])
+    )
     qualifying = cells.sum(v_row[qualifies], owner[qualifies], 1)
     if gap_days is not None:
         qualifying[:] = 0  # only some visits were read: nothing is counted from them
     known = v_day <= reference.toordinal()
-    visits = pd.DataFrame({
-        "hotspot": v_row[known], "start_us": v_start[known],
-        "end_us": stored_visits["end_us"].to_numpy(dtype=np.int64)[known],
-    }).sort_values(["hotspot", "start_us"], kind="stable")
+    visits = pd.DataFrame(
+        {
+            "hotspot": v_row[known],
+            "start_us": v_start[known],
+            "end_us": stored_visits["end_us"].to_numpy(dtype=np.int64)[known],
+        }
+    ).sort_values(["hotspot", "start_us"], kind="stable")
 
     phase = grid.phase(hotspot, ordinal)
     target_day = grid.target_weekday[phase, _weekday(ordinal)]
-    counted_us = np.where(grid.has_windows[phase], owned_us,
-                          np.maximum(presence_us - claimed_us, 0))
+    counted_us = np.where(
+        grid.has_windows[phase], owned_us, np.maximum(presence_us - claimed_us, 0)
+    )
     max_minutes = grid.max_minutes[phase]
-    frame = pd.DataFrame({
-        "hotspot": hotspot,
-        "ordinal": ordinal,
-        "presence_us": presence_us,
-        "officer_us": officer_us,
-        "visits": visit_count,
-        "counted_presence_us": np.where(target_day, counted_us, 0),
-        "target_presence_minutes": np.where(target_day, grid.target_minutes[phase], 0.0),
-        "qualifying_visits": qualifying,
-        "target_visits": np.where(target_day, np.nan_to_num(grid.visits_per_day[phase]), 0.0),
-        "max_presence_minutes_per_day": max_minutes,
-        "over_max": presence_us > np.nan_to_num(max_minutes, nan=np.inf) * US_PER_MINUTE,
-    })
-    names = dict(session.execute(select(HotSpotRow.id, HotSpotRow.name)
-                                 .where(HotSpotRow.id.in_(ids))).all())
+    frame = pd.DataFrame(
+        {
+            "hotspot": hotspot,
+            "ordinal": ordinal,
+            "presence_us": presence_us,
+            "officer_us": officer_us,
+            "visits": visit_count,
+            "counted_presence_us": np.where(target_day, counted_us, 0),
+            "target_presence_minutes": np.where(target_day, grid.target_minutes[phase], 0.0),
+            "qualifying_visits": qualifying,
+            "target_visits": np.where(target_day, np.nan_to_num(grid.visits_per_day[phase]), 0.0),
+            "max_presence_minutes_per_day": max_minutes,
+            "over_max": presence_us > np.nan_to_num(max_minutes, nan=np.inf) * US_PER_MINUTE,
+        }
+    )
+    names = dict(
+        session.execute(select(HotSpotRow.id, HotSpotRow.name).where(HotSpotRow.id.in_(ids))).all()
+    )
     return _Days(grid, frame, visits, names)
 
 
@@ -465,8 +565,14 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _UNION_CHUNK = 100  # SQLite allows 500 terms in a compound select
 
 
-def _gap_visits(session: Session, grid: _Grid, ids: list[str], visit_days: tuple[int, int],
-                gap_days: tuple[int, int], reference: date) -> pd.DataFrame | None:
+def _gap_visits(
+    session: Session,
+    grid: _Grid,
+    ids: list[str],
+    visit_days: tuple[int, int],
+    gap_days: tuple[int, int],
+    reference: date,
+) -> pd.DataFrame | None:
     """Return, of the visits _load_days reads, those that bound every gap between
     consecutive visits with patrol time in days low..high (gap_days).
 
@@ -485,13 +591,25 @@ def _gap_visits(session: Session, grid: _Grid, ids: list[str], visit_days: tuple
     # before its day in the operation's zone (3 to be safe): a bound the (device_id, day) index
     # can use.
     recent_day = max(first_day, low - 3)
-    after = _frame(session, select(*columns).where(
-        Visit.device_id == "", Visit.hotspot_id.in_(ids), Visit.start_us >= since,
-        Visit.day.between(date.fromordinal(recent_day), date.fromordinal(last_day))))
-    before = _union_frame(session, _visit_before_statements(tuple(ids)),
-                          [c.key for c in columns],
-                          {"first_day": date.fromordinal(first_day),
-                           "last_day": date.fromordinal(last_day), "since": since})
+    after = _frame(
+        session,
+        select(*columns).where(
+            Visit.device_id == "",
+            Visit.hotspot_id.in_(ids),
+            Visit.start_us >= since,
+            Visit.day.between(date.fromordinal(recent_day), date.fromordinal(last_day)),
+        ),
+    )
+    before = _union_frame(
+        session,
+        _visit_before_statements(tuple(ids)),
+        [c.key for c in columns],
+        {
+            "first_day": date.fromordinal(first_day),
+            "last_day": date.fromordinal(last_day),
+            "since": since,
+        },
+    )
     if len(before):
         before_day, _ = _local_day_hour(before["start_us"].to_numpy(dtype=np.int64), grid.zone)
         if (before_day > reference.toordinal()).any():
@@ -502,34 +620,51 @@ def _gap_visits(session: Session, grid: _Grid, ids: list[str], visit_days: tuple
 def _unions(statements: list) -> list:
     """Return UNION ALLs (of up to _UNION_CHUNK terms) of selects with their own ORDER BY
     and LIMIT."""
-    return [union_all(*(select(s.subquery()) for s in statements[i:i + _UNION_CHUNK]))
-            for i in range(0, len(statements), _UNION_CHUNK)]
+    return [
+        union_all(*(select(s.subquery()) for s in statements[i : i + _UNION_CHUNK]))
+        for i in range(0, len(statements), _UNION_CHUNK)
+    ]
 
 
 @lru_cache(maxsize=32)
 def _visit_before_statements(hotspot_ids: tuple[str, ...]) -> list:
     """The last hot spot visit starting before :since, per hot spot (built once: building
     a statement of 25 selects costs more than running it)."""
-    return _unions([
-        select(Visit.hotspot_id, Visit.start_us, Visit.end_us, Visit.presence_us)
-        .where(Visit.device_id == "",
-               Visit.day.between(bindparam("first_day"), bindparam("last_day")),
-               Visit.hotspot_id == h, Visit.start_us < bindparam("since"))
-        .order_by(Visit.start_us.desc()).limit(1) for h in hotspot_ids])
+    return _unions(
+        [
+            select(Visit.hotspot_id, Visit.start_us, Visit.end_us, Visit.presence_us)
+            .where(
+                Visit.device_id == "",
+                Visit.day.between(bindparam("first_day"), bindparam("last_day")),
+                Visit.hotspot_id == h,
+                Visit.start_us < bindparam("since"),
+            )
+            .order_by(Visit.start_us.desc())
+            .limit(1)
+            for h in hotspot_ids
+        ]
+    )
 
 
 @lru_cache(maxsize=32)
 def _last_visit_statements(hotspot_ids: tuple[str, ...]) -> list:
     """The latest day with a hot spot visit up to :reference, per hot spot."""
-    return _unions([
-        select(Visit.hotspot_id, Visit.day)
-        .where(Visit.device_id == "", Visit.hotspot_id == h,
-               Visit.day <= bindparam("reference"))
-        .order_by(Visit.day.desc()).limit(1) for h in hotspot_ids])
+    return _unions(
+        [
+            select(Visit.hotspot_id, Visit.day)
+            .where(
+                Visit.device_id == "", Visit.hotspot_id == h, Visit.day <= bindparam("reference")
+            )
+            .order_by(Visit.day.desc())
+            .limit(1)
+            for h in hotspot_ids
+        ]
+    )
 
 
-def _union_frame(session: Session, statements: list, names: list[str],
-                 parameters: dict) -> pd.DataFrame:
+def _union_frame(
+    session: Session, statements: list, names: list[str], parameters: dict
+) -> pd.DataFrame:
     """Return the rows of the statements (as from _unions) run with these parameters."""
     frames = [_frame(session, statement, parameters) for statement in statements]
     frames = [f.set_axis(names, axis=1) for f in frames if len(f)]
@@ -554,8 +689,9 @@ def _ordinals(days: pd.Series) -> np.ndarray:
 
 def _figures(frame: pd.DataFrame, thresholds: RagThresholds) -> pd.DataFrame:
     """Turn summed _us columns into FIGURE_COLUMNS (minutes to 2 decimals, ratios, RAG)."""
-    return pd.DataFrame(_figure_columns(frame, thresholds), index=frame.index,
-                        columns=FIGURE_COLUMNS)
+    return pd.DataFrame(
+        _figure_columns(frame, thresholds), index=frame.index, columns=FIGURE_COLUMNS
+    )
 
 
 def _figure_columns(frame: pd.DataFrame, thresholds: RagThresholds) -> dict[str, np.ndarray]:
@@ -580,9 +716,13 @@ def _figure_columns(frame: pd.DataFrame, thresholds: RagThresholds) -> dict[str,
     }
 
 
-def daily_compliance(session: Session, operation: Operation, reference_date: date | None = None,
-                     hotspot_ids: list[str] | None = None,
-                     thresholds: RagThresholds | None = None) -> pd.DataFrame:
+def daily_compliance(
+    session: Session,
+    operation: Operation,
+    reference_date: date | None = None,
+    hotspot_ids: list[str] | None = None,
+    thresholds: RagThresholds | None = None,
+) -> pd.DataFrame:
     """Return DAILY_COMPLIANCE_COLUMNS per hot spot and day from the start to the reference
     date (default: today in the operation's time zone), sorted by hot spot then date."""
     days = _load_days(session, operation, reference_date or local_today(operation), hotspot_ids)
@@ -594,12 +734,14 @@ def _daily_table(days: _Days, thresholds: RagThresholds) -> pd.DataFrame:
     ids = np.array(days.grid.hotspot_ids, dtype=object)
     dates = [date.fromordinal(int(o)) for o in frame["ordinal"]]
     hotspot_ids = ids[frame["hotspot"].to_numpy()]
-    table = pd.DataFrame({
-        HOTSPOT_ID: hotspot_ids,
-        "hotspot_name": [days.names.get(h, "") for h in hotspot_ids],
-        "date": pd.Series(dates, dtype=object),
-        "operation_day": frame["ordinal"].to_numpy() - days.grid.first + 1,
-    })
+    table = pd.DataFrame(
+        {
+            HOTSPOT_ID: hotspot_ids,
+            "hotspot_name": [days.names.get(h, "") for h in hotspot_ids],
+            "date": pd.Series(dates, dtype=object),
+            "operation_day": frame["ordinal"].to_numpy() - days.grid.first + 1,
+        }
+    )
     figures = _figures(frame, thresholds)
     table = pd.concat([table, figures], axis=1)
     table["max_presence_minutes_per_day"] = frame["max_presence_minutes_per_day"]
@@ -618,36 +760,64 @@ def period_bounds(operation: Operation, reference: date) -> dict[str, tuple[date
         "month": (reference.replace(day=1), next_month - timedelta(days=1)),
         "operation": (operation.start_date, operation.end_date),
     }
-    return {name: (max(first, operation.start_date), min(last, operation.end_date, reference))
-            for name, (first, last) in calendar.items()}
+    return {
+        name: (max(first, operation.start_date), min(last, operation.end_date, reference))
+        for name, (first, last) in calendar.items()
+    }
 
 
-SUMMED = ["presence_us", "officer_us", "visits", "counted_presence_us",
-          "target_presence_minutes", "qualifying_visits", "target_visits", "over_max"]
+SUMMED = [
+    "presence_us",
+    "officer_us",
+    "visits",
+    "counted_presence_us",
+    "target_presence_minutes",
+    "qualifying_visits",
+    "target_visits",
+    "over_max",
+]
 
 
-def compliance_table(session: Session, operation: Operation, reference_date: date | None = None,
-                     thresholds: RagThresholds | None = None) -> pd.DataFrame:
+def compliance_table(
+    session: Session,
+    operation: Operation,
+    reference_date: date | None = None,
+    thresholds: RagThresholds | None = None,
+) -> pd.DataFrame:
     """Return COMPLIANCE_COLUMNS per hot spot and period (PERIODS, in that order), for the
     reference date (default: today in the operation's time zone)."""
     thresholds = thresholds or RagThresholds()
     reference = reference_date or local_today(operation)
     days = _load_days(session, operation, reference)
     last_visit = _last_visit_days(session, days.grid.hotspot_ids, reference)
-    parts = [_period_part(days, period, first, last, reference, last_visit, thresholds)
-             for period, (first, last) in period_bounds(operation, reference).items()]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=COMPLIANCE_COLUMNS)
+    parts = [
+        _period_part(days, period, first, last, reference, last_visit, thresholds)
+        for period, (first, last) in period_bounds(operation, reference).items()
+    ]
+    table = (
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COMPLIANCE_COLUMNS)
+    )
     table["trend"] = _trends(table, thresholds)
     order = {p: i for i, p in enumerate(PERIODS)}
-    table = table.sort_values([HOTSPOT_ID, "period"], key=lambda c: c.map(order)
-                              if c.name == "period" else c, kind="stable")
+    table = table.sort_values(
+        [HOTSPOT_ID, "period"],
+        key=lambda c: c.map(order) if c.name == "period" else c,
+        kind="stable",
+    )
     return table[COMPLIANCE_COLUMNS].reset_index(drop=True)
 
 
-def _period_part(days: _Days, period: str, first: date, last: date, reference: date,
-                 last_visit: dict, thresholds: RagThresholds, gaps: bool = True,
-                 sums: pd.DataFrame | None = None) -> pd.DataFrame:
+def _period_part(
+    days: _Days,
+    period: str,
+    first: date,
+    last: date,
+    reference: date,
+    last_visit: dict,
+    thresholds: RagThresholds,
+    gaps: bool = True,
+    sums: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Return the rows of one period of compliance_table (without the trend); without
     `gaps`, longest_gap_hours is left NaN. `sums` (SUMMED per hot spot) replaces the sums
     of the frame's days."""
@@ -658,26 +828,32 @@ def _period_part(days: _Days, period: str, first: date, last: date, reference: d
         inside = frame[(frame["ordinal"] >= low) & (frame["ordinal"] <= high)]
         sums = inside.groupby("hotspot")[SUMMED].sum().reindex(range(n), fill_value=0)
     days_over_max = sums["over_max"].to_numpy(dtype=np.int64)
-    return pd.DataFrame({  # one constructor: several times faster than adding columns
-        HOTSPOT_ID: grid.hotspot_ids,
-        "hotspot_name": [days.names.get(h, "") for h in grid.hotspot_ids],
-        "period": period,
-        "period_start": pd.Series([first] * n, dtype=object),
-        "period_end": pd.Series([last] * n, dtype=object),
-        "days": max(high - low + 1, 0),
-        **_figure_columns(sums, thresholds),
-        "days_over_max": days_over_max,
-        "over_max": days_over_max > 0,
-        "longest_gap_hours": [_longest_gap_hours(days, h, low, high) if gaps else np.nan
-                              for h in range(n)],
-        "days_since_last_visit": pd.Series(
-            [(reference - last_visit[h]).days if h in last_visit else None
-             for h in grid.hotspot_ids], dtype=object),
-    })
+    return pd.DataFrame(
+        {  # one constructor: several times faster than adding columns
+            HOTSPOT_ID: grid.hotspot_ids,
+            "hotspot_name": [days.names.get(h, "") for h in grid.hotspot_ids],
+            "period": period,
+            "period_start": pd.Series([first] * n, dtype=object),
+            "period_end": pd.Series([last] * n, dtype=object),
+            "days": max(high - low + 1, 0),
+            **_figure_columns(sums, thresholds),
+            "days_over_max": days_over_max,
+            "over_max": days_over_max > 0,
+            "longest_gap_hours": [
+                _longest_gap_hours(days, h, low, high) if gaps else np.nan for h in range(n)
+            ],
+            "days_since_last_visit": pd.Series(
+                [
+                    (reference - last_visit[h]).days if h in last_visit else None
+                    for h in grid.hotspot_ids
+                ],
+                dtype=object,
+            ),
+        }
+    )
 
 
-def _operation_presence_sums(session: Session, days: _Days, first: int,
-                             last: int) -> pd.DataFrame:
+def _operation_presence_sums(session: Session, days: _Days, first: int, last: int) -> pd.DataFrame:
     """Return SUMMED per hot spot for days first..last (the operation up to the reference),
     with counted_presence_us and target_presence_minutes exactly as the sums of _load_days's
     frame would be, and the other columns 0 (the overview does not show them).
@@ -697,15 +873,18 @@ def _operation_presence_sums(session: Session, days: _Days, first: int,
     counted = np.zeros(n, dtype=np.int64)
     if last >= first and n:
         segments = grid.segments(first, last)
-        no_windows = (segments["in_cur"] & (segments["p_cur"] >= 0)
-                      & ~grid.has_windows[segments["p_cur"]])
+        no_windows = (
+            segments["in_cur"] & (segments["p_cur"] >= 0) & ~grid.has_windows[segments["p_cur"]]
+        )
         claims = no_windows & grid.has_windows[segments["p_prev"]]
         presence, positive = _segment_sums(
-            session, DailyDosage, grid, segments, np.flatnonzero(no_windows), first, last)
+            session, DailyDosage, grid, segments, np.flatnonzero(no_windows), first, last
+        )
         plain = no_windows & ~claims
         counted += _sum_by(segments["row"][plain], positive[plain], n)
-        windowed = np.flatnonzero(grid.has_windows[segments["p_cur"]]
-                                  | grid.has_windows[segments["p_prev"]])
+        windowed = np.flatnonzero(
+            grid.has_windows[segments["p_cur"]] | grid.has_windows[segments["p_prev"]]
+        )
         hours = _segment_hours(session, grid, segments, windowed, first, last + 1)
         if len(hours["segment"]):
             seg = hours["segment"]
@@ -714,18 +893,26 @@ def _operation_presence_sums(session: Session, days: _Days, first: int,
             before = (weekday + 6) % 7
             by_before = grid.hours[p_prev, before, hours["hour"] + 24]
             by_own = ~by_before & grid.hours[p_cur, weekday, hours["hour"]]
-            owned = (by_before & segments["in_prev"][seg] & grid.has_windows[p_prev]
-                     & grid.target_weekday[p_prev, before]) | (
-                by_own & segments["in_cur"][seg] & grid.has_windows[p_cur]
-                & grid.target_weekday[p_cur, weekday])
+            owned = (
+                by_before
+                & segments["in_prev"][seg]
+                & grid.has_windows[p_prev]
+                & grid.target_weekday[p_prev, before]
+            ) | (
+                by_own
+                & segments["in_cur"][seg]
+                & grid.has_windows[p_cur]
+                & grid.target_weekday[p_cur, weekday]
+            )
             counted += _sum_by(segments["row"][seg[owned]], hours["presence_us"][owned], n)
             claimed = np.zeros(len(segments["row"]), dtype=np.int64)
             np.add.at(claimed, seg[by_before], hours["presence_us"][by_before])
         else:
             claimed = np.zeros(len(segments["row"]), dtype=np.int64)
         one_day = np.flatnonzero(claims)
-        counted += _sum_by(segments["row"][one_day],
-                           np.maximum(presence[one_day] - claimed[one_day], 0), n)
+        counted += _sum_by(
+            segments["row"][one_day], np.maximum(presence[one_day] - claimed[one_day], 0), n
+        )
     sums = pd.DataFrame({c: np.zeros(n, dtype=np.int64) for c in SUMMED})
     sums["counted_presence_us"] = counted
     sums["target_presence_minutes"] = grid.target_sums(first, last)
@@ -743,15 +930,21 @@ def _sum_by(row: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 def _segment_statements(grid: _Grid, segments: dict, chosen: np.ndarray, make) -> list:
     """Return UNION ALLs (of up to _UNION_CHUNK terms) of make(segment index, hot spot id,
     first day, last day) for the chosen segments: each term reads one indexed range."""
-    terms = [make(literal_column(str(int(k))).label("segment"),
-                  grid.hotspot_ids[segments["row"][k]],
-                  date.fromordinal(int(segments["first"][k])),
-                  date.fromordinal(int(segments["last"][k]))) for k in chosen]
-    return [union_all(*terms[i:i + _UNION_CHUNK]) for i in range(0, len(terms), _UNION_CHUNK)]
+    terms = [
+        make(
+            literal_column(str(int(k))).label("segment"),
+            grid.hotspot_ids[segments["row"][k]],
+            date.fromordinal(int(segments["first"][k])),
+            date.fromordinal(int(segments["last"][k])),
+        )
+        for k in chosen
+    ]
+    return [union_all(*terms[i : i + _UNION_CHUNK]) for i in range(0, len(terms), _UNION_CHUNK)]
 
 
-def _segment_sums(session: Session, model, grid: _Grid, segments: dict, chosen: np.ndarray,
-                  first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+def _segment_sums(
+    session: Session, model, grid: _Grid, segments: dict, chosen: np.ndarray, first: int, last: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Return per segment the sum of daily presence, and of its positive values."""
     size = len(segments["row"])
     presence = np.zeros(size, dtype=np.int64)
@@ -760,12 +953,15 @@ def _segment_sums(session: Session, model, grid: _Grid, segments: dict, chosen: 
         return presence, positive
 
     def term(segment, hotspot_id, low, high):
-        return select(segment, func.sum(model.presence_us),
-                      func.sum(case((model.presence_us > 0, model.presence_us), else_=0))
-                      ).where(model.hotspot_id == hotspot_id, model.day.between(low, high))
+        return select(
+            segment,
+            func.sum(model.presence_us),
+            func.sum(case((model.presence_us > 0, model.presence_us), else_=0)),
+        ).where(model.hotspot_id == hotspot_id, model.day.between(low, high))
 
-    statements = grid.cached(("daily sums", first, last), lambda: _segment_statements(
-        grid, segments, chosen, term))
+    statements = grid.cached(
+        ("daily sums", first, last), lambda: _segment_statements(grid, segments, chosen, term)
+    )
     for statement in statements:
         for segment, total, above in session.connection().execute(statement):
             presence[int(segment)] = int(total or 0)
@@ -773,27 +969,32 @@ def _segment_sums(session: Session, model, grid: _Grid, segments: dict, chosen: 
     return presence, positive
 
 
-def _segment_hours(session: Session, grid: _Grid, segments: dict, chosen: np.ndarray,
-                   first: int, last: int) -> dict[str, np.ndarray]:
+def _segment_hours(
+    session: Session, grid: _Grid, segments: dict, chosen: np.ndarray, first: int, last: int
+) -> dict[str, np.ndarray]:
     """Return hourly presence summed per chosen segment, weekday (SQL's: 0 = Sunday) and hour."""
     model = HourlyPresence
     dow = extract("dow", model.day)
 
     def term(segment, hotspot_id, low, high):
-        return select(segment, dow.label("dow"), model.hour, func.sum(model.presence_us)
-                      ).where(model.hotspot_id == hotspot_id, model.day.between(low, high)
-                              ).group_by(dow, model.hour)
+        return (
+            select(segment, dow.label("dow"), model.hour, func.sum(model.presence_us))
+            .where(model.hotspot_id == hotspot_id, model.day.between(low, high))
+            .group_by(dow, model.hour)
+        )
 
     rows = []
     if len(chosen):
-        statements = grid.cached(("hourly sums", first, last), lambda: _segment_statements(
-            grid, segments, chosen, term))
+        statements = grid.cached(
+            ("hourly sums", first, last), lambda: _segment_statements(grid, segments, chosen, term)
+        )
         for statement in statements:
             rows += session.connection().execute(statement).all()
     columns = list(zip(*rows, strict=True)) or [(), (), (), ()]
-    return {name: np.array([int(v) for v in values], dtype=np.int64)
-            for name, values in zip(("segment", "dow", "hour", "presence_us"), columns,
-                                    strict=True)}
+    return {
+        name: np.array([int(v) for v in values], dtype=np.int64)
+        for name, values in zip(("segment", "dow", "hour", "presence_us"), columns, strict=True)
+    }
 
 
 def _last_visit_days(session: Session, hotspot_ids: list[str], reference: date) -> dict:
@@ -801,8 +1002,12 @@ def _last_visit_days(session: Session, hotspot_ids: list[str], reference: date) 
     has one (one indexed look-up each, rather than a scan of every visit)."""
     if not hotspot_ids:
         return {}
-    latest = _union_frame(session, _last_visit_statements(tuple(hotspot_ids)),
-                          ["hotspot_id", "day"], {"reference": reference})
+    latest = _union_frame(
+        session,
+        _last_visit_statements(tuple(hotspot_ids)),
+        ["hotspot_id", "day"],
+        {"reference": reference},
+    )
     return dict(zip(latest["hotspot_id"], latest["day"], strict=True))
 
 
@@ -831,9 +1036,13 @@ def _trends(table: pd.DataFrame, thresholds: RagThresholds) -> list[str | None]:
     trends = {}
     for hotspot_id in table[HOTSPOT_ID].unique():
         change = by_spot.get((hotspot_id, "week"), np.nan) - by_spot.get(
-            (hotspot_id, "previous_week"), np.nan)
-        trends[hotspot_id] = None if np.isnan(change) else (
-            FLAT if abs(change) <= thresholds.trend_tolerance else UP if change > 0 else DOWN)
+            (hotspot_id, "previous_week"), np.nan
+        )
+        trends[hotspot_id] = (
+            None
+            if np.isnan(change)
+            else (FLAT if abs(change) <= thresholds.trend_tolerance else UP if change > 0 else DOWN)
+        )
     return [trends[h] for h in table[HOTSPOT_ID]]
 
 
@@ -846,9 +1055,18 @@ def hot_spot_overview(table: pd.DataFrame) -> pd.DataFrame:
     first: dict[str, int] = {}
     for index, hotspot_id in enumerate(hotspot_ids):
         first.setdefault(hotspot_id, index)
-    column = {c: table[c].tolist() for c in (
-        "hotspot_name", "presence_compliance", "presence_status", "over_max",
-        "longest_gap_hours", "days_since_last_visit", "trend")}
+    column = {
+        c: table[c].tolist()
+        for c in (
+            "hotspot_name",
+            "presence_compliance",
+            "presence_status",
+            "over_max",
+            "longest_gap_hours",
+            "days_since_last_visit",
+            "trend",
+        )
+    }
     rows = []
     for hotspot_id in sorted(first):
         row = {HOTSPOT_ID: hotspot_id, "hotspot_name": column["hotspot_name"][first[hotspot_id]]}
@@ -865,8 +1083,12 @@ def hot_spot_overview(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=OVERVIEW_COLUMNS)
 
 
-def overview_table(session: Session, operation: Operation, reference_date: date | None = None,
-                   thresholds: RagThresholds | None = None) -> pd.DataFrame:
+def overview_table(
+    session: Session,
+    operation: Operation,
+    reference_date: date | None = None,
+    thresholds: RagThresholds | None = None,
+) -> pd.DataFrame:
     """Return hot_spot_overview(compliance_table(...)), computing only what it shows.
 
     That is the periods day, week, previous week (for the trend) and operation, and the
@@ -879,37 +1101,66 @@ def overview_table(session: Session, operation: Operation, reference_date: date 
     recent = ("day", "week", "previous_week")
     # Each day of this and last week from the stored figures; the operation's sums from sums
     # the database makes (only its presence compliance is shown).
-    days = _load_days(session, operation, reference,
-                      gap_days=(week_first.toordinal(), week_last.toordinal()),
-                      since=min(bounds[p][0] for p in recent).toordinal())
+    days = _load_days(
+        session,
+        operation,
+        reference,
+        gap_days=(week_first.toordinal(), week_last.toordinal()),
+        since=min(bounds[p][0] for p in recent).toordinal(),
+    )
     last_visit = _last_visit_days(session, days.grid.hotspot_ids, reference)
     parts = []
     for period, (first, last) in bounds.items():
         if period in recent:
-            parts.append(_period_part(days, period, first, last, reference, last_visit,
-                                      thresholds, gaps=period == "week"))
+            parts.append(
+                _period_part(
+                    days,
+                    period,
+                    first,
+                    last,
+                    reference,
+                    last_visit,
+                    thresholds,
+                    gaps=period == "week",
+                )
+            )
         elif period == "operation":
             sums = _operation_presence_sums(session, days, first.toordinal(), last.toordinal())
-            parts.append(_period_part(days, period, first, last, reference, last_visit,
-                                      thresholds, gaps=False, sums=sums))
+            parts.append(
+                _period_part(
+                    days,
+                    period,
+                    first,
+                    last,
+                    reference,
+                    last_visit,
+                    thresholds,
+                    gaps=False,
+                    sums=sums,
+                )
+            )
     table = pd.concat(parts, ignore_index=True)
     table["trend"] = _trends(table, thresholds)
     return hot_spot_overview(table)
 
 
-def cumulative_series(session: Session, operation: Operation, hotspot_id: str,
-                      reference_date: date | None = None) -> pd.DataFrame:
+def cumulative_series(
+    session: Session, operation: Operation, hotspot_id: str, reference_date: date | None = None
+) -> pd.DataFrame:
     """Return CUMULATIVE_COLUMNS for one hot spot, per day from the start to the reference
     date: counted presence against the plan, each day and summed so far (for the chart)."""
-    days = _load_days(session, operation, reference_date or local_today(operation),
-                      [hotspot_id])
+    days = _load_days(session, operation, reference_date or local_today(operation), [hotspot_id])
     return _cumulative_table(days, operation, hotspot_id)
 
 
-def hot_spot_tables(session: Session, operation: Operation, hotspot_id: str,
-                    params: DosageParams, reference_date: date | None = None,
-                    thresholds: RagThresholds | None = None
-                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def hot_spot_tables(
+    session: Session,
+    operation: Operation,
+    hotspot_id: str,
+    params: DosageParams,
+    reference_date: date | None = None,
+    thresholds: RagThresholds | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Return daily_compliance(..., [hotspot_id]), cumulative_series(..., hotspot_id) and
     patrols.hot_spot_visits(session, hotspot_id, operation.start_date, reference, params),
     reading the stored figures and visits once (the hot spot page shows all three)."""
@@ -920,14 +1171,19 @@ def hot_spot_tables(session: Session, operation: Operation, hotspot_id: str,
     high = max(min(reference, operation.end_date) + timedelta(days=1), reference)
     rows = session.execute(
         select(Visit.day, Visit.start_us, Visit.end_us, Visit.presence_us, Visit.devices)
-        .where(Visit.hotspot_id == hotspot_id, Visit.device_id == "",
-               Visit.day.between(low, high)).order_by(Visit.start_us)).all()
-    days = _load_days(session, operation, reference, [hotspot_id],
-                      visit_rows=[(hotspot_id, r[0], r[1], r[2], r[3]) for r in rows])
+        .where(Visit.hotspot_id == hotspot_id, Visit.device_id == "", Visit.day.between(low, high))
+        .order_by(Visit.start_us)
+    ).all()
+    days = _load_days(
+        session,
+        operation,
+        reference,
+        [hotspot_id],
+        visit_rows=[(hotspot_id, r[0], r[1], r[2], r[3]) for r in rows],
+    )
     daily = _daily_table(days, thresholds or RagThresholds())
     cumulative = _cumulative_table(days, operation, hotspot_id)
-    visits = visits_table([r for r in rows if operation.start_date <= r[0] <= reference],
-                          params)
+    visits = visits_table([r for r in rows if operation.start_date <= r[0] <= reference], params)
     return daily, cumulative, visits
 
 
@@ -939,12 +1195,15 @@ def _cumulative_table(days: _Days, operation: Operation, hotspot_id: str) -> pd.
     target = frame["target_presence_minutes"].to_numpy(dtype=float)
     cumulative = rounded_minutes(np.cumsum(counted_us))
     cumulative_target = np.round(np.cumsum(target), 2)
-    return pd.DataFrame({
-        "date": pd.Series([date.fromordinal(int(o)) for o in frame["ordinal"]], dtype=object),
-        "operation_day": frame["ordinal"].to_numpy() - days.grid.first + 1,
-        "counted_presence_minutes": rounded_minutes(counted_us),
-        "target_presence_minutes": np.round(target, 2),
-        "cumulative_presence_minutes": cumulative,
-        "cumulative_target_presence_minutes": cumulative_target,
-        "cumulative_compliance": compliance_ratio(cumulative, cumulative_target),
-    }, columns=CUMULATIVE_COLUMNS)
+    return pd.DataFrame(
+        {
+            "date": pd.Series([date.fromordinal(int(o)) for o in frame["ordinal"]], dtype=object),
+            "operation_day": frame["ordinal"].to_numpy() - days.grid.first + 1,
+            "counted_presence_minutes": rounded_minutes(counted_us),
+            "target_presence_minutes": np.round(target, 2),
+            "cumulative_presence_minutes": cumulative,
+            "cumulative_target_presence_minutes": cumulative_target,
+            "cumulative_compliance": compliance_ratio(cumulative, cumulative_target),
+        },
+        columns=CUMULATIVE_COLUMNS,
+    )

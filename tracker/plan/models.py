@@ -1,7 +1,7 @@
 """The plan's tables: an operation, its hot spots and the phases of targets (DESIGN section 6).
 
-Kept apart from tracker.foundation.models so that this area can grow without touching the core schema;
-the Alembic environment imports this module so autogenerate sees its tables.
+Kept apart from tracker.foundation.models so that this area can grow without touching the
+core schema; the Alembic environment imports this module so autogenerate sees its tables.
 """
 
 from __future__ import annotations
@@ -63,5 +63,6 @@ class PlanPhase(Base):
         CheckConstraint("ends >= starts", name="dates_ordered"),
         CheckConstraint(
             "(presence_minutes_per_day IS NULL) <> (presence_minutes_per_week IS NULL)",
-            name="one_presence_target"),
+            name="one_presence_target",
+        ),
     )

@@ -44,16 +44,30 @@ HOURS_AFTER_OPENING = 48  # a window opening late in the day may run into the ne
 PRESENCE_PER_DAY = "presence_minutes_per_day"
 PRESENCE_PER_WEEK = "presence_minutes_per_week"
 PRESENCE_KEYS = (PRESENCE_PER_DAY, PRESENCE_PER_WEEK)
-NUMBER_KEYS = (PRESENCE_PER_DAY, PRESENCE_PER_WEEK, "visits_per_day", "min_visit_minutes",
-               "max_presence_minutes_per_day")
+NUMBER_KEYS = (
+    PRESENCE_PER_DAY,
+    PRESENCE_PER_WEEK,
+    "visits_per_day",
+    "min_visit_minutes",
+    "max_presence_minutes_per_day",
+)
 TARGET_KEYS = (*NUMBER_KEYS, "windows")
 TOP_KEYS = ("operation", "start", "end", "tz", "defaults", "hotspots")
 PHASE_KEYS = ("from", "to", *TARGET_KEYS)
 HOTSPOT_KEYS = (*TARGET_KEYS, "phases")
 
-PLAN_COLUMNS = ["operation", "hotspot_id", "from", "to", PRESENCE_PER_DAY, PRESENCE_PER_WEEK,
-                "visits_per_day", "min_visit_minutes", "max_presence_minutes_per_day",
-                "windows"]
+PLAN_COLUMNS = [
+    "operation",
+    "hotspot_id",
+    "from",
+    "to",
+    PRESENCE_PER_DAY,
+    PRESENCE_PER_WEEK,
+    "visits_per_day",
+    "min_visit_minutes",
+    "max_presence_minutes_per_day",
+    "windows",
+]
 
 
 class PlanError(ValueError):
@@ -78,17 +92,22 @@ class PatrolWindow:
         return f"{_weekdays_text(self.weekdays)} {self.start_hour:02d}:00-{self.end_hour:02d}:00"
 
     def to_json(self) -> dict[str, Any]:
-        return {"weekdays": list(self.weekdays), "start_hour": self.start_hour,
-                "end_hour": self.end_hour}
+        return {
+            "weekdays": list(self.weekdays),
+            "start_hour": self.start_hour,
+            "end_hour": self.end_hour,
+        }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> PatrolWindow:
         return cls(tuple(value["weekdays"]), int(value["start_hour"]), int(value["end_hour"]))
 
 
-_WINDOW = re.compile(r"^\s*(?:(?P<days>[A-Za-z][A-Za-z ,\-]*?)\s+)?"
-                     r"(?P<start>\d{1,2}):(?P<start_min>\d{2})\s*-\s*"
-                     r"(?P<end>\d{1,2}):(?P<end_min>\d{2})\s*$")
+_WINDOW = re.compile(
+    r"^\s*(?:(?P<days>[A-Za-z][A-Za-z ,\-]*?)\s+)?"
+    r"(?P<start>\d{1,2}):(?P<start_min>\d{2})\s*-\s*"
+    r"(?P<end>\d{1,2}):(?P<end_min>\d{2})\s*$"
+)
 WINDOW_SYNTAX = 'e.g. "Fri-Sat 18:00-02:00", "Mon,Wed 08:00-10:00" or "Daily 22:00-24:00"'
 
 
@@ -103,8 +122,9 @@ def parse_window(text: str) -> PatrolWindow:
     if start > 23 or end > 24:
         raise ValueError(f"window {text!r}: hours run from 00:00 to 24:00")
     if start == end % 24 and not (start == 0 and end == 24):
-        raise ValueError(f"window {text!r} starts and ends at the same hour "
-                         "(use 00:00-24:00 for a whole day)")
+        raise ValueError(
+            f"window {text!r} starts and ends at the same hour (use 00:00-24:00 for a whole day)"
+        )
     weekdays = _parse_weekdays(match["days"], text) if match["days"] else tuple(range(7))
     return PatrolWindow(weekdays, start, end)
 
@@ -140,8 +160,9 @@ def _weekdays_text(weekdays: tuple[int, ...]) -> str:
             runs[-1].append(day)
         else:
             runs.append([day])
-    return ",".join(WEEKDAYS[r[0]] if len(r) == 1 else f"{WEEKDAYS[r[0]]}-{WEEKDAYS[r[-1]]}"
-                    for r in runs)
+    return ",".join(
+        WEEKDAYS[r[0]] if len(r) == 1 else f"{WEEKDAYS[r[0]]}-{WEEKDAYS[r[-1]]}" for r in runs
+    )
 
 
 @dataclass(frozen=True)
@@ -186,13 +207,17 @@ class Phase:
 
     def summary(self) -> dict[str, Any]:
         """Return the phase as plain JSON values (for the audit log and the plan table)."""
-        return {"hotspot_id": self.hotspot_id, "from": self.starts.isoformat(),
-                "to": self.ends.isoformat(), PRESENCE_PER_DAY: self.presence_minutes_per_day,
-                PRESENCE_PER_WEEK: self.presence_minutes_per_week,
-                "visits_per_day": self.visits_per_day,
-                "min_visit_minutes": self.min_visit_minutes,
-                "max_presence_minutes_per_day": self.max_presence_minutes_per_day,
-                "windows": "; ".join(w.text() for w in self.windows)}
+        return {
+            "hotspot_id": self.hotspot_id,
+            "from": self.starts.isoformat(),
+            "to": self.ends.isoformat(),
+            PRESENCE_PER_DAY: self.presence_minutes_per_day,
+            PRESENCE_PER_WEEK: self.presence_minutes_per_week,
+            "visits_per_day": self.visits_per_day,
+            "min_visit_minutes": self.min_visit_minutes,
+            "max_presence_minutes_per_day": self.max_presence_minutes_per_day,
+            "windows": "; ".join(w.text() for w in self.windows),
+        }
 
 
 @dataclass(frozen=True)
@@ -210,10 +235,14 @@ class Plan:
 
     def summary(self) -> dict[str, Any]:
         """Return the plan as plain JSON values (what the audit log keeps)."""
-        return {"operation": self.name, "start": self.start_date.isoformat(),
-                "end": self.end_date.isoformat(), "tz": self.tz,
-                "hotspots": list(self.hotspot_ids),
-                "phases": [p.summary() for p in self.phases]}
+        return {
+            "operation": self.name,
+            "start": self.start_date.isoformat(),
+            "end": self.end_date.isoformat(),
+            "tz": self.tz,
+            "hotspots": list(self.hotspot_ids),
+            "phases": [p.summary() for p in self.phases],
+        }
 
 
 # --- reading YAML with line numbers -------------------------------------------------------
@@ -243,8 +272,9 @@ class _Reader:
         """Return every problem, one a line, in the order of the file."""
         return "\n".join(text for _, text in sorted(self.errors, key=lambda e: e[0]))
 
-    def mapping(self, node: yaml.Node | None, field_name: str,
-                allowed: tuple[str, ...]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(
+        self, node: yaml.Node | None, field_name: str, allowed: tuple[str, ...]
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """Return {key: (key node, value node)}; unknown and repeated keys are errors."""
         if node is None or _is_null(node):
             return {}
@@ -258,11 +288,15 @@ class _Reader:
             if not key:
                 self.error(_line(key_node), field_name or "plan", "expected a plain key")
             elif key in entries:
-                self.error(_line(key_node), path,
-                           f"repeated key (first on line {_line(entries[key][0])})")
+                self.error(
+                    _line(key_node), path, f"repeated key (first on line {_line(entries[key][0])})"
+                )
             elif allowed and key not in allowed:
-                self.error(_line(key_node), path,
-                           f"unknown key {key!r} (expected one of {', '.join(allowed)})")
+                self.error(
+                    _line(key_node),
+                    path,
+                    f"unknown key {key!r} (expected one of {', '.join(allowed)})",
+                )
             else:
                 entries[key] = (key_node, value_node)
         return entries
@@ -307,11 +341,16 @@ class _Reader:
 
     def number(self, node: yaml.Node, field_name: str) -> float | None:
         value = self.scalar(node, field_name)
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
             if value is not None or isinstance(node, yaml.ScalarNode):
-                self.error(_line(node), field_name,
-                           f"expected a number >= 0, not {_shown(node, value)}")
+                self.error(
+                    _line(node), field_name, f"expected a number >= 0, not {_shown(node, value)}"
+                )
             return None
         return float(value)
 
@@ -323,8 +362,11 @@ class _Reader:
             value = self.scalar(item, path)
             if not isinstance(value, str):
                 if value is not None or isinstance(item, yaml.ScalarNode):
-                    self.error(_line(item), path,
-                               f"expected a window such as {WINDOW_SYNTAX}, not {value!r}")
+                    self.error(
+                        _line(item),
+                        path,
+                        f"expected a window such as {WINDOW_SYNTAX}, not {value!r}",
+                    )
                 return None
             try:
                 windows.append(parse_window(value))
@@ -333,8 +375,9 @@ class _Reader:
                 return None
         return tuple(windows)
 
-    def targets(self, entries: dict[str, tuple[yaml.Node, yaml.Node]],
-                field_name: str) -> dict[str, _Value]:
+    def targets(
+        self, entries: dict[str, tuple[yaml.Node, yaml.Node]], field_name: str
+    ) -> dict[str, _Value]:
         """Read the target keys of one layer (defaults, a hot spot or a phase)."""
         layer: dict[str, _Value] = {}
         for key in TARGET_KEYS:
@@ -346,8 +389,11 @@ class _Reader:
             if value is not None:
                 layer[key] = _Value(value, _line(node), path)
         if all(k in entries for k in PRESENCE_KEYS):
-            self.error(_line(entries[PRESENCE_PER_WEEK][0]), f"{field_name}.{PRESENCE_PER_WEEK}",
-                       f"give {PRESENCE_PER_DAY} or {PRESENCE_PER_WEEK}, not both")
+            self.error(
+                _line(entries[PRESENCE_PER_WEEK][0]),
+                f"{field_name}.{PRESENCE_PER_WEEK}",
+                f"give {PRESENCE_PER_DAY} or {PRESENCE_PER_WEEK}, not both",
+            )
         return layer
 
 
@@ -373,8 +419,7 @@ def _layered(*layers: dict[str, _Value]) -> dict[str, _Value]:
     return merged
 
 
-def parse_plan(text: str, source: str = "plan",
-               default_tz: str = DosageParams.tz) -> Plan:
+def parse_plan(text: str, source: str = "plan", default_tz: str = DosageParams.tz) -> Plan:
     """Validate a YAML plan; raise PlanError naming the line and field of every problem."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -386,8 +431,10 @@ def parse_plan(text: str, source: str = "plan",
     except RecursionError:  # PyYAML's composer recurses once per level of nesting
         raise PlanError(f"{source}: not valid YAML: lists or mappings nested too deeply") from None
     if root is None or not isinstance(root, yaml.MappingNode):
-        raise PlanError(f"{source}: line {_line(root) if root else 1}: plan: expected a mapping "
-                        f"with the keys {', '.join(TOP_KEYS)}")
+        raise PlanError(
+            f"{source}: line {_line(root) if root else 1}: plan: expected a mapping "
+            f"with the keys {', '.join(TOP_KEYS)}"
+        )
     reader = _Reader(source)
     top = reader.mapping(root, "", TOP_KEYS)
     for key in ("operation", "start", "end", "hotspots"):
@@ -404,19 +451,25 @@ def parse_plan(text: str, source: str = "plan",
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            reader.error(_line(top["tz"][1]), "tz",
-                         f"unknown time zone {tz!r} (use an IANA name such as Europe/London)")
-    defaults = reader.targets(
-        reader.mapping(top["defaults"][1], "defaults", TARGET_KEYS), "defaults"
-    ) if "defaults" in top else {}
+            reader.error(
+                _line(top["tz"][1]),
+                "tz",
+                f"unknown time zone {tz!r} (use an IANA name such as Europe/London)",
+            )
+    defaults = (
+        reader.targets(reader.mapping(top["defaults"][1], "defaults", TARGET_KEYS), "defaults")
+        if "defaults" in top
+        else {}
+    )
     hotspot_ids: list[str] = []
     hotspot_lines: dict[str, int] = {}
     phases: list[Phase] = []
     if "hotspots" in top:
         hotspots_node = top["hotspots"][1]
         spots = reader.mapping(hotspots_node, "hotspots", ())
-        if _is_null(hotspots_node) or (isinstance(hotspots_node, yaml.MappingNode)
-                                       and not hotspots_node.value):
+        if _is_null(hotspots_node) or (
+            isinstance(hotspots_node, yaml.MappingNode) and not hotspots_node.value
+        ):
             reader.error(_line(hotspots_node), "hotspots", "no hot spots")
         for hotspot_id, (key_node, value_node) in spots.items():
             if len(hotspot_id) > 64:
@@ -424,22 +477,34 @@ def parse_plan(text: str, source: str = "plan",
                 continue
             hotspot_ids.append(hotspot_id)
             hotspot_lines[hotspot_id] = _line(key_node)
-            phases += _hot_spot_phases(reader, hotspot_id, key_node, value_node, defaults,
-                                       start, end)
+            phases += _hot_spot_phases(
+                reader, hotspot_id, key_node, value_node, defaults, start, end
+            )
     if reader.errors:
         raise PlanError(reader.report())
     phases.sort(key=lambda p: (p.hotspot_id, p.starts))
-    return Plan(name, start, end, tz, tuple(sorted(hotspot_ids)), tuple(phases), source,
-                hotspot_lines)
+    return Plan(
+        name, start, end, tz, tuple(sorted(hotspot_ids)), tuple(phases), source, hotspot_lines
+    )
 
 
-def _hot_spot_phases(reader: _Reader, hotspot_id: str, key_node: yaml.Node,
-                     value_node: yaml.Node, defaults: dict[str, _Value],
-                     start: date | None, end: date | None) -> list[Phase]:
+def _hot_spot_phases(
+    reader: _Reader,
+    hotspot_id: str,
+    key_node: yaml.Node,
+    value_node: yaml.Node,
+    defaults: dict[str, _Value],
+    start: date | None,
+    end: date | None,
+) -> list[Phase]:
     path = f"hotspots.{hotspot_id}"
     if not (_is_null(value_node) or isinstance(value_node, yaml.MappingNode)):
-        reader.error(_line(value_node), path, "expected a mapping of targets and phases, "
-                     "or {} for the defaults over the whole operation")
+        reader.error(
+            _line(value_node),
+            path,
+            "expected a mapping of targets and phases, "
+            "or {} for the defaults over the whole operation",
+        )
         return []
     entries = reader.mapping(value_node, path, HOTSPOT_KEYS)
     own = reader.targets(entries, path)
@@ -449,8 +514,11 @@ def _hot_spot_phases(reader: _Reader, hotspot_id: str, key_node: yaml.Node,
         return [phase] if phase else []
     phases_node = entries["phases"][1]
     if not isinstance(phases_node, yaml.SequenceNode) or not phases_node.value:
-        reader.error(_line(phases_node), f"{path}.phases",
-                     "expected a list of phases, each a mapping with from, to and targets")
+        reader.error(
+            _line(phases_node),
+            f"{path}.phases",
+            "expected a list of phases, each a mapping with from, to and targets",
+        )
         return []
     phases: list[Phase] = []
     for index, node in enumerate(phases_node.value):
@@ -458,20 +526,30 @@ def _hot_spot_phases(reader: _Reader, hotspot_id: str, key_node: yaml.Node,
         phase_entries = reader.mapping(node, phase_path, PHASE_KEYS)
         if not isinstance(node, yaml.MappingNode):
             continue
-        starts = reader.date(phase_entries["from"][1], f"{phase_path}.from") \
-            if "from" in phase_entries else start
-        ends = reader.date(phase_entries["to"][1], f"{phase_path}.to") \
-            if "to" in phase_entries else end
+        starts = (
+            reader.date(phase_entries["from"][1], f"{phase_path}.from")
+            if "from" in phase_entries
+            else start
+        )
+        ends = (
+            reader.date(phase_entries["to"][1], f"{phase_path}.to")
+            if "to" in phase_entries
+            else end
+        )
         if start and end and starts and ends:
             for key, day in (("from", starts), ("to", ends)):
                 if not start <= day <= end:
-                    reader.error(_line(phase_entries[key][1]), f"{phase_path}.{key}",
-                                 f"{day} is outside the operation ({start} to {end})")
+                    reader.error(
+                        _line(phase_entries[key][1]),
+                        f"{phase_path}.{key}",
+                        f"{day} is outside the operation ({start} to {end})",
+                    )
                     starts = ends = None
                     break
         if starts and ends and ends < starts:
-            reader.error(_line(phase_entries["to"][1]), f"{phase_path}.to",
-                         f"{ends} is before from {starts}")
+            reader.error(
+                _line(phase_entries["to"][1]), f"{phase_path}.to", f"{ends} is before from {starts}"
+            )
             continue
         targets = _layered(defaults, own, reader.targets(phase_entries, phase_path))
         phase = _phase(reader, hotspot_id, starts, ends, targets, _line(node), phase_path)
@@ -480,37 +558,71 @@ def _hot_spot_phases(reader: _Reader, hotspot_id: str, key_node: yaml.Node,
     phases.sort(key=lambda p: p.starts)
     for before, after in pairwise(phases):
         if after.starts <= before.ends:
-            reader.error(after.line, path, f"the phase from {after.starts} overlaps the one "
-                         f"on line {before.line} (to {before.ends})")
+            reader.error(
+                after.line,
+                path,
+                f"the phase from {after.starts} overlaps the one "
+                f"on line {before.line} (to {before.ends})",
+            )
     return phases
 
 
-def _phase(reader: _Reader, hotspot_id: str, starts: date | None, ends: date | None,
-           targets: dict[str, _Value], line: int, path: str) -> Phase | None:
+def _phase(
+    reader: _Reader,
+    hotspot_id: str,
+    starts: date | None,
+    ends: date | None,
+    targets: dict[str, _Value],
+    line: int,
+    path: str,
+) -> Phase | None:
     """Build one phase from its layered targets, checking the rules that join them."""
     if not any(k in targets for k in PRESENCE_KEYS):
-        reader.error(line, path, f"no presence target: give {PRESENCE_PER_DAY} or "
-                     f"{PRESENCE_PER_WEEK} here or in defaults")
+        reader.error(
+            line,
+            path,
+            f"no presence target: give {PRESENCE_PER_DAY} or "
+            f"{PRESENCE_PER_WEEK} here or in defaults",
+        )
         return None
     if starts is None or ends is None:
         return None
     values = {k: v.value for k, v in targets.items()}
-    phase = Phase(hotspot_id, starts, ends, values.get(PRESENCE_PER_DAY),
-                  values.get(PRESENCE_PER_WEEK), values.get("visits_per_day"),
-                  values.get("min_visit_minutes", DEFAULT_MIN_VISIT_MINUTES),
-                  values.get("max_presence_minutes_per_day"), values.get("windows", ()), line)
+    phase = Phase(
+        hotspot_id,
+        starts,
+        ends,
+        values.get(PRESENCE_PER_DAY),
+        values.get(PRESENCE_PER_WEEK),
+        values.get("visits_per_day"),
+        values.get("min_visit_minutes", DEFAULT_MIN_VISIT_MINUTES),
+        values.get("max_presence_minutes_per_day"),
+        values.get("windows", ()),
+        line,
+    )
     daily = phase.presence_target_minutes()
     presence = targets.get(PRESENCE_PER_DAY) or targets[PRESENCE_PER_WEEK]
     hours = phase.window_hours()
     available = min(int(hours[d].sum()) for d in phase.target_weekdays()) * 60
     if daily > available:
-        _blame(reader, presence, line, path,
-               f"asks for {daily:g} minutes a day but its days have only {available} minutes"
-               + (" of patrol window" if phase.windows else ""))
+        _blame(
+            reader,
+            presence,
+            line,
+            path,
+            f"asks for {daily:g} minutes a day but its days have only {available} minutes"
+            + (" of patrol window" if phase.windows else ""),
+        )
     ceiling = targets.get("max_presence_minutes_per_day")
     if ceiling is not None and ceiling.value < daily:
-        _blame(reader, ceiling, line, path, f"max_presence_minutes_per_day {ceiling.value:g} "
-               f"is less than the presence target of {daily:g} minutes a day")
+        _blame(
+            reader,
+            ceiling,
+            line,
+            path,
+            f"max_presence_minutes_per_day {ceiling.value:g} "
+            f"is less than the presence target of {daily:g} minutes a day",
+        )
     return phase
 
 
@@ -540,8 +652,10 @@ def require_dosage_tz(plan: Plan, dosage_tz: str, source: str) -> None:
     Stored dosage is binned into TRACKER_TZ days and hours; other days would not match.
     """
     if plan.tz != dosage_tz:
-        raise PlanError(f"{source}: tz {plan.tz} differs from TRACKER_TZ {dosage_tz}, the time "
-                        "zone of the stored dosage days; change one of them")
+        raise PlanError(
+            f"{source}: tz {plan.tz} differs from TRACKER_TZ {dosage_tz}, the time "
+            "zone of the stored dosage days; change one of them"
+        )
 
 
 def load_plan(session: Session, plan: Plan, actor: str) -> Operation:
@@ -550,13 +664,17 @@ def load_plan(session: Session, plan: Plan, actor: str) -> Operation:
     Every hot spot must be in the stored hot spot set (PlanError names the line otherwise).
     """
     known = set(session.scalars(select(HotSpotRow.id)))
-    unknown = sorted((h for h in plan.hotspot_ids if h not in known),
-                     key=lambda h: plan.hotspot_lines.get(h, 0))
+    unknown = sorted(
+        (h for h in plan.hotspot_ids if h not in known), key=lambda h: plan.hotspot_lines.get(h, 0)
+    )
     if unknown:
-        raise PlanError("\n".join(
-            f"{plan.source}: line {plan.hotspot_lines.get(h, 1)}: hotspots.{h}: unknown hot "
-            "spot (not in the stored hot spot set; load the geofences first)"
-            for h in unknown))
+        raise PlanError(
+            "\n".join(
+                f"{plan.source}: line {plan.hotspot_lines.get(h, 1)}: hotspots.{h}: unknown hot "
+                "spot (not in the stored hot spot set; load the geofences first)"
+                for h in unknown
+            )
+        )
     operation = session.scalar(select(Operation).where(Operation.name == plan.name))
     before = stored_plan(session, operation).summary() if operation else None
     after = plan.summary()
@@ -564,24 +682,37 @@ def load_plan(session: Session, plan: Plan, actor: str) -> Operation:
         return operation
     now = utc_now()
     if operation is None:
-        operation = Operation(name=plan.name, start_date=plan.start_date,
-                              end_date=plan.end_date, tz=plan.tz, created_at=now)
+        operation = Operation(
+            name=plan.name,
+            start_date=plan.start_date,
+            end_date=plan.end_date,
+            tz=plan.tz,
+            created_at=now,
+        )
         session.add(operation)
     operation.start_date, operation.end_date, operation.tz = plan.start_date, plan.end_date, plan.tz
     operation.updated_at = now
     session.flush()
     for model in (PlanPhase, OperationHotSpot):
         session.execute(delete(model).where(model.operation_id == operation.id))
-    session.add_all(OperationHotSpot(operation_id=operation.id, hotspot_id=h)
-                    for h in plan.hotspot_ids)
-    session.add_all(PlanPhase(
-        operation_id=operation.id, hotspot_id=p.hotspot_id, starts=p.starts, ends=p.ends,
-        presence_minutes_per_day=p.presence_minutes_per_day,
-        presence_minutes_per_week=p.presence_minutes_per_week,
-        visits_per_day=p.visits_per_day, min_visit_minutes=p.min_visit_minutes,
-        max_presence_minutes_per_day=p.max_presence_minutes_per_day,
-        windows=[w.to_json() for w in p.windows] or None,
-    ) for p in plan.phases)
+    session.add_all(
+        OperationHotSpot(operation_id=operation.id, hotspot_id=h) for h in plan.hotspot_ids
+    )
+    session.add_all(
+        PlanPhase(
+            operation_id=operation.id,
+            hotspot_id=p.hotspot_id,
+            starts=p.starts,
+            ends=p.ends,
+            presence_minutes_per_day=p.presence_minutes_per_day,
+            presence_minutes_per_week=p.presence_minutes_per_week,
+            visits_per_day=p.visits_per_day,
+            min_visit_minutes=p.min_visit_minutes,
+            max_presence_minutes_per_day=p.max_presence_minutes_per_day,
+            windows=[w.to_json() for w in p.windows] or None,
+        )
+        for p in plan.phases
+    )
     session.flush()
     record(session, actor, "plan.load", f"operation {plan.name}", before, after)
     return operation
@@ -590,17 +721,38 @@ def load_plan(session: Session, plan: Plan, actor: str) -> Operation:
 def stored_plan(session: Session, operation: Operation) -> Plan:
     """Return the stored plan of an operation."""
     hotspot_ids = session.scalars(
-        select(OperationHotSpot.hotspot_id).where(OperationHotSpot.operation_id == operation.id)
-        .order_by(OperationHotSpot.hotspot_id)).all()
-    rows = session.scalars(select(PlanPhase).where(PlanPhase.operation_id == operation.id)
-                           .order_by(PlanPhase.hotspot_id, PlanPhase.starts)).all()
-    phases = tuple(Phase(
-        r.hotspot_id, r.starts, r.ends, r.presence_minutes_per_day,
-        r.presence_minutes_per_week, r.visits_per_day, r.min_visit_minutes,
-        r.max_presence_minutes_per_day,
-        tuple(PatrolWindow.from_json(w) for w in r.windows or ())) for r in rows)
-    return Plan(operation.name, operation.start_date, operation.end_date, operation.tz,
-                tuple(hotspot_ids), phases, source=f"operation {operation.name}")
+        select(OperationHotSpot.hotspot_id)
+        .where(OperationHotSpot.operation_id == operation.id)
+        .order_by(OperationHotSpot.hotspot_id)
+    ).all()
+    rows = session.scalars(
+        select(PlanPhase)
+        .where(PlanPhase.operation_id == operation.id)
+        .order_by(PlanPhase.hotspot_id, PlanPhase.starts)
+    ).all()
+    phases = tuple(
+        Phase(
+            r.hotspot_id,
+            r.starts,
+            r.ends,
+            r.presence_minutes_per_day,
+            r.presence_minutes_per_week,
+            r.visits_per_day,
+            r.min_visit_minutes,
+            r.max_presence_minutes_per_day,
+            tuple(PatrolWindow.from_json(w) for w in r.windows or ()),
+        )
+        for r in rows
+    )
+    return Plan(
+        operation.name,
+        operation.start_date,
+        operation.end_date,
+        operation.tz,
+        tuple(hotspot_ids),
+        phases,
+        source=f"operation {operation.name}",
+    )
 
 
 def local_today(operation: Operation, now: datetime | None = None) -> date:
@@ -613,20 +765,21 @@ def operation_day(operation: Operation, day: date) -> int:
     return (day - operation.start_date).days + 1
 
 
-def find_operation(session: Session, name: str | None = None,
-                   now: datetime | None = None) -> Operation:
+def find_operation(
+    session: Session, name: str | None = None, now: datetime | None = None
+) -> Operation:
     """Return the named operation, else the one running today, else the latest to start."""
     if name is not None:
         operation = session.scalar(select(Operation).where(Operation.name == name))
         if operation is None:
             raise PlanError(f"no operation named {name!r}")
         return operation
-    operations = session.scalars(select(Operation).order_by(Operation.start_date.desc(),
-                                                            Operation.id.desc())).all()
+    operations = session.scalars(
+        select(Operation).order_by(Operation.start_date.desc(), Operation.id.desc())
+    ).all()
     if not operations:
         raise PlanError("no operation plan is loaded: run `python -m tracker plan load FILE`")
-    running = [o for o in operations
-               if o.start_date <= local_today(o, now) <= o.end_date]
+    running = [o for o in operations if o.start_date <= local_today(o, now) <= o.end_date]
     return (running or operations)[0]
 
 
@@ -637,4 +790,3 @@ def plan_table(plan: Plan) -> pd.DataFrame:
     frame["from"] = [date.fromisoformat(d) for d in frame["from"]]
     frame["to"] = [date.fromisoformat(d) for d in frame["to"]]
     return frame
-

@@ -19,8 +19,14 @@ WALK_SPEED_M_S = 1.4
 METRES_PER_DEGREE_LAT = 111_320.0
 
 
-def patrol(hot_spots: HotSpotSet, device_id: str, start: datetime, hours: float,
-           seed: int = 0, interval_s: tuple[float, float] = (15, 30)) -> Iterator[Ping]:
+def patrol(
+    hot_spots: HotSpotSet,
+    device_id: str,
+    start: datetime,
+    hours: float,
+    seed: int = 0,
+    interval_s: tuple[float, float] = (15, 30),
+) -> Iterator[Ping]:
     """Yield one device's pings for a shift: visits of 5-25 minutes to nearby hot spots."""
     rng = random.Random(f"{seed}:{device_id}")  # noqa: S311 (simulation, not security)
     spots = list(hot_spots)
@@ -52,11 +58,15 @@ def patrol(hot_spots: HotSpotSet, device_id: str, start: datetime, hours: float,
         lon, lat = to_lon, to_lat
 
 
-def fleet(hot_spots: HotSpotSet, devices: int, start: datetime, hours: float,
-          seed: int = 0) -> list[Ping]:
+def fleet(
+    hot_spots: HotSpotSet, devices: int, start: datetime, hours: float, seed: int = 0
+) -> list[Ping]:
     """Return the pings of several devices patrolling from `start`, sorted by time."""
-    pings = [p for n in range(devices)
-             for p in patrol(hot_spots, f"radio-{n + 1:03d}", start, hours, seed)]
+    pings = [
+        p
+        for n in range(devices)
+        for p in patrol(hot_spots, f"radio-{n + 1:03d}", start, hours, seed)
+    ]
     return sorted(pings, key=lambda p: (p.t_us, p.device_id))
 
 

@@ -32,30 +32,52 @@ from tracker.stops.records import (
 from tracker.stops.review import COMPLETED, is_overdue
 
 REVIEW_COLUMNS = {
-    "status": "review_status", "outcome": "review_outcome",
-    "no_footage_reason": "no_footage_reason", "reviewer": "reviewer",
-    "reviewed_at": "reviewed_at", **{name: f"gowisely_{name}" for name in GOWISELY},
-    "findings": "findings", "rag": "rag", "due_date": "due_date", "sampled": "sampled",
+    "status": "review_status",
+    "outcome": "review_outcome",
+    "no_footage_reason": "no_footage_reason",
+    "reviewer": "reviewer",
+    "reviewed_at": "reviewed_at",
+    **{name: f"gowisely_{name}" for name in GOWISELY},
+    "findings": "findings",
+    "rag": "rag",
+    "due_date": "due_date",
+    "sampled": "sampled",
 }
-EXPORT_COLUMNS = ["id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file",
-                  "source_line", *REVIEW_COLUMNS.values()]
+EXPORT_COLUMNS = [
+    "id",
+    *STOP_FIELDS,
+    "hotspot_id",
+    "operation_id",
+    "source_file",
+    "source_line",
+    *REVIEW_COLUMNS.values(),
+]
 
 
-def stops_frame(session: Session, *, tz: str = DEFAULT_TZ, operation_id: int | None = None,
-                from_day: date | None = None, to_day: date | None = None) -> pd.DataFrame:
+def stops_frame(
+    session: Session,
+    *,
+    tz: str = DEFAULT_TZ,
+    operation_id: int | None = None,
+    from_day: date | None = None,
+    to_day: date | None = None,
+) -> pd.DataFrame:
     """Return stops with their reviews, one row each (EXPORT_COLUMNS), oldest first.
 
     Derived columns help the figures: `stop_date` and `review_date`, local dates, and
     `self_defined_ethnic_group`, the broad group (the part before " - ", e.g. "White").
     `from_day` and `to_day` are local dates, inclusive.
     """
-    stop_columns = [getattr(StopSearch, name) for name in
-                    ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file",
-                     "source_line")]
+    stop_columns = [
+        getattr(StopSearch, name)
+        for name in ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file", "source_line")
+    ]
     review_columns = [getattr(BwvReview, name) for name in REVIEW_COLUMNS]
-    statement = (select(*stop_columns, *review_columns)
-                 .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
-                 .order_by(StopSearch.occurred_at, StopSearch.id))
+    statement = (
+        select(*stop_columns, *review_columns)
+        .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
+        .order_by(StopSearch.occurred_at, StopSearch.id)
+    )
     zone = ZoneInfo(tz)
     if operation_id is not None:
         statement = statement.where(StopSearch.operation_id == operation_id)
@@ -70,12 +92,14 @@ def stops_frame(session: Session, *, tz: str = DEFAULT_TZ, operation_id: int | N
         frame[column] = pd.to_datetime(frame[column], utc=True)
     for column in ("operation_id", "source_line"):
         # Whole numbers or None, not floats with NaN: they are labels, and JSON needs None.
-        frame[column] = pd.Series([None if pd.isna(v) else int(v) for v in frame[column]],
-                                  index=frame.index, dtype=object)
+        frame[column] = pd.Series(
+            [None if pd.isna(v) else int(v) for v in frame[column]], index=frame.index, dtype=object
+        )
     frame["stop_date"] = frame["occurred_at"].dt.tz_convert(zone).dt.date
     frame["review_date"] = frame["reviewed_at"].dt.tz_convert(zone).dt.date
     frame["self_defined_ethnic_group"] = frame["self_defined_ethnicity"].map(
-        broad_ethnic_group, na_action="ignore")
+        broad_ethnic_group, na_action="ignore"
+    )
     return frame
 
 
@@ -88,8 +112,11 @@ def export_stops(session: Session, **filters: Any) -> pd.DataFrame:
     frame = stops_frame(session, **filters)[EXPORT_COLUMNS].copy()
 
     def as_text(column: str, render) -> pd.Series:
-        return pd.Series([None if pd.isna(v) else render(v) for v in frame[column]],
-                         index=frame.index, dtype=object)
+        return pd.Series(
+            [None if pd.isna(v) else render(v) for v in frame[column]],
+            index=frame.index,
+            dtype=object,
+        )
 
     for column in ("occurred_at", "reviewed_at"):
         frame[column] = as_text(column, lambda t: t.isoformat().replace("+00:00", "Z"))
@@ -160,12 +187,27 @@ def assurance_summary(frame: pd.DataFrame, today: date) -> dict[str, Any]:
 def _days_to_review(frame: pd.DataFrame) -> pd.Series:
     _, _, completed = _status_masks(frame)
     done = frame[completed & frame["review_date"].notna()]
-    return pd.Series([(reviewed - stopped).days for reviewed, stopped
-                      in zip(done["review_date"], done["stop_date"], strict=True)], dtype=float)
+    return pd.Series(
+        [
+            (reviewed - stopped).days
+            for reviewed, stopped in zip(done["review_date"], done["stop_date"], strict=True)
+        ],
+        dtype=float,
+    )
 
 
-QUEUE_COLUMNS = ["stop_id", "reference", "occurred_at", "hotspot_id", "officer_id",
-                 "bwv_recorded", "bwv_reference", "due_date", "overdue", "days_overdue"]
+QUEUE_COLUMNS = [
+    "stop_id",
+    "reference",
+    "occurred_at",
+    "hotspot_id",
+    "officer_id",
+    "bwv_recorded",
+    "bwv_reference",
+    "due_date",
+    "overdue",
+    "days_overdue",
+]
 
 
 def review_queue(frame: pd.DataFrame, today: date) -> pd.DataFrame:
@@ -175,13 +217,18 @@ def review_queue(frame: pd.DataFrame, today: date) -> pd.DataFrame:
     pending["overdue"] = _overdue(pending, today)
     pending["days_overdue"] = [max((today - d).days, 0) for d in pending["due_date"]]
     pending = pending.rename(columns={"id": "stop_id"})
-    pending = pending.sort_values(["overdue", "due_date", "stop_id"],
-                                  ascending=[False, True, True], kind="stable")
+    pending = pending.sort_values(
+        ["overdue", "due_date", "stop_id"], ascending=[False, True, True], kind="stable"
+    )
     return pending[QUEUE_COLUMNS].reset_index(drop=True)
 
 
-REVIEW_OUTCOME_ROWS = (("not_sampled", None), ("pending", None),
-                       *(("reviewed", o) for o in REVIEW_OUTCOMES), ("no_footage", None))
+REVIEW_OUTCOME_ROWS = (
+    ("not_sampled", None),
+    ("pending", None),
+    *(("reviewed", o) for o in REVIEW_OUTCOMES),
+    ("no_footage", None),
+)
 
 
 def review_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -201,9 +248,13 @@ def review_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
         counts.append((row_status, row_outcome, int(mask.sum())))
     statuses, outcomes, reviews = zip(*counts, strict=True)
     # Object columns keep None for "no outcome" (a text column would turn it into NaN).
-    return pd.DataFrame({"status": pd.Series(statuses, dtype=object),
-                         "outcome": pd.Series(outcomes, dtype=object),
-                         "reviews": pd.Series(reviews, dtype="int64")})
+    return pd.DataFrame(
+        {
+            "status": pd.Series(statuses, dtype=object),
+            "outcome": pd.Series(outcomes, dtype=object),
+            "reviews": pd.Series(reviews, dtype="int64"),
+        }
+    )
 
 
 def search_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
@@ -211,12 +262,20 @@ def search_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     outcome = frame["outcome"].astype(object).fillna(NOT_RECORDED)
     counts = outcome.value_counts(sort=False).rename_axis("outcome").reset_index(name="searches")
     counts["share_pct"] = [_pct(n, len(frame)) for n in counts["searches"]]
-    return counts.sort_values(["searches", "outcome"], ascending=[False, True],
-                              kind="stable").reset_index(drop=True)
+    return counts.sort_values(
+        ["searches", "outcome"], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
 
 
-BREAKDOWNS = ("hotspot_id", "officer_id", "object_of_search", "self_defined_ethnicity",
-              "self_defined_ethnic_group", "officer_defined_ethnicity", "operation_id")
+BREAKDOWNS = (
+    "hotspot_id",
+    "officer_id",
+    "object_of_search",
+    "self_defined_ethnicity",
+    "self_defined_ethnic_group",
+    "officer_defined_ethnicity",
+    "operation_id",
+)
 
 
 def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -228,33 +287,55 @@ def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     blank = OUTSIDE_HOT_SPOTS if by == "hotspot_id" else NOT_RECORDED
     sampled, _, completed = _status_masks(frame)
     finds, known = _finds(frame)
-    parts = pd.DataFrame({
-        by: frame[by].astype(object).where(frame[by].notna(), blank).astype(str),
-        "searches": 1,
-        "finds": finds.astype(int),
-        "find_known": known.astype(int),
-        "arrests": _arrests(frame).astype(int),
-        "sampled": sampled.astype(int),
-        "reviews_completed": (sampled & completed).astype(int),
-        "referred": frame["review_outcome"].astype(object).eq("referred").astype(int),
-    })
+    parts = pd.DataFrame(
+        {
+            by: frame[by].astype(object).where(frame[by].notna(), blank).astype(str),
+            "searches": 1,
+            "finds": finds.astype(int),
+            "find_known": known.astype(int),
+            "arrests": _arrests(frame).astype(int),
+            "sampled": sampled.astype(int),
+            "reviews_completed": (sampled & completed).astype(int),
+            "referred": frame["review_outcome"].astype(object).eq("referred").astype(int),
+        }
+    )
     table = parts.groupby(by, sort=False).sum().reset_index()
     total = len(frame)
     table["share_pct"] = [_pct(n, total) for n in table["searches"]]
-    table["find_rate_pct"] = [_pct(f, k) for f, k in zip(table["finds"], table["find_known"],
-                                                          strict=True)]
-    table["arrest_rate_pct"] = [_pct(a, n) for a, n in zip(table["arrests"], table["searches"],
-                                                            strict=True)]
-    table["review_coverage_pct"] = [_pct(c, s) for c, s in zip(
-        table["reviews_completed"], table["sampled"], strict=True)]
+    table["find_rate_pct"] = [
+        _pct(f, k) for f, k in zip(table["finds"], table["find_known"], strict=True)
+    ]
+    table["arrest_rate_pct"] = [
+        _pct(a, n) for a, n in zip(table["arrests"], table["searches"], strict=True)
+    ]
+    table["review_coverage_pct"] = [
+        _pct(c, s) for c, s in zip(table["reviews_completed"], table["sampled"], strict=True)
+    ]
     table = table.sort_values(["searches", by], ascending=[False, True], kind="stable")
-    return table[[by, "searches", "share_pct", "finds", "find_known", "find_rate_pct",
-                  "arrests", "arrest_rate_pct", "sampled", "reviews_completed",
-                  "review_coverage_pct", "referred"]].reset_index(drop=True)
+    return table[
+        [
+            by,
+            "searches",
+            "share_pct",
+            "finds",
+            "find_known",
+            "find_rate_pct",
+            "arrests",
+            "arrest_rate_pct",
+            "sampled",
+            "reviews_completed",
+            "review_coverage_pct",
+            "referred",
+        ]
+    ].reset_index(drop=True)
 
 
-def ethnicity_breakdown(frame: pd.DataFrame, population: Mapping[str, float] | None = None,
-                        *, by: str = "self_defined_ethnicity") -> pd.DataFrame:
+def ethnicity_breakdown(
+    frame: pd.DataFrame,
+    population: Mapping[str, float] | None = None,
+    *,
+    by: str = "self_defined_ethnicity",
+) -> pd.DataFrame:
     """Return the breakdown by self-defined ethnicity with its ratios to the White group.
 
     `ratio_to_white` is the group's searches over the searches of all groups whose name
@@ -264,30 +345,37 @@ def ethnicity_breakdown(frame: pd.DataFrame, population: Mapping[str, float] | N
     White groups' combined rate.
     """
     if by not in ("self_defined_ethnicity", "self_defined_ethnic_group"):
-        raise ValueError(f"ethnicity breakdowns are by self_defined_ethnicity or "
-                         f"self_defined_ethnic_group, not {by!r}")
+        raise ValueError(
+            f"ethnicity breakdowns are by self_defined_ethnicity or "
+            f"self_defined_ethnic_group, not {by!r}"
+        )
     table = breakdown(frame, by)
     white = table[by].str.startswith(WHITE_PREFIX)
     white_searches = int(table.loc[white, "searches"].sum())
-    table["ratio_to_white"] = [s / white_searches if white_searches else None
-                               for s in table["searches"]]
+    table["ratio_to_white"] = [
+        s / white_searches if white_searches else None for s in table["searches"]
+    ]
     if population is not None:
         table["population"] = [population.get(group) for group in table[by]]
         table["searches_per_1000"] = [
             1000.0 * s / p if p else None
-            for s, p in zip(table["searches"], table["population"], strict=True)]
+            for s, p in zip(table["searches"], table["population"], strict=True)
+        ]
         white_population = sum(p for g, p in population.items() if g.startswith(WHITE_PREFIX))
         white_rate = 1000.0 * white_searches / white_population if white_population else None
         table["disproportionality_ratio"] = [
             r / white_rate if r is not None and white_rate else None
-            for r in table["searches_per_1000"]]
+            for r in table["searches_per_1000"]
+        ]
     return table
 
 
 def stop_dict(stop: StopSearch, review: BwvReview | None, today: date) -> dict[str, Any]:
     """Return one stop and its review as a JSON-ready dict (for the API and detail pages)."""
-    values = {name: getattr(stop, name) for name in
-              ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file", "source_line")}
+    values = {
+        name: getattr(stop, name)
+        for name in ("id", *STOP_FIELDS, "hotspot_id", "operation_id", "source_file", "source_line")
+    }
     if review is not None:
         values.update({column: getattr(review, name) for name, column in REVIEW_COLUMNS.items()})
         values["overdue"] = is_overdue(review, today)

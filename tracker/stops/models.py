@@ -1,7 +1,7 @@
 """Stop-and-search records and their body-worn video (BWV) reviews (DESIGN section 7).
 
-Kept apart from tracker.foundation.models so that this area can grow without touching the core schema;
-the Alembic environment imports this module so autogenerate sees its tables.
+Kept apart from tracker.foundation.models so that this area can grow without touching the
+core schema; the Alembic environment imports this module so autogenerate sees its tables.
 """
 
 from __future__ import annotations
@@ -18,8 +18,16 @@ REVIEW_OUTCOMES = ("no_issues", "learning_identified", "referred")
 RAG_RATINGS = ("red", "amber", "green")
 GOWISELY_ANSWERS = ("yes", "partly", "no")
 # GOWISELY: what an officer must tell the person searched (PACE Code A, 3.8).
-GOWISELY = ("grounds", "object", "warrant_card", "identity", "station", "entitlement",
-            "legal_power", "you_are_detained")
+GOWISELY = (
+    "grounds",
+    "object",
+    "warrant_card",
+    "identity",
+    "station",
+    "entitlement",
+    "legal_power",
+    "you_are_detained",
+)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -74,7 +82,8 @@ class BwvReview(Base):
     __tablename__ = "bwv_reviews"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stop_id: Mapped[int] = mapped_column(
-        ForeignKey("stop_searches.id", ondelete="CASCADE"), unique=True)
+        ForeignKey("stop_searches.id", ondelete="CASCADE"), unique=True
+    )
     status: Mapped[str] = mapped_column(String(16), default="pending")
     outcome: Mapped[str | None] = mapped_column(String(32))
     no_footage_reason: Mapped[str | None] = mapped_column(Text)

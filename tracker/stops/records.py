@@ -69,10 +69,19 @@ EXTENDED_COLUMNS: Mapping[str, str] = {
 COLUMNS: Mapping[str, str] = {**PUBLIC_COLUMNS, **EXTENDED_COLUMNS}
 LABELS: Mapping[str, str] = {name: header for header, name in COLUMNS.items()}
 STOP_FIELDS: tuple[str, ...] = tuple(COLUMNS.values())
-BOOLEAN_FIELDS = frozenset({"part_of_policing_operation", "outcome_linked_to_object",
-                            "removal_of_more_than_outer_clothing", "bwv_recorded"})
-TEXT_FIELDS = tuple(f for f in STOP_FIELDS
-                    if f not in BOOLEAN_FIELDS | {"type", "occurred_at", "latitude", "longitude"})
+BOOLEAN_FIELDS = frozenset(
+    {
+        "part_of_policing_operation",
+        "outcome_linked_to_object",
+        "removal_of_more_than_outer_clothing",
+        "bwv_recorded",
+    }
+)
+TEXT_FIELDS = tuple(
+    f
+    for f in STOP_FIELDS
+    if f not in BOOLEAN_FIELDS | {"type", "occurred_at", "latitude", "longitude"}
+)
 SEARCH_TYPES = ("Person search", "Person and Vehicle search", "Vehicle search")
 ARREST = "Arrest"
 WHITE_PREFIX = "White"
@@ -94,8 +103,10 @@ class BadStopRows(ValueError):
 
     def __init__(self, source: str, read: int, bad_rows: Sequence[BadRow]):
         self.source, self.read, self.bad_rows = source, read, tuple(bad_rows)
-        super().__init__(f"{source}: {len(self.bad_rows)} of {read} rows are bad; nothing "
-                         "imported (fix them, or import the rest skipping invalid rows)")
+        super().__init__(
+            f"{source}: {len(self.bad_rows)} of {read} rows are bad; nothing "
+            "imported (fix them, or import the rest skipping invalid rows)"
+        )
 
 
 class StopValidationError(ValueError):
@@ -195,8 +206,11 @@ class ImportReport:
 
 
 def is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (
-        isinstance(value, float) and math.isnan(value))
+    return (
+        value is None
+        or (isinstance(value, str) and not value.strip())
+        or (isinstance(value, float) and math.isnan(value))
+    )
 
 
 def _boolean(value: Any, label: str) -> bool | None:
@@ -248,14 +262,16 @@ def _occurred_at(value: Any, naive_tz: str | None, now: datetime) -> datetime:
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"bad {label} {value!r}: expected ISO-8601 such as "
-                             "2019-06-01T14:30:00+01:00") from None
+            raise ValueError(
+                f"bad {label} {value!r}: expected ISO-8601 such as 2019-06-01T14:30:00+01:00"
+            ) from None
     else:
         raise ValueError(f"bad {label} {value!r}: not a date and time")
     if moment.tzinfo is None or moment.utcoffset() is None:
         if naive_tz is None:
-            raise ValueError(f"bad {label} {value!r}: no UTC offset, so it is ambiguous; "
-                             "add 'Z' or '+01:00'")
+            raise ValueError(
+                f"bad {label} {value!r}: no UTC offset, so it is ambiguous; add 'Z' or '+01:00'"
+            )
         moment = moment.replace(tzinfo=ZoneInfo(naive_tz))
     moment = moment.astimezone(UTC)
     if moment > now + MAX_FUTURE:
@@ -267,8 +283,9 @@ def _max_length(name: str) -> int | None:
     return getattr(StopSearch.__table__.c[name].type, "length", None)
 
 
-def validate_stop(values: Mapping[str, Any], *, naive_tz: str | None = None,
-                  now: datetime | None = None) -> tuple[StopRecord | None, dict[str, str]]:
+def validate_stop(
+    values: Mapping[str, Any], *, naive_tz: str | None = None, now: datetime | None = None
+) -> tuple[StopRecord | None, dict[str, str]]:
     """Validate one record given by field name; return it, or None and each field's problem.
 
     A date without a UTC offset is read as local time in `naive_tz` (a form's local time);
@@ -321,8 +338,9 @@ def import_key(record: StopRecord, occurrence: int) -> str:
     return hashlib.sha256(f"{record.normalised()}#{occurrence}".encode()).hexdigest()
 
 
-def parse_stops(text: str, source: str = "stops", *, naive_tz: str | None = None,
-                now: datetime | None = None) -> tuple[list[StopRecord], list[BadRow]]:
+def parse_stops(
+    text: str, source: str = "stops", *, naive_tz: str | None = None, now: datetime | None = None
+) -> tuple[list[StopRecord], list[BadRow]]:
     """Validate stop-and-search CSV text; return the good records (keyed) and the bad rows.
 
     The header must hold every published column, by its published name, and may add the
@@ -343,8 +361,10 @@ def parse_stops(text: str, source: str = "stops", *, naive_tz: str | None = None
     if missing:
         problems.append(f"lacks {', '.join(missing)}")
     if unknown:
-        problems.append(f"has unknown columns {', '.join(unknown)} (optional columns are "
-                        f"{', '.join(EXTENDED_COLUMNS)})")
+        problems.append(
+            f"has unknown columns {', '.join(unknown)} (optional columns are "
+            f"{', '.join(EXTENDED_COLUMNS)})"
+        )
     if repeated:
         problems.append(f"repeats {', '.join(repeated)}")
     if problems:
@@ -366,8 +386,13 @@ def parse_stops(text: str, source: str = "stops", *, naive_tz: str | None = None
             continue
         if stop.reference is not None:
             if stop.reference in reference_lines:
-                bad.append(BadRow(line, f"Reference {stop.reference!r} is also on line "
-                                        f"{reference_lines[stop.reference]}"))
+                bad.append(
+                    BadRow(
+                        line,
+                        f"Reference {stop.reference!r} is also on line "
+                        f"{reference_lines[stop.reference]}",
+                    )
+                )
                 continue
             reference_lines[stop.reference] = line
         records.append(replace(stop, line=line))
@@ -398,11 +423,12 @@ def is_sampled(key: str, sample_rate: float) -> bool:
     if sample_rate >= 1:
         return True
     # The first 52 bits of a SHA-256 are uniform, and exact as a float fraction.
-    return int(key[:13], 16) / 16 ** 13 < sample_rate
+    return int(key[:13], 16) / 16**13 < sample_rate
 
 
-def hot_spot_ids(hot_spots: HotSpotSet, longitude: Sequence[float | None],
-                 latitude: Sequence[float | None]) -> list[str | None]:
+def hot_spot_ids(
+    hot_spots: HotSpotSet, longitude: Sequence[float | None], latitude: Sequence[float | None]
+) -> list[str | None]:
     """Return, per point, the id of the hot spot it falls in (first by id), or None."""
     lon = np.array([np.nan if v is None else v for v in longitude], dtype=float)
     lat = np.array([np.nan if v is None else v for v in latitude], dtype=float)
@@ -418,13 +444,18 @@ def hot_spot_ids(hot_spots: HotSpotSet, longitude: Sequence[float | None],
     return result.tolist()
 
 
-OPERATIONS = sa.table("operations", sa.column("id", sa.Integer),
-                      sa.column("start_date", sa.Date), sa.column("end_date", sa.Date),
-                      sa.column("tz", sa.String))
+OPERATIONS = sa.table(
+    "operations",
+    sa.column("id", sa.Integer),
+    sa.column("start_date", sa.Date),
+    sa.column("end_date", sa.Date),
+    sa.column("tz", sa.String),
+)
 
 
-def operation_ids(session: Session, occurred_at: Sequence[datetime],
-                  default_tz: str = DEFAULT_TZ) -> list[int | None]:
+def operation_ids(
+    session: Session, occurred_at: Sequence[datetime], default_tz: str = DEFAULT_TZ
+) -> list[int | None]:
     """Return, per instant, the id of the operation whose local dates contain it, or None.
 
     The plan's `operations` table may not exist yet (its migration ships separately); then
@@ -439,7 +470,8 @@ def operation_ids(session: Session, occurred_at: Sequence[datetime],
         local_days = instants.tz_convert(tz or default_tz).tz_localize(None).normalize()
         # Descending ids, so a lower id overwrites a higher one.
         result[(local_days >= pd.Timestamp(start)) & (local_days <= pd.Timestamp(end))] = int(
-            operation_id)
+            operation_id
+        )
     return result.tolist()
 
 
@@ -447,24 +479,33 @@ def _local_date(moment: datetime, tz: str) -> date:
     return moment.astimezone(ZoneInfo(tz)).date()
 
 
-def _store(session: Session, stops: Sequence[StopRecord], policy: ReviewPolicy,
-           source_file: str | None) -> list[int]:
+def _store(
+    session: Session, stops: Sequence[StopRecord], policy: ReviewPolicy, source_file: str | None
+) -> list[int]:
     """Insert stops not yet stored, each with a pending review; return the new stops' ids."""
     if not stops:
         return []
     officers = sorted({s.officer_id for s in stops if s.officer_id is not None})
     # An officer named on a stop need not carry a tracked device; add them so the link holds.
-    insert_ignoring_duplicates(session, Officer.__table__,
-                               [{"id": officer, "name": ""} for officer in officers])
-    hot_spots = hot_spot_ids(stored_hot_spots(session), [s.longitude for s in stops],
-                             [s.latitude for s in stops])
+    insert_ignoring_duplicates(
+        session, Officer.__table__, [{"id": officer, "name": ""} for officer in officers]
+    )
+    hot_spots = hot_spot_ids(
+        stored_hot_spots(session), [s.longitude for s in stops], [s.latitude for s in stops]
+    )
     operations = operation_ids(session, [s.occurred_at for s in stops], policy.tz)
     now = utc_now()
     rows = []
     for stop, hotspot_id, operation_id in zip(stops, hot_spots, operations, strict=True):
         row = {name: getattr(stop, name) for name in STOP_FIELDS}
-        row.update(hotspot_id=hotspot_id, operation_id=operation_id, import_key=stop.import_key,
-                   source_file=source_file, source_line=stop.line, created_at=now)
+        row.update(
+            hotspot_id=hotspot_id,
+            operation_id=operation_id,
+            import_key=stop.import_key,
+            source_file=source_file,
+            source_line=stop.line,
+            created_at=now,
+        )
         rows.append(row)
     insert_ignoring_duplicates(session, StopSearch.__table__, rows)
     # Every stored stop gets its review in the transaction that inserts it, so the stops of
@@ -476,20 +517,34 @@ def _store(session: Session, stops: Sequence[StopRecord], policy: ReviewPolicy,
         new += session.execute(
             select(StopSearch.id, StopSearch.import_key, StopSearch.occurred_at)
             .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
-            .where(StopSearch.import_key.in_(keys[start:start + 1000]), BwvReview.id.is_(None))
+            .where(StopSearch.import_key.in_(keys[start : start + 1000]), BwvReview.id.is_(None))
         ).all()
-    insert_ignoring_duplicates(session, BwvReview.__table__, [
-        {"stop_id": stop_id, "status": "pending",
-         "due_date": _local_date(occurred_at, policy.tz) + timedelta(days=policy.due_days),
-         "sampled": is_sampled(key, policy.sample_rate)}
-        for stop_id, key, occurred_at in new
-    ])
+    insert_ignoring_duplicates(
+        session,
+        BwvReview.__table__,
+        [
+            {
+                "stop_id": stop_id,
+                "status": "pending",
+                "due_date": _local_date(occurred_at, policy.tz) + timedelta(days=policy.due_days),
+                "sampled": is_sampled(key, policy.sample_rate),
+            }
+            for stop_id, key, occurred_at in new
+        ],
+    )
     return sorted(stop_id for stop_id, _, _ in new)
 
 
-def import_stops(session: Session, stops: Sequence[StopRecord], *, actor: str,
-                 source: str = "import", policy: ReviewPolicy | None = None,
-                 bad_rows: Sequence[BadRow] = (), skip_invalid: bool = False) -> ImportReport:
+def import_stops(
+    session: Session,
+    stops: Sequence[StopRecord],
+    *,
+    actor: str,
+    source: str = "import",
+    policy: ReviewPolicy | None = None,
+    bad_rows: Sequence[BadRow] = (),
+    skip_invalid: bool = False,
+) -> ImportReport:
     """Store parsed stops idempotently, with their reviews; audited as one import.
 
     With bad rows and not `skip_invalid`, raise BadStopRows and store nothing.
@@ -500,15 +555,32 @@ def import_stops(session: Session, stops: Sequence[StopRecord], *, actor: str,
     policy = policy or ReviewPolicy()
     new = _store(session, stops, policy, source_file=source[-255:])
     report = ImportReport(source, read, len(new), len(stops) - len(new), tuple(bad_rows))
-    record(session, actor, "stops.import", source[-256:], None,
-           {"read": report.read, "imported": report.imported,
-            "already_present": report.already_present, "skipped": report.skipped})
+    record(
+        session,
+        actor,
+        "stops.import",
+        source[-256:],
+        None,
+        {
+            "read": report.read,
+            "imported": report.imported,
+            "already_present": report.already_present,
+            "skipped": report.skipped,
+        },
+    )
     return report
 
 
-def create_stop(session: Session, values: Mapping[str, Any], *, actor: str,
-                policy: ReviewPolicy | None = None, naive_tz: str | None = None,
-                source: str = "form", now: datetime | None = None) -> StopSearch:
+def create_stop(
+    session: Session,
+    values: Mapping[str, Any],
+    *,
+    actor: str,
+    policy: ReviewPolicy | None = None,
+    naive_tz: str | None = None,
+    source: str = "form",
+    now: datetime | None = None,
+) -> StopSearch:
     """Validate and store one stop from a form or the API (fields by name); return it.
 
     Raise StopValidationError naming each bad field, or a reference already recorded.
@@ -516,39 +588,65 @@ def create_stop(session: Session, values: Mapping[str, Any], *, actor: str,
     stop, errors = validate_stop(values, naive_tz=naive_tz, now=now)
     if stop is None:
         raise StopValidationError(errors)
-    if stop.reference is not None and session.scalar(
-            select(StopSearch.id).where(StopSearch.reference == stop.reference)) is not None:
-        raise StopValidationError({"reference": f"Reference {stop.reference!r} is already "
-                                                "recorded"})
+    if (
+        stop.reference is not None
+        and session.scalar(select(StopSearch.id).where(StopSearch.reference == stop.reference))
+        is not None
+    ):
+        raise StopValidationError(
+            {"reference": f"Reference {stop.reference!r} is already recorded"}
+        )
     # Two identical form entries are two searches: a random part keeps their keys apart.
     key = hashlib.sha256(f"{stop.normalised()}#{source}#{uuid.uuid4().hex}".encode()).hexdigest()
-    (stop_id,) = _store(session, [replace(stop, import_key=key)], policy or ReviewPolicy(),
-                        source_file=source)
+    (stop_id,) = _store(
+        session, [replace(stop, import_key=key)], policy or ReviewPolicy(), source_file=source
+    )
     created = session.get(StopSearch, stop_id)
-    record(session, actor, "stop.create", f"stop {stop_id}", None, plain_values(
-        {name: getattr(created, name) for name in (*STOP_FIELDS, "hotspot_id", "operation_id")}))
+    record(
+        session,
+        actor,
+        "stop.create",
+        f"stop {stop_id}",
+        None,
+        plain_values(
+            {name: getattr(created, name) for name in (*STOP_FIELDS, "hotspot_id", "operation_id")}
+        ),
+    )
     return created
 
 
 def relink_stops(session: Session, tz: str = DEFAULT_TZ) -> int:
     """Re-link every stop to the current hot spots and operations; return how many changed."""
-    rows = session.execute(select(StopSearch.id, StopSearch.longitude, StopSearch.latitude,
-                                  StopSearch.occurred_at, StopSearch.hotspot_id,
-                                  StopSearch.operation_id).order_by(StopSearch.id)).all()
+    rows = session.execute(
+        select(
+            StopSearch.id,
+            StopSearch.longitude,
+            StopSearch.latitude,
+            StopSearch.occurred_at,
+            StopSearch.hotspot_id,
+            StopSearch.operation_id,
+        ).order_by(StopSearch.id)
+    ).all()
     if not rows:
         return 0
     ids, lons, lats, times, old_spots, old_operations = zip(*rows, strict=True)
     spots = hot_spot_ids(stored_hot_spots(session), lons, lats)
     operations = operation_ids(session, times, tz)
-    changes = [{"id": stop_id, "hotspot_id": spot, "operation_id": operation}
-               for stop_id, spot, operation, old_spot, old_operation
-               in zip(ids, spots, operations, old_spots, old_operations, strict=True)
-               if (spot, operation) != (old_spot, old_operation)]
+    changes = [
+        {"id": stop_id, "hotspot_id": spot, "operation_id": operation}
+        for stop_id, spot, operation, old_spot, old_operation in zip(
+            ids, spots, operations, old_spots, old_operations, strict=True
+        )
+        if (spot, operation) != (old_spot, old_operation)
+    ]
     if changes:
         session.execute(sa.update(StopSearch), changes)
     return len(changes)
 
+
 def plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """Return values JSON-ready for the audit log (dates and times as ISO-8601)."""
-    return {name: value.isoformat() if isinstance(value, date | datetime) else value
-            for name, value in values.items()}
+    return {
+        name: value.isoformat() if isinstance(value, date | datetime) else value
+        for name, value in values.items()
+    }

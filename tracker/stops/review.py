@@ -33,8 +33,7 @@ from tracker.stops.records import (
     plain_values,
 )
 
-REVIEW_FIELDS = ("status", "outcome", "no_footage_reason", "findings", "rag", *GOWISELY,
-                 "sampled")
+REVIEW_FIELDS = ("status", "outcome", "no_footage_reason", "findings", "rag", *GOWISELY, "sampled")
 AUDITED_FIELDS = (*REVIEW_FIELDS, "reviewer", "reviewed_at")
 COMPLETED = ("reviewed", "no_footage")
 
@@ -73,8 +72,14 @@ def _parse_change(name: str, value: Any) -> Any:
     return clean_text(value, name.replace("_", " "), None)
 
 
-def update_review(session: Session, stop_id: int, actor: str, changes: Mapping[str, Any],
-                  *, now: datetime | None = None) -> BwvReview:
+def update_review(
+    session: Session,
+    stop_id: int,
+    actor: str,
+    changes: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+) -> BwvReview:
     """Apply changes to a stop's BWV review after checking the workflow; audit what changed.
 
     pending -> reviewed needs an outcome, all eight GOWISELY answers and a RAG rating;
@@ -83,8 +88,7 @@ def update_review(session: Session, stop_id: int, actor: str, changes: Mapping[s
     becomes its reviewer. Answers and findings may be saved while it is still pending.
     """
     # Locked (on PostgreSQL) so that two reviewers' changes, and their audit, come in turn.
-    review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id)
-                            .with_for_update())
+    review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id).with_for_update())
     if review is None:
         raise StopNotFound(f"no stop and search with id {stop_id}")
     errors: dict[str, str] = {}
@@ -136,11 +140,15 @@ def update_review(session: Session, stop_id: int, actor: str, changes: Mapping[s
         changed += ["reviewer", "reviewed_at"]
     for name in changed:
         setattr(review, name, after[name])
-    record(session, actor, "bwv_review.update", f"stop {stop_id}",
-           plain_values({name: before[name] for name in changed}),
-           plain_values({name: after[name] for name in changed}))
+    record(
+        session,
+        actor,
+        "bwv_review.update",
+        f"stop {stop_id}",
+        plain_values({name: before[name] for name in changed}),
+        plain_values({name: after[name] for name in changed}),
+    )
     return review
-
 
 
 def local_today(tz: str = DEFAULT_TZ) -> date:

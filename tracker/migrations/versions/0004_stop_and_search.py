@@ -13,14 +13,23 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-GOWISELY = ("grounds", "object", "warrant_card", "identity", "station", "entitlement",
-            "legal_power", "you_are_detained")
+GOWISELY = (
+    "grounds",
+    "object",
+    "warrant_card",
+    "identity",
+    "station",
+    "entitlement",
+    "legal_power",
+    "you_are_detained",
+)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> sa.CheckConstraint:
     allowed = ", ".join(f"'{v}'" for v in values)
-    return sa.CheckConstraint(f"{column} IN ({allowed})",
-                              name=op.f(f"ck_bwv_reviews_{column}_allowed"))
+    return sa.CheckConstraint(
+        f"{column} IN ({allowed})", name=op.f(f"ck_bwv_reviews_{column}_allowed")
+    )
 
 
 def upgrade() -> None:
@@ -62,9 +71,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("stop_searches", schema=None) as batch_op:
         for column in ("hotspot_id", "occurred_at", "officer_id", "operation_id"):
-            batch_op.create_index(
-                batch_op.f(f"ix_stop_searches_{column}"), [column], unique=False
-            )
+            batch_op.create_index(batch_op.f(f"ix_stop_searches_{column}"), [column], unique=False)
 
     op.create_table(
         "bwv_reviews",
@@ -85,7 +92,9 @@ def upgrade() -> None:
         _one_of("rag", ("red", "amber", "green")),
         *(_one_of(column, ("yes", "partly", "no")) for column in GOWISELY),
         sa.ForeignKeyConstraint(
-            ["stop_id"], ["stop_searches.id"], name=op.f("fk_bwv_reviews_stop_id_stop_searches"),
+            ["stop_id"],
+            ["stop_searches.id"],
+            name=op.f("fk_bwv_reviews_stop_id_stop_searches"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bwv_reviews")),

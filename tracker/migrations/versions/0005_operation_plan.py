@@ -24,8 +24,7 @@ def upgrade() -> None:
         sa.Column("tz", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("end_date >= start_date",
-                           name=op.f("ck_operations_dates_ordered")),
+        sa.CheckConstraint("end_date >= start_date", name=op.f("ck_operations_dates_ordered")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operations")),
         sa.UniqueConstraint("name", name=op.f("uq_operations_name")),
     )
@@ -34,7 +33,8 @@ def upgrade() -> None:
         sa.Column("operation_id", sa.Integer(), nullable=False),
         sa.Column("hotspot_id", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
-            ["operation_id"], ["operations.id"],
+            ["operation_id"],
+            ["operations.id"],
             name=op.f("fk_operation_hot_spots_operation_id_operations"),
         ),
         sa.PrimaryKeyConstraint("operation_id", "hotspot_id", name=op.f("pk_operation_hot_spots")),
@@ -58,14 +58,16 @@ def upgrade() -> None:
             name=op.f("ck_plan_phases_one_presence_target"),
         ),
         sa.ForeignKeyConstraint(
-            ["operation_id"], ["operations.id"],
+            ["operation_id"],
+            ["operations.id"],
             name=op.f("fk_plan_phases_operation_id_operations"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_plan_phases")),
     )
     with op.batch_alter_table("plan_phases", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_plan_phases_operation_id"), ["operation_id"],
-                              unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_plan_phases_operation_id"), ["operation_id"], unique=False
+        )
 
 
 def downgrade() -> None:

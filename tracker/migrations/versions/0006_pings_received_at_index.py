@@ -16,8 +16,9 @@ def upgrade() -> None:
     with op.batch_alter_table("pings", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_pings_received_at"), ["received_at"], unique=False)
     with op.batch_alter_table("visits", schema=None) as batch_op:
-        batch_op.create_index("ix_visits_hotspot_device_day", ["hotspot_id", "device_id", "day"],
-                              unique=False)
+        batch_op.create_index(
+            "ix_visits_hotspot_device_day", ["hotspot_id", "device_id", "day"], unique=False
+        )
 
 
 def downgrade() -> None:
