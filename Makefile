@@ -8,22 +8,27 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# The project itself, editable, with its `tracker` command (.venv/bin/tracker).
+	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m tracker demo
+	$(VENV)/bin/tracker demo
 
 test: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	$(PY) bench/bench_dosage.py

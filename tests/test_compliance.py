@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tracker.cli import main
-from tracker.dosage.engine import US_PER_MINUTE
+from tracker.foundation.clock import US_PER_MINUTE
 from tracker.foundation.models import DailyDosage, HotSpotRow, HourlyPresence, Visit
 from tracker.foundation.tables import records, write_table
 from tracker.plan.compliance import (

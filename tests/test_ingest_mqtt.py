@@ -41,6 +41,7 @@ from sqlalchemy import func, select, text
 
 from tests.servers import BrokerUnderTest, PrivateMosquitto, alive, descendants, unavailable
 from tracker import cli
+from tracker.dosage.engine import configured_params
 from tracker.dosage.geofence import load_hot_spots
 from tracker.dosage.pings import Ping, format_timestamp
 from tracker.dosage.recompute import replace_hot_spots
@@ -357,7 +358,7 @@ def stored_report_csv(db) -> str:
 
 def load_demo_hot_spots(db) -> None:
     with db.begin() as session:
-        replace_hot_spots(session, DEMO, cli.configured_params())
+        replace_hot_spots(session, DEMO, configured_params())
 
 
 def tracker_command(*args: str) -> str:

@@ -14,6 +14,7 @@ from tracker.cli import main
 from tracker.dosage.engine import DosageParams
 from tracker.dosage.geofence import load_hot_spots
 from tracker.dosage.recompute import replace_hot_spots
+from tracker.foundation.clock import local_today
 from tracker.foundation.models import AuditEvent, HotSpotRow
 from tracker.plan.models import Operation, OperationHotSpot, PlanPhase
 from tracker.plan.reader import (
@@ -21,7 +22,6 @@ from tracker.plan.reader import (
     PlanError,
     find_operation,
     load_plan,
-    local_today,
     operation_day,
     parse_plan,
     parse_window,
@@ -337,7 +337,7 @@ def test_the_demo_plan_loads_after_the_demo_hot_spots(db):
         operation = find_operation(session, now=TODAY)
         assert "DEMONSTRATION" in operation.name
         assert stored_plan(session, operation) == read_plan(DEMO_PLAN)
-        assert operation_day(operation, local_today(operation, TODAY)) == 179
+        assert operation_day(operation, local_today(operation.tz, TODAY)) == 179
 
 
 def test_unknown_hot_spots_are_rejected_with_their_lines_and_nothing_is_stored(db):

@@ -53,11 +53,7 @@ from tracker.stops.records import (
     read_stops,
     relink_stops,
 )
-from tracker.stops.review import (
-    is_overdue,
-    review_of,
-    update_review,
-)
+from tracker.stops.review import is_overdue, review_of, update_review
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_GEOJSON = ROOT / "geofences" / "leicestershire_demo.geojson"

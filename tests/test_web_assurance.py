@@ -21,11 +21,12 @@ from tracker.accounts.users import create_user, issue_token
 from tracker.dosage.engine import DosageParams
 from tracker.dosage.geofence import parse_hot_spots
 from tracker.dosage.recompute import replace_hot_spots
+from tracker.foundation.clock import local_today
 from tracker.foundation.database import make_engine, session_factory, upgrade
 from tracker.foundation.models import AuditEvent
 from tracker.stops.models import GOWISELY, BwvReview, StopSearch
 from tracker.stops.records import create_stop
-from tracker.stops.review import local_today, update_review
+from tracker.stops.review import update_review
 from web import create_app
 
 TZ = "Europe/London"

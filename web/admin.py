@@ -22,16 +22,15 @@ from tracker.plan.reader import (
 )
 from tracker.stops.records import relink_stops
 from web.auth import DOSAGE_READERS, roles_required
-from web.dashboard import (
+from web.database import get_db
+from web.views import (
     csv_response,
     current_operation,
     params,
-    parse_day,
+    period,
     table_rows,
-    today,
     wants_csv,
 )
-from web.database import get_db
 
 blueprint = Blueprint("admin", __name__)
 AUDIT_LIMIT = 2000
@@ -42,8 +41,7 @@ MAX_PLAN_BYTES = 1024 * 1024
 @roles_required("admin")
 def audit():
     """Who did what and when: log-ins, plans, assignments, reviews, views of tracks."""
-    to_day = parse_day("to", today())
-    from_day = parse_day("from", to_day - timedelta(days=30))
+    from_day, to_day = period(last_days=31)
     action = (request.args.get("action") or "").strip()
     actor = (request.args.get("actor") or "").strip()
     zone = params().zone

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from tracker.dosage.reports import daily_report
 from tracker.dosage.store import stored_hot_spots
 from tracker.foundation.tables import records
 from web.auth import DOSAGE_READERS, roles_required
-from web.dashboard import parse_day
 from web.database import get_db
+from web.views import period
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -18,10 +18,7 @@ blueprint = Blueprint("api", __name__, url_prefix="/api")
 @roles_required(*DOSAGE_READERS)
 def dosage():
     """Rows of `report --format json` (hotspot_id, date, presence, officer minutes, visits)."""
-    from_day = parse_day("from", None)
-    to_day = parse_day("to", None)
-    if from_day and to_day and from_day > to_day:
-        abort(400, "from must not be after to")
+    from_day, to_day = period()
     hotspot = request.args.get("hotspot_id")
     table = daily_report(get_db(), from_day, to_day, [hotspot] if hotspot else None)
     return jsonify(records(table))

@@ -41,6 +41,7 @@ from tracker.stops.figures import (
     export_stops,
     review_outcomes,
     review_queue,
+    review_states,
     search_outcomes,
     stop_dict,
     stops_frame,
@@ -65,17 +66,20 @@ from tracker.stops.records import (
     StopValidationError,
     create_stop,
 )
-from tracker.stops.review import (
-    is_overdue,
-    local_today,
-    review_of,
-    update_review,
-)
+from tracker.stops.review import is_overdue, review_of, update_review
 from web import maps
 from web.auth import roles_required
-from web.dashboard import csv_response, hot_spot_bounds, params, parse_day, table_rows, wants_csv
 from web.database import get_db
 from web.security import script_nonce
+from web.views import (
+    csv_response,
+    hot_spot_bounds,
+    params,
+    period,
+    table_rows,
+    today,
+    wants_csv,
+)
 
 blueprint = Blueprint("assurance", __name__, url_prefix="/assurance")
 api_blueprint = Blueprint("stops_api", __name__, url_prefix="/api/stops")
@@ -230,19 +234,6 @@ blueprint.record_once(_install)
 # --- helpers ----------------------------------------------------------------------------
 
 
-def today() -> date:
-    """Return today's date in the operation's time zone (reviews fall due on local dates)."""
-    return local_today(params().tz)
-
-
-def period() -> tuple[date | None, date | None]:
-    """Return the optional from/to local dates of the query, or 400."""
-    from_day, to_day = parse_day("from", None), parse_day("to", None)
-    if from_day and to_day and from_day > to_day:
-        abort(400, "from must not be after to")
-    return from_day, to_day
-
-
 def own_officer_id() -> str | None:
     """Return the officer whose records alone this user may see (officers), else None (all)."""
     if current_user.role != "officer":
@@ -334,23 +325,6 @@ def assurance_tables(
     }
 
 
-def review_states(frame: pd.DataFrame, on: date) -> list[str]:
-    """Return, per stop, where its review stands: overdue, pending, reviewed, no_footage or
-    not sampled."""
-    states = []
-    sampled_flags = frame["sampled"].astype(object).eq(True)
-    for sampled, status, due in zip(
-        sampled_flags, frame["review_status"], frame["due_date"], strict=True
-    ):
-        if status in ("reviewed", "no_footage"):
-            states.append(status)
-        elif not sampled:
-            states.append("not sampled")
-        else:
-            states.append("overdue" if due is not None and due < on else "pending")
-    return states
-
-
 def stops_map(hot_spots: HotSpotSet, frame: pd.DataFrame, on: date):
     """Return the rendered map of stops over the hot spots, or None with nothing to draw."""
     located = frame[frame["latitude"].notna() & frame["longitude"].notna()]
@@ -380,7 +354,7 @@ def stops_map(hot_spots: HotSpotSet, frame: pd.DataFrame, on: date):
         maps.add_hot_spots(
             fmap, [h.to_feature() for h in hot_spots], {}, ["id", "name"], ["Hot spot", "Name"]
         )
-    states = pd.Series(review_states(located, on), index=located.index, dtype=object)
+    states = review_states(located, on)
     when = pd.Series(local_times(located["occurred_at"]), index=located.index, dtype=object)
     for state, colour in REVIEW_STATE_COLOURS.items():
         group = located[states == state]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
-import shapely
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     redirect,
@@ -21,84 +18,42 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from tracker.accounts.audit import record
-from tracker.dosage.engine import DosageParams
 from tracker.dosage.patrols import (
     device_health,
     hour_by_weekday,
     ingest_rates,
     officer_devices,
     officer_figures,
-    period_bounds_us,
     track,
 )
 from tracker.dosage.reports import dead_letter_report
 from tracker.dosage.store import stored_hot_spots
-from tracker.foundation import parsing
+from tracker.foundation.clock import local_days_us, local_today
 from tracker.foundation.models import Device, HotSpotRow, Officer
-from tracker.foundation.tables import write_table
 from tracker.plan.compliance import (
     compliance_table,
     hot_spot_overview,
     hot_spot_tables,
     overview_table,
 )
-from tracker.plan.reader import PlanError, find_operation, local_today, operation_day
+from tracker.plan.reader import operation_day
 from web import charts, maps
 from web.auth import DOSAGE_READERS, SUPERVISORS, roles_required
 from web.database import get_db
 from web.security import script_nonce
+from web.views import (
+    csv_response,
+    current_operation,
+    hot_spot_bounds,
+    params,
+    parse_day,
+    period,
+    table_rows,
+    today,
+    wants_csv,
+)
 
 blueprint = Blueprint("dashboard", __name__)
-
-
-def params() -> DosageParams:
-    return current_app.config["DOSAGE_PARAMS"]
-
-
-def today() -> date:
-    """Return today's local date in the operation's time zone."""
-    return datetime.now(params().zone).date()
-
-
-def parse_day(name: str, default: date) -> date:
-    """Return a YYYY-MM-DD query argument, or 400 naming the argument."""
-    text = request.args.get(name)
-    if not text:
-        return default
-    try:
-        return parsing.parse_day(text)
-    except ValueError as exc:
-        abort(400, f"{name}: {exc}")
-
-
-def csv_response(frame: pd.DataFrame, filename: str) -> Response:
-    """Return a table as a CSV download, written exactly as the command line writes it."""
-    buffer = io.StringIO()
-    write_table(frame, "csv", buffer)
-    return Response(
-        buffer.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
-def wants_csv() -> bool:
-    return request.args.get("format") == "csv"
-
-
-def table_rows(frame: pd.DataFrame) -> list[dict]:
-    """Return rows for the table macro: NaN as None, numpy scalars as Python values."""
-    return [
-        {
-            k: (None if isinstance(v, float) and v != v else v.item() if hasattr(v, "item") else v)
-            for k, v in row.items()
-        }
-        for row in frame.to_dict(orient="records")
-    ]
-
-
-def hot_spot_bounds(hot_spots) -> tuple[float, float, float, float]:
-    return tuple(shapely.total_bounds([h.geometry for h in hot_spots]))
 
 
 @blueprint.get("/")
@@ -170,7 +125,7 @@ def tracks():
     # Viewing someone's movements is itself recorded, whoever looks.
     record(db, current_user.username, "track.view", subject, None, {"date": day.isoformat()})
     db.commit()
-    start_us, end_us = period_bounds_us(day, day, params())
+    start_us, end_us = local_days_us(day, day, params().zone)
     pings = track(db, device_ids, start_us, end_us)
     figures = (
         officer_figures(db, params(), day, day, officer_id=officer_id or None)
@@ -217,10 +172,7 @@ def tracks():
 def me():
     """An officer's own figures: their time and visits in each hot spot."""
     db = get_db()
-    to_day = parse_day("to", today())
-    from_day = parse_day("from", to_day - timedelta(days=27))
-    if from_day > to_day:
-        abort(400, "from must not be after to")
+    from_day, to_day = period(last_days=28)
     figures = officer_figures(db, params(), from_day, to_day, officer_id=current_user.officer_id)
     if wants_csv():
         return csv_response(figures, f"my-patrols-{from_day}-{to_day}.csv")
@@ -232,14 +184,6 @@ def me():
         from_day=from_day,
         to_day=to_day,
     )
-
-
-def current_operation():
-    """Return the operation the dashboards show, or 404 with what to load."""
-    try:
-        return find_operation(get_db())
-    except PlanError as exc:
-        abort(404, str(exc))
 
 
 def percent(value) -> float | None:
@@ -268,7 +212,7 @@ def overview():
     """Day N of the operation, the RAG table of all hot spots, and the map."""
     db = get_db()
     operation = current_operation()
-    reference = parse_day("date", local_today(operation))
+    reference = parse_day("date", local_today(operation.tz))
     if wants_csv():
         table = compliance_table(db, operation, reference)
         which = request.args.get("table", "overview")
@@ -277,8 +221,8 @@ def overview():
         return csv_response(hot_spot_overview(table), f"overview-{reference}.csv")
     # The same figures as hot_spot_overview(compliance_table(...)), reading only what they need.
     rows = overview_table(db, operation, reference)
-    for period in ("day", "week", "operation"):
-        rows[f"{period}_pct"] = [percent(v) for v in rows[f"{period}_presence_compliance"]]
+    for name in ("day", "week", "operation"):
+        rows[f"{name}_pct"] = [percent(v) for v in rows[f"{name}_presence_compliance"]]
     hot_spots = stored_hot_spots(db)
     status = {
         r.hotspot_id: ("over" if r.week_over_max else r.week_presence_status)
@@ -335,7 +279,7 @@ def hot_spot(hotspot_id: str):
     if row is None:
         abort(404, f"no hot spot {hotspot_id!r}")
     operation = current_operation()
-    reference = parse_day("date", local_today(operation))
+    reference = parse_day("date", local_today(operation.tz))
     recent_from = max(operation.start_date, reference - timedelta(days=27))
     # daily_compliance, cumulative_series and hot_spot_visits, reading the visits once.
     daily, cumulative, visits = hot_spot_tables(db, operation, hotspot_id, params(), reference)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -18,9 +18,14 @@ import pandas as pd
 from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.pings import ACCURACY_M, DEVICE_ID, LAT, LON, TIMESTAMP
 from tracker.foundation import settings
+from tracker.foundation.clock import (
+    US_PER_HOUR,
+    US_PER_MINUTE,
+    US_PER_S,
+    local_date,
+    local_midnight_us,
+)
 
-US_PER_S = 1_000_000
-US_PER_MINUTE = 60 * US_PER_S
 EARTH_RADIUS_KM = 6371.0088
 
 HOTSPOT_ID = "hotspot_id"
@@ -226,7 +231,7 @@ def credited_spans(
     pair_ok = (device[1:] == device[:-1]) & (dt_us > 0) & (dt_us <= params.max_gap_s * US_PER_S)
     if params.max_speed_kmh is not None:
         km = great_circle_km(lat[:-1], lon[:-1], lat[1:], lon[1:])
-        hours = np.maximum(dt_us, 1) / (3600 * US_PER_S)
+        hours = np.maximum(dt_us, 1) / US_PER_HOUR
         pair_ok &= km / hours <= params.max_speed_kmh
     point, hot_spot = hot_spots.classify(lon, lat)
     n_hot_spots = max(len(hot_spots), 1)
@@ -331,19 +336,9 @@ class LocalBins:
 def _date_range(start_us: np.ndarray, end_us: np.ndarray, zone: ZoneInfo) -> tuple[date, ...]:
     if not len(start_us):
         return ()
-    first = _local_date(int(start_us.min()), zone) - timedelta(days=1)
-    last = _local_date(int(end_us.max()), zone) + timedelta(days=1)
+    first = local_date(int(start_us.min()), zone) - timedelta(days=1)
+    last = local_date(int(end_us.max()), zone) + timedelta(days=1)
     return tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
-
-
-def local_midnight_us(day: date, zone: ZoneInfo) -> int:
-    """Return the UTC instant (microseconds) at which a local day begins."""
-    moment = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-def _local_date(t_us: int, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(t_us / US_PER_S, tz=zone).date()
 
 
 @dataclass(frozen=True)

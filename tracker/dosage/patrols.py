@@ -18,13 +18,12 @@ from tracker.dosage.engine import (
     DEVICE_ID,
     HOTSPOT_ID,
     SPAN_COLUMNS,
-    US_PER_S,
     DosageParams,
     device_daily_from_spans,
-    local_midnight_us,
     rounded_minutes,
 )
 from tracker.dosage.pings import format_timestamp
+from tracker.foundation.clock import US_PER_S, local_days_us
 from tracker.foundation.models import (
     Assignment,
     CreditedSpan,
@@ -42,12 +41,6 @@ UNASSIGNED = "(unassigned)"
 
 def _us(moment: datetime) -> int:
     return int(moment.timestamp() * US_PER_S)
-
-
-def period_bounds_us(from_day: date, to_day: date, params: DosageParams) -> tuple[int, int]:
-    """Return the UTC microsecond bounds [start of from_day, end of to_day) in local time."""
-    zone = params.zone
-    return local_midnight_us(from_day, zone), local_midnight_us(to_day + timedelta(days=1), zone)
 
 
 def assignments_frame(session: Session) -> pd.DataFrame:
@@ -150,7 +143,7 @@ def officer_figures(
     Columns: officer_id, officer_name, hotspot_id, date, officer_minutes, visits. Visits
     follow DESIGN 5 rule 6 on the officer's own spans.
     """
-    start_us, end_us = period_bounds_us(from_day, to_day, params)
+    start_us, end_us = local_days_us(from_day, to_day, params.zone)
     assignments = assignments_frame(session)
     devices = None
     if officer_id is not None:

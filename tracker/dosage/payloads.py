@@ -12,6 +12,7 @@ from typing import Any
 
 from tracker.dosage.pings import Ping, PingError, format_timestamp, make_ping
 from tracker.foundation import parsing, settings
+from tracker.foundation.clock import US_PER_S
 
 NATIVE_PREFIX = "patrol"
 OWNTRACKS_PREFIX = "owntracks"
@@ -20,7 +21,6 @@ OWNTRACKS_PREFIX = "owntracks"
 OWNTRACKS_SUBTOPICS = frozenset(
     {"event", "waypoint", "waypoints", "status", "step", "beacon", "dump", "cmd", "info"}
 )
-US_PER_S = 1_000_000
 
 
 @dataclass

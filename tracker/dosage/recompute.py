@@ -35,15 +35,20 @@ from tracker.dosage.engine import (
     DATE,
     HOTSPOT_ID,
     SPAN_COLUMNS,
-    US_PER_S,
     DosageParams,
     credited_spans,
     dosage_from_spans,
-    local_midnight_us,
 )
 from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.pings import ACCURACY_M, DEVICE_ID, LAT, LON, SPEED_KMH, TIMESTAMP
-from tracker.dosage.store import enqueue, local_date
+from tracker.dosage.store import enqueue
+from tracker.foundation.clock import (
+    US_PER_HOUR,
+    US_PER_S,
+    local_date,
+    local_days_us,
+    local_midnight_us,
+)
 from tracker.foundation.models import (
     CreditedSpan,
     DailyDosage,
@@ -57,7 +62,6 @@ from tracker.foundation.models import (
     utc_now,
 )
 
-US_PER_HOUR = 3600 * US_PER_S
 HELD_ENTRIES_WAIT_S = 30.0
 HELD_ENTRIES_POLL_S = 0.05
 
@@ -94,10 +98,6 @@ def _lock(session: Session, name: str) -> None:
         )
 
 
-def _day_bounds(day: date, zone: ZoneInfo) -> tuple[int, int]:
-    return local_midnight_us(day, zone), local_midnight_us(day + timedelta(days=1), zone)
-
-
 def span_days(start_us: int, end_us: int, zone: ZoneInfo) -> list[date]:
     """Return the local days a span [start, end] has time on."""
     first = local_date(start_us, zone)
@@ -117,7 +117,7 @@ def rebuild_device_days(
     touched: set[tuple[str, date]] = set()
     gap_us = int(params.max_gap_s * US_PER_S)
     for device_id, days in by_device.items():
-        bounds = [_day_bounds(d, zone) for d in days]
+        bounds = [local_days_us(d, d, zone) for d in days]
         low, high = min(b[0] for b in bounds), max(b[1] for b in bounds) + gap_us
         pings = _pings_frame(session, device_id, low, high)
         # A day without pings of its own keeps its spans: only the retention purge deletes
@@ -204,8 +204,7 @@ def _rebuild_window(
     merge_us = int(params.visit_merge_gap_s * US_PER_S)
     in_hot_spot = CreditedSpan.hotspot_id == hotspot_id
     while True:
-        start_us = local_midnight_us(first, zone)
-        end_us = local_midnight_us(last + timedelta(days=1), zone)
+        start_us, end_us = local_days_us(first, last, zone)
         # A span reaching across (or within the merge gap of) an edge could join a visit
         # across it: widen the window to whole days around such spans and look again.
         earliest = session.scalar(

@@ -16,9 +16,16 @@ from sqlalchemy import Table, and_, delete, func, literal_column, not_, or_, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tracker.dosage.engine import US_PER_S, DosageParams, local_midnight_us
+from tracker.dosage.engine import DosageParams
 from tracker.dosage.geofence import HotSpot, HotSpotSet
 from tracker.dosage.pings import Ping
+from tracker.foundation.clock import (
+    US_PER_MINUTE,
+    US_PER_S,
+    local_date,
+    local_day,
+    local_midnight_us,
+)
 from tracker.foundation.models import (
     DeadLetter,
     Device,
@@ -29,7 +36,6 @@ from tracker.foundation.models import (
 )
 
 MAX_DEAD_LETTER_PAYLOAD = 2048
-US_PER_MINUTE = 60 * US_PER_S
 
 
 def _insert(session: Session, table: Table):
@@ -154,11 +160,6 @@ def affected_device_days(pings: Iterable[Ping], params: DosageParams) -> set[tup
         add((device, day_of(t_us)))
         add((device, day_of(t_us - gap_us)))
     return days
-
-
-def local_date(t_us: int, zone: ZoneInfo) -> date:
-    """Return the local date of an instant given in UTC microseconds."""
-    return datetime.fromtimestamp(t_us / US_PER_S, tz=zone).date()
 
 
 class _LocalDates:
@@ -357,7 +358,7 @@ def purge_pings(
     now = now or datetime.now(UTC)
     # Whole local days only: a day keeps all of its pings or none, so a later rebuild of
     # a day never works from half of them (see tracker.dosage.recompute).
-    first_kept = local_date(int(now.timestamp() * US_PER_S), zone) - timedelta(days=retention_days)
+    first_kept = local_day(now, zone) - timedelta(days=retention_days)
     cutoff_us = local_midnight_us(first_kept, zone)
     result = session.execute(delete(PingRow).where(PingRow.t_us < cutoff_us))
     session.execute(delete(DirtyDeviceDay).where(DirtyDeviceDay.day < first_kept))

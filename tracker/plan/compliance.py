@@ -31,13 +31,13 @@ import pandas as pd
 from sqlalchemy import bindparam, case, extract, func, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
-from tracker.dosage.engine import HOTSPOT_ID, US_PER_MINUTE, US_PER_S, DosageParams, rounded_minutes
+from tracker.dosage.engine import HOTSPOT_ID, DosageParams, rounded_minutes
 from tracker.dosage.patrols import fetch_columns, visits_table
+from tracker.foundation.clock import US_PER_HOUR, US_PER_MINUTE, US_PER_S, local_today
 from tracker.foundation.models import DailyDosage, HotSpotRow, HourlyPresence, Visit
 from tracker.plan.models import Operation
-from tracker.plan.reader import HOURS_AFTER_OPENING, Plan, PlanError, local_today, stored_plan
+from tracker.plan.reader import HOURS_AFTER_OPENING, Plan, PlanError, stored_plan
 
-US_PER_HOUR = 3600 * US_PER_S
 GREEN, AMBER, RED, NO_TARGET = "green", "amber", "red", "none"
 UP, DOWN, FLAT = "up", "down", "flat"
 PERIODS = ("day", "week", "previous_week", "month", "operation")
@@ -557,7 +557,7 @@ def _local_day_hour(t_us: np.ndarray, zone: ZoneInfo) -> tuple[np.ndarray, np.nd
     local = pd.to_datetime(t_us, unit="us", utc=True).tz_convert(zone).tz_localize(None)
     wall = local.to_numpy().astype("datetime64[us]").astype(np.int64)
     day = np.floor_divide(wall, 86_400 * US_PER_S)
-    hour = np.floor_divide(wall - day * 86_400 * US_PER_S, 3600 * US_PER_S)
+    hour = np.floor_divide(wall - day * 86_400 * US_PER_S, US_PER_HOUR)
     return day + _EPOCH_ORDINAL, hour
 
 
@@ -725,7 +725,7 @@ def daily_compliance(
 ) -> pd.DataFrame:
     """Return DAILY_COMPLIANCE_COLUMNS per hot spot and day from the start to the reference
     date (default: today in the operation's time zone), sorted by hot spot then date."""
-    days = _load_days(session, operation, reference_date or local_today(operation), hotspot_ids)
+    days = _load_days(session, operation, reference_date or local_today(operation.tz), hotspot_ids)
     return _daily_table(days, thresholds or RagThresholds())
 
 
@@ -787,7 +787,7 @@ def compliance_table(
     """Return COMPLIANCE_COLUMNS per hot spot and period (PERIODS, in that order), for the
     reference date (default: today in the operation's time zone)."""
     thresholds = thresholds or RagThresholds()
-    reference = reference_date or local_today(operation)
+    reference = reference_date or local_today(operation.tz)
     days = _load_days(session, operation, reference)
     last_visit = _last_visit_days(session, days.grid.hotspot_ids, reference)
     parts = [
@@ -1095,7 +1095,7 @@ def overview_table(
     longest gap of this week only, so of the visits only those around this week are read.
     """
     thresholds = thresholds or RagThresholds()
-    reference = reference_date or local_today(operation)
+    reference = reference_date or local_today(operation.tz)
     bounds = period_bounds(operation, reference)
     week_first, week_last = bounds["week"]
     recent = ("day", "week", "previous_week")
@@ -1149,7 +1149,7 @@ def cumulative_series(
 ) -> pd.DataFrame:
     """Return CUMULATIVE_COLUMNS for one hot spot, per day from the start to the reference
     date: counted presence against the plan, each day and summed so far (for the chart)."""
-    days = _load_days(session, operation, reference_date or local_today(operation), [hotspot_id])
+    days = _load_days(session, operation, reference_date or local_today(operation.tz), [hotspot_id])
     return _cumulative_table(days, operation, hotspot_id)
 
 
@@ -1164,7 +1164,7 @@ def hot_spot_tables(
     """Return daily_compliance(..., [hotspot_id]), cumulative_series(..., hotspot_id) and
     patrols.hot_spot_visits(session, hotspot_id, operation.start_date, reference, params),
     reading the stored figures and visits once (the hot spot page shows all three)."""
-    reference = reference_date or local_today(operation)
+    reference = reference_date or local_today(operation.tz)
     # The visits both read: from the day before the operation to the day after its last
     # day up to the reference, or to the reference.
     low = operation.start_date - timedelta(days=1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 
 from tracker.accounts.audit import record
 from tracker.dosage.engine import DosageParams
+from tracker.foundation.clock import local_today
 from tracker.foundation.models import HotSpotRow, utc_now
 from tracker.plan.models import DEFAULT_MIN_VISIT_MINUTES, Operation, OperationHotSpot, PlanPhase
 
@@ -755,11 +756,6 @@ def stored_plan(session: Session, operation: Operation) -> Plan:
     )
 
 
-def local_today(operation: Operation, now: datetime | None = None) -> date:
-    """Return today's date in the operation's time zone."""
-    return (now or datetime.now(UTC)).astimezone(ZoneInfo(operation.tz)).date()
-
-
 def operation_day(operation: Operation, day: date) -> int:
     """Return N for "day N of the operation" (1 on the start date)."""
     return (day - operation.start_date).days + 1
@@ -779,7 +775,7 @@ def find_operation(
     ).all()
     if not operations:
         raise PlanError("no operation plan is loaded: run `python -m tracker plan load FILE`")
-    running = [o for o in operations if o.start_date <= local_today(o, now) <= o.end_date]
+    running = [o for o in operations if o.start_date <= local_today(o.tz, now) <= o.end_date]
     return (running or operations)[0]
 
 

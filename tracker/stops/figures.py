@@ -29,7 +29,7 @@ from tracker.stops.records import (
     WHITE_PREFIX,
     plain_values,
 )
-from tracker.stops.review import COMPLETED, is_overdue
+from tracker.stops.review import COMPLETED, is_overdue, review_state
 
 REVIEW_COLUMNS = {
     "status": "review_status",
@@ -150,10 +150,19 @@ def _arrests(frame: pd.DataFrame) -> pd.Series:
     return frame["outcome"].astype(object).eq(ARREST)
 
 
-def _overdue(frame: pd.DataFrame, today: date) -> pd.Series:
+def review_states(frame: pd.DataFrame, today: date) -> pd.Series:
+    """Return, per stop, where its review stands (review_state)."""
     sampled, status, _ = _status_masks(frame)
     due = frame["due_date"].astype(object)
-    return sampled & status.eq("pending") & due.map(lambda d: d is not None and d < today)
+    return pd.Series(
+        [review_state(*values, today) for values in zip(sampled, status, due, strict=True)],
+        index=frame.index,
+        dtype=object,
+    )
+
+
+def _overdue(frame: pd.DataFrame, today: date) -> pd.Series:
+    return review_states(frame, today).eq("overdue")
 
 
 def assurance_summary(frame: pd.DataFrame, today: date) -> dict[str, Any]:

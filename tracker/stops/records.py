@@ -34,6 +34,7 @@ from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.pings import BadRow
 from tracker.dosage.store import insert_ignoring_duplicates, stored_hot_spots
 from tracker.foundation import parsing
+from tracker.foundation.clock import local_day
 from tracker.foundation.models import Officer, utc_now
 from tracker.stops.models import (
     BwvReview,
@@ -475,10 +476,6 @@ def operation_ids(
     return result.tolist()
 
 
-def _local_date(moment: datetime, tz: str) -> date:
-    return moment.astimezone(ZoneInfo(tz)).date()
-
-
 def _store(
     session: Session, stops: Sequence[StopRecord], policy: ReviewPolicy, source_file: str | None
 ) -> list[int]:
@@ -526,7 +523,7 @@ def _store(
             {
                 "stop_id": stop_id,
                 "status": "pending",
-                "due_date": _local_date(occurred_at, policy.tz) + timedelta(days=policy.due_days),
+                "due_date": local_day(occurred_at, policy.tz) + timedelta(days=policy.due_days),
                 "sampled": is_sampled(key, policy.sample_rate),
             }
             for stop_id, key, occurred_at in new

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,7 +24,6 @@ from tracker.stops.models import (
     BwvReview,
 )
 from tracker.stops.records import (
-    DEFAULT_TZ,
     ReviewError,
     StopNotFound,
     clean_text,
@@ -151,11 +149,16 @@ def update_review(
     return review
 
 
-def local_today(tz: str = DEFAULT_TZ) -> date:
-    """Return today's date in the operation's time zone."""
-    return datetime.now(ZoneInfo(tz)).date()
+def review_state(sampled: bool, status: str, due_date: date | None, today: date) -> str:
+    """Return where a stop's review stands: reviewed, no_footage, not sampled, pending, or
+    overdue (sampled for review and still pending after its due date)."""
+    if status in COMPLETED:
+        return status
+    if not sampled:
+        return "not sampled"
+    return "overdue" if due_date is not None and due_date < today else "pending"
 
 
 def is_overdue(review: BwvReview, today: date) -> bool:
-    """Return whether a review sampled for review is still pending after its due date."""
-    return review.sampled and review.status == "pending" and review.due_date < today
+    """Return whether a review is overdue (review_state)."""
+    return review_state(review.sampled, review.status, review.due_date, today) == "overdue"

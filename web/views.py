@@ -1,0 +1,92 @@
+"""What every page and API call shares: the deployment's parameters, today, the dates asked
+for, the current operation, and tables as template rows or CSV downloads."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, timedelta
+
+import pandas as pd
+import shapely
+from flask import Response, abort, current_app, request
+
+from tracker.dosage.engine import DosageParams
+from tracker.foundation import parsing
+from tracker.foundation.clock import local_today
+from tracker.foundation.tables import write_table
+from tracker.plan.reader import PlanError, find_operation
+from web.database import get_db
+
+
+def params() -> DosageParams:
+    """Return the deployment's dosage parameters (its time zone among them)."""
+    return current_app.config["DOSAGE_PARAMS"]
+
+
+def today() -> date:
+    """Return today's local date in the operation's time zone."""
+    return local_today(params().zone)
+
+
+def parse_day(name: str, default: date | None) -> date | None:
+    """Return a YYYY-MM-DD query argument, or 400 naming the argument."""
+    text = request.args.get(name)
+    if not text:
+        return default
+    try:
+        return parsing.parse_day(text)
+    except ValueError as exc:
+        abort(400, f"{name}: {exc}")
+
+
+def period(last_days: int | None = None) -> tuple[date | None, date | None]:
+    """Return the `from` and `to` local dates of the query, or 400 if from is after to.
+
+    Without `last_days` a missing date is None (no bound); with it, `to` defaults to today
+    and `from` to `last_days` days up to `to`.
+    """
+    to_day = parse_day("to", today() if last_days else None)
+    from_day = parse_day("from", to_day - timedelta(days=last_days - 1) if last_days else None)
+    if from_day and to_day and from_day > to_day:
+        abort(400, "from must not be after to")
+    return from_day, to_day
+
+
+def current_operation():
+    """Return the operation the dashboards show, or 404 with what to load."""
+    try:
+        return find_operation(get_db())
+    except PlanError as exc:
+        abort(404, str(exc))
+
+
+def csv_response(frame: pd.DataFrame, filename: str) -> Response:
+    """Return a table as a CSV download, written exactly as the command line writes it."""
+    buffer = io.StringIO()
+    write_table(frame, "csv", buffer)
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def wants_csv() -> bool:
+    """Return whether the query asks for a CSV download (?format=csv)."""
+    return request.args.get("format") == "csv"
+
+
+def table_rows(frame: pd.DataFrame) -> list[dict]:
+    """Return rows for the table macro: NaN as None, numpy scalars as Python values."""
+    return [
+        {
+            k: (None if isinstance(v, float) and v != v else v.item() if hasattr(v, "item") else v)
+            for k, v in row.items()
+        }
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def hot_spot_bounds(hot_spots) -> tuple[float, float, float, float]:
+    """Return (min lon, min lat, max lon, max lat) around the hot spots."""
+    return tuple(shapely.total_bounds([h.geometry for h in hot_spots]))
