@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.servers import console_problems, served_by_waitress
-from tests.test_web_assurance import PASSWORD, make_app, seed
+from tests.web.test_web_assurance import PASSWORD, make_app, seed
 from tracker.foundation.database import make_engine, session_factory, upgrade
 from tracker.stops.models import GOWISELY, BwvReview
 

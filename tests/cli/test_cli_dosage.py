@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from tracker.cli import main
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER = "hotspot_id,date,presence_minutes,officer_minutes,visits"
 COLUMNS = HEADER.split(",")
 

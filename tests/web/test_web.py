@@ -349,9 +349,9 @@ def test_an_unexpected_error_is_a_500_without_internals_in_json_or_html(demo):
 
 # --- loading a plan in the browser -----------------------------------------------------------
 
-DEMO_PLAN_TEXT = (
-    Path(__file__).resolve().parent.parent / "geofences" / "demo_plan.yaml"
-).read_text(encoding="utf-8")
+DEMO_PLAN_TEXT = (Path(__file__).resolve().parents[2] / "geofences" / "demo_plan.yaml").read_text(
+    encoding="utf-8"
+)
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ from tracker.foundation.models import DeadLetter, PingRow
 from tracker.foundation.tables import write_table
 from tracker.simulation.fleet import fleet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_PATH = ROOT / "geofences" / "leicestershire_demo.geojson"
 DEMO = load_hot_spots(DEMO_PATH)
 LONDON = ZoneInfo("Europe/London")
@@ -754,7 +754,7 @@ def test_sigterm_finishes_the_batch_and_exits_0(harness, db):
 
 
 # Only on Mosquitto: the embedded broker (amqtt) forgets unacknowledged QoS 1 messages when
-# a client drops, so no ingester can survive kill -9 there (tests/test_broker.py shows it).
+# a client drops, so no ingester can survive kill -9 there (tests/mqtt/test_broker.py shows it).
 @pytest.mark.parametrize("mqtt_broker", ["mosquitto"], indirect=True)
 def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(harness, db, tmp_path):
     run = unique("kill")

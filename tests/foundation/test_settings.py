@@ -7,7 +7,7 @@ import pytest
 
 from tracker.foundation import settings
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_setting_is_documented_in_the_readme():

@@ -28,7 +28,7 @@ from tracker.foundation.models import (
     User,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_GEOFENCES = REPO_ROOT / "geofences" / "leicestershire_demo.geojson"
 # LE01 "Clock Tower and Haymarket" is lon [-1.13442, -1.1322] x lat [52.6365, 52.63785];
 # LE02 "Gallowtree Gate" is lon [-1.1322, -1.12998] x lat [52.6338, 52.63515].

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.servers import launch_chromium, served_by_waitress
-from tests.test_web import OFFICER_OF_DEMO_USER, Demo, demo_database
+from tests.web.test_web import OFFICER_OF_DEMO_USER, Demo, demo_database
 from web import create_app
 
 pytestmark = pytest.mark.browser

@@ -30,7 +30,7 @@ from tracker.plan.reader import (
     stored_plan,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = REPO_ROOT / "geofences" / "demo_plan.yaml"
 DEMO_GEOFENCES = REPO_ROOT / "geofences" / "leicestershire_demo.geojson"
 TODAY = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """The ingester's writer in process: what it does with a batch it cannot store whole.
 
 The writer's normal work (batches from a real broker into real databases, crashes, outages)
-is tested end to end in tests/test_ingest_mqtt.py; these tests reach a case no known input
+is tested end to end in tests/mqtt/test_ingest_mqtt.py; these tests reach a case no known input
 triggers any more: a message that makes the code raise, standing in for a future bug.
 """
 

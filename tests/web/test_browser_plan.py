@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.servers import console_problems, served_by_waitress
-from tests.test_web_assurance import PASSWORD, make_app
+from tests.web.test_web_assurance import PASSWORD, make_app
 from tracker.accounts.users import create_user
 from tracker.dosage.engine import DosageParams
 from tracker.dosage.geofence import load_hot_spots
@@ -19,7 +19,7 @@ from tracker.plan.models import Operation
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = ROOT / "geofences" / "demo_plan.yaml"
 
 

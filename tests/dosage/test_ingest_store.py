@@ -48,7 +48,7 @@ from tracker.foundation.models import (
 from tracker.foundation.tables import records
 from tracker.simulation.fleet import fleet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = load_hot_spots(ROOT / "geofences" / "leicestershire_demo.geojson")
 PARAMS = DosageParams()
 LONDON = ZoneInfo("Europe/London")

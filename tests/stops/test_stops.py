@@ -55,7 +55,7 @@ from tracker.stops.records import (
 )
 from tracker.stops.review import is_overdue, review_of, update_review
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_GEOJSON = ROOT / "geofences" / "leicestershire_demo.geojson"
 POLICE_UK = Path(
     os.environ.get("TRACKER_TEST_POLICE_UK_DIR", "/work/shared/data/police-uk/leicestershire")
