@@ -11,6 +11,7 @@ from flask import Flask, url_for
 from tracker.dosage.engine import configured_params
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, session_factory
+from tracker.stops.records import ReviewPolicy
 
 
 class ConfigurationError(RuntimeError):
@@ -49,6 +50,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         LOGIN_RATE_LIMIT=settings.get("TRACKER_LOGIN_RATE_LIMIT"),
         RATELIMIT_STORAGE_URI=settings.get("TRACKER_RATELIMIT_STORAGE_URI"),
         DOSAGE_PARAMS=dosage_params,
+        POPULATION_FILE=settings.get("TRACKER_POPULATION_FILE"),
+        REVIEW_POLICY=ReviewPolicy(
+            settings.get("TRACKER_REVIEW_DUE_DAYS"),
+            settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
+            dosage_params.tz,
+        ),
         # CSRF is checked in a before_request hook, except for bearer-token API calls.
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,
@@ -57,7 +64,18 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
     app.extensions["tracker.sessions"] = session_factory(make_engine(app.config["DATABASE_URL"]))
 
-    from web import admin, api, assets, assurance, auth, dashboard, database, errors, security
+    from web import (
+        admin,
+        api,
+        assets,
+        assurance,
+        auth,
+        dashboard,
+        database,
+        errors,
+        security,
+        stops_api,
+    )
 
     database.init_app(app)
     security.init_app(app)
@@ -68,6 +86,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(assurance.blueprint)
+    app.register_blueprint(stops_api.blueprint)
     app.register_blueprint(admin.blueprint)
     # Lets the layout link to areas only when they are installed.
     app.jinja_env.globals["url_rules"] = app.view_functions

@@ -1,16 +1,14 @@
-"""Stop and search assurance: the BWV review queue and figures, records, review, and the API.
+"""Stop and search assurance pages: the BWV review queue and figures, records, review.
 
 Assurance leads and admins review and record stops; supervisors read; an officer sees only
-their own records (DESIGN sections 7 and 8; every check is made here, on the server). The
-JSON API is a second blueprint under /api/stops, registered together with this one.
+their own records (every check is made here, on the server). The JSON API over the same
+records is web/stops_api.py.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
-from pathlib import Path
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -19,35 +17,25 @@ from flask import (
     abort,
     current_app,
     flash,
-    jsonify,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask.blueprints import BlueprintSetupState
 from flask_login import current_user
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tracker.accounts.audit import events_about
 from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.store import stored_hot_spots
-from tracker.foundation import parsing, settings
 from tracker.foundation.models import AuditEvent
 from tracker.stops.figures import (
-    assurance_summary,
-    breakdown,
-    ethnicity_breakdown,
+    assurance_tables,
     export_stops,
-    review_outcomes,
-    review_queue,
     review_states,
-    search_outcomes,
-    stop_dict,
     stops_frame,
 )
 from tracker.stops.models import (
-    GOWISELY,
     GOWISELY_ANSWERS,
     RAG_RATINGS,
     REVIEW_OUTCOMES,
@@ -55,19 +43,33 @@ from tracker.stops.models import (
     BwvReview,
     StopSearch,
 )
+from tracker.stops.population import PopulationError, load_population
 from tracker.stops.records import (
     LABELS,
     SEARCH_TYPES,
     STOP_FIELDS,
     WHITE_PREFIX,
     ReviewError,
-    ReviewPolicy,
-    StopNotFound,
     StopValidationError,
     create_stop,
+    stop_subject,
 )
 from tracker.stops.review import is_overdue, review_of, update_review
 from web import maps
+from web.assurance_labels import (
+    BREAKDOWN_COLUMNS,
+    ETHNICITY_COLUMNS,
+    GOWISELY_LABELS,
+    MINE_TABLE,
+    OUTCOME_LABELS,
+    POPULATION_COLUMNS,
+    QUEUE_DISPLAY_LIMIT,
+    QUEUE_TABLE,
+    REVIEW_FORM_FIELDS,
+    REVIEW_STATE_COLOURS,
+    STATUS_LABELS,
+    SUGGESTIONS,
+)
 from web.auth import roles_required
 from web.database import get_db
 from web.security import script_nonce
@@ -82,153 +84,10 @@ from web.views import (
 )
 
 blueprint = Blueprint("assurance", __name__, url_prefix="/assurance")
-api_blueprint = Blueprint("stops_api", __name__, url_prefix="/api/stops")
 
 REVIEWERS = ("admin", "assurance")
 READERS = ("admin", "supervisor", "assurance")
 EVERYONE = (*READERS, "officer")
-
-# What the review form sends: everything update_review accepts except the sampling flag.
-REVIEW_FORM_FIELDS = ("status", "outcome", "no_footage_reason", *GOWISELY, "findings", "rag")
-GOWISELY_LABELS = {
-    "grounds": "G – grounds for the search",
-    "object": "O – object of the search",
-    "warrant_card": "W – warrant card shown (if not in uniform)",
-    "identity": "I – identity (name or number) of the officer",
-    "station": "S – station the officer is attached to",
-    "entitlement": "E – entitlement to a copy of the record",
-    "legal_power": "L – legal power used",
-    "you_are_detained": "Y – \u201cyou are detained for the purpose of a search\u201d",
-}
-STATUS_LABELS = {"pending": "Pending", "reviewed": "Reviewed", "no_footage": "No footage"}
-OUTCOME_LABELS = {
-    "no_issues": "No issues",
-    "learning_identified": "Learning identified",
-    "referred": "Referred",
-}
-# Map marker colours by where a stop's review stands.
-REVIEW_STATE_COLOURS = {
-    "overdue": "#cf222e",
-    "pending": "#d4a72c",
-    "reviewed": "#1a7f37",
-    "no_footage": "#6e7781",
-    "not sampled": "#0969da",
-}
-# Common values of the published data, offered as suggestions on the entry form.
-SUGGESTIONS = {
-    "object_of_search": (
-        "Controlled drugs",
-        "Offensive weapons",
-        "Stolen goods",
-        "Article for use in theft",
-        "Articles for use in criminal damage",
-        "Firearms",
-        "Anything to threaten or harm anyone",
-        "Evidence of offences under the Act",
-    ),
-    "outcome": (
-        "A no further action disposal",
-        "Arrest",
-        "Community resolution",
-        "Summons / charged by post",
-        "Penalty Notice for Disorder",
-        "Khat or Cannabis warning",
-        "Caution (simple or conditional)",
-    ),
-    "legislation": (
-        "Misuse of Drugs Act 1971 (section 23)",
-        "Police and Criminal Evidence Act 1984 (section 1)",
-        "Criminal Justice and Public Order Act 1994 (section 60)",
-        "Firearms Act 1968 (section 47)",
-    ),
-    "gender": ("Male", "Female", "Other"),
-    "age_range": ("under 10", "10-17", "18-24", "25-34", "over 34"),
-    "self_defined_ethnicity": (
-        "White - English/Welsh/Scottish/Northern Irish/British",
-        "White - Irish",
-        "White - Any other White background",
-        "Black/African/Caribbean/Black British - African",
-        "Black/African/Caribbean/Black British - Caribbean",
-        "Black/African/Caribbean/Black British - Any other Black/African/Caribbean background",
-        "Asian/Asian British - Indian",
-        "Asian/Asian British - Pakistani",
-        "Asian/Asian British - Bangladeshi",
-        "Asian/Asian British - Chinese",
-        "Asian/Asian British - Any other Asian background",
-        "Mixed/Multiple ethnic groups - White and Black Caribbean",
-        "Mixed/Multiple ethnic groups - White and Black African",
-        "Mixed/Multiple ethnic groups - White and Asian",
-        "Mixed/Multiple ethnic groups - Any other Mixed/Multiple ethnic background",
-        "Other ethnic group - Arab",
-        "Other ethnic group - Any other ethnic group",
-        "Other ethnic group - Not stated",
-    ),
-    "officer_defined_ethnicity": ("White", "Black", "Asian", "Mixed", "Other"),
-}
-
-BREAKDOWN_COLUMNS = [
-    ("searches", "Searches"),
-    ("share_pct", "Share %"),
-    ("finds", "Finds"),
-    ("find_rate_pct", "Find rate %"),
-    ("arrests", "Arrests"),
-    ("arrest_rate_pct", "Arrest rate %"),
-    ("review_coverage_pct", "Reviewed %"),
-    ("referred", "Referred"),
-]
-ETHNICITY_COLUMNS = [("ratio_to_white", "Ratio to White")]
-POPULATION_COLUMNS = [
-    ("population", "Population"),
-    ("searches_per_1000", "Per 1,000"),
-    ("disproportionality_ratio", "Rate ratio to White"),
-]
-QUEUE_TABLE = [
-    ("stop_id", "Stop"),
-    ("reference", "Reference"),
-    ("occurred_at", "When"),
-    ("hotspot_id", "Hot spot"),
-    ("officer_id", "Officer"),
-    ("bwv_recorded", "BWV"),
-    ("bwv_reference", "BWV reference"),
-    ("due_date", "Due"),
-    ("overdue", "Overdue"),
-    ("days_overdue", "Days overdue"),
-]
-MINE_TABLE = [
-    ("id", "Stop"),
-    ("reference", "Reference"),
-    ("occurred_at", "When"),
-    ("type", "Type"),
-    ("hotspot_id", "Hot spot"),
-    ("object_of_search", "Object"),
-    ("outcome", "Outcome"),
-    ("review_status", "Review"),
-    ("review_outcome", "Review outcome"),
-    ("due_date", "Review due"),
-]
-QUEUE_DISPLAY_LIMIT = 1000
-
-
-class PopulationError(ValueError):
-    """A POPULATION_FILE that cannot be used (the figures are shown without it)."""
-
-
-def _install(state: BlueprintSetupState) -> None:
-    """Give the app this area's defaults and register the JSON API beside the pages."""
-    app = state.app
-    app.config.setdefault("POPULATION_FILE", settings.get("TRACKER_POPULATION_FILE"))
-    app.config.setdefault(
-        "REVIEW_POLICY",
-        ReviewPolicy(
-            settings.get("TRACKER_REVIEW_DUE_DAYS"),
-            settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
-            app.config["DOSAGE_PARAMS"].tz,
-        ),
-    )
-    app.register_blueprint(api_blueprint)
-
-
-blueprint.record_once(_install)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -254,11 +113,6 @@ def visible_stop(session: Session, stop_id: int) -> StopSearch:
     return stop
 
 
-def audit_subject(stop_id: int) -> str:
-    """Return the audit log subject of a stop (as create_stop and update_review write it)."""
-    return f"stop {stop_id}"
-
-
 def local_times(times: pd.Series) -> list[str | None]:
     """Return UTC timestamps as local 'YYYY-MM-DD HH:MM' text for display."""
     zone = params().zone
@@ -268,61 +122,6 @@ def local_times(times: pd.Series) -> list[str | None]:
 def local_time(moment: datetime | None) -> str | None:
     """Return an aware instant as local 'YYYY-MM-DD HH:MM' text for display."""
     return None if moment is None else moment.astimezone(params().zone).strftime("%Y-%m-%d %H:%M")
-
-
-def load_population(path: str) -> dict[str, float]:
-    """Read a JSON object mapping ethnic group to population, or raise PopulationError."""
-    try:
-        data = parsing.json_loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PopulationError(f"POPULATION_FILE {path}: cannot read it: {exc}") from exc
-    if not isinstance(data, dict) or not data:
-        raise PopulationError(
-            f'POPULATION_FILE {path}: expected a JSON object {{"ethnic group": population, ...}}'
-        )
-    for group, value in data.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (math.isfinite(value) and value > 0)
-        ):
-            raise PopulationError(
-                f"POPULATION_FILE {path}: the population of {group!r} must "
-                f"be a positive number, not {value!r}"
-            )
-    return {group: float(value) for group, value in data.items()}
-
-
-def population_level(population: Mapping[str, float]) -> str:
-    """Return the column a population table is keyed by: full self-defined ethnicities
-    ("White - Irish") or broad groups ("White")."""
-    if any(" - " in group for group in population):
-        return "self_defined_ethnicity"
-    return "self_defined_ethnic_group"
-
-
-def assurance_tables(
-    frame: pd.DataFrame, on: date, population: Mapping[str, float] | None
-) -> dict[str, pd.DataFrame]:
-    """Return every table of the dashboard by its CSV name."""
-    level = population_level(population) if population else None
-    return {
-        "summary": pd.DataFrame([assurance_summary(frame, on)]),
-        "queue": review_queue(frame, on),
-        "review-outcomes": review_outcomes(frame),
-        "search-outcomes": search_outcomes(frame),
-        "hotspots": breakdown(frame, "hotspot_id"),
-        "officers": breakdown(frame, "officer_id"),
-        "objects": breakdown(frame, "object_of_search"),
-        "ethnicity": ethnicity_breakdown(
-            frame, population if level == "self_defined_ethnicity" else None
-        ),
-        "ethnic-groups": ethnicity_breakdown(
-            frame,
-            population if level == "self_defined_ethnic_group" else None,
-            by="self_defined_ethnic_group",
-        ),
-    }
 
 
 def stops_map(hot_spots: HotSpotSet, frame: pd.DataFrame, on: date):
@@ -402,13 +201,8 @@ def stop_details(stop: StopSearch) -> list[tuple[str, Any]]:
 
 def audit_trail(session: Session, stop_id: int) -> list[dict[str, Any]]:
     """Return the audit events of a stop, oldest first, each with its changed fields."""
-    events = session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.subject == audit_subject(stop_id))
-        .order_by(AuditEvent.at, AuditEvent.id)
-    ).all()
     trail = []
-    for event in events:
+    for event in events_about(session, stop_subject(stop_id)):
         before, after = event.before or {}, event.after or {}
         fields = list(after) + [name for name in before if name not in after]
         if not before:  # a creation: what was given is enough
@@ -638,111 +432,3 @@ def new_stop():
         tz=params().tz,
         latest=datetime.now(params().zone).strftime("%Y-%m-%dT%H:%M"),
     ), (400 if errors else 200)
-
-
-# --- JSON API ---------------------------------------------------------------------------
-
-
-def api_error(status: int, title: str, message: str, fields: Mapping[str, str]):
-    """Return the API's error body with each bad field's problem."""
-    return jsonify(
-        {"error": {"status": status, "title": title, "message": message, "fields": dict(fields)}}
-    ), status
-
-
-def json_object() -> dict[str, Any]:
-    """Return the request's JSON object, or 400."""
-    try:
-        # parsing.json_loads rather than request.get_json: JSON nested too deeply fails
-        # there as bad JSON, not as a RecursionError.
-        body = parsing.json_loads(request.get_data()) if request.is_json else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        abort(400, "send a JSON object with Content-Type: application/json")
-    return body
-
-
-def stop_rows(
-    session: Session, from_day: date | None, to_day: date | None, officer_id: str | None
-) -> list[tuple[StopSearch, BwvReview | None]]:
-    """Return stops and their reviews between local dates (inclusive), oldest first."""
-    zone = params().zone
-    statement = (
-        select(StopSearch, BwvReview)
-        .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
-        .order_by(StopSearch.occurred_at, StopSearch.id)
-    )
-    if from_day is not None:
-        statement = statement.where(
-            StopSearch.occurred_at >= datetime.combine(from_day, time(), zone)
-        )
-    if to_day is not None:
-        statement = statement.where(
-            StopSearch.occurred_at < datetime.combine(to_day + timedelta(days=1), time(), zone)
-        )
-    if officer_id is not None:
-        statement = statement.where(StopSearch.officer_id == officer_id)
-    return [tuple(row) for row in session.execute(statement).all()]
-
-
-@api_blueprint.get("")
-@roles_required(*EVERYONE)
-def list_stops():
-    """Stops with their reviews (`from`/`to` local dates); an officer gets their own only."""
-    from_day, to_day = period()
-    on = today()
-    return jsonify(
-        [
-            stop_dict(record, review, on)
-            for record, review in stop_rows(get_db(), from_day, to_day, own_officer_id())
-        ]
-    )
-
-
-@api_blueprint.get("/<int:stop_id>")
-@roles_required(*EVERYONE)
-def one_stop(stop_id: int):
-    """One stop with its review (an officer: their own only)."""
-    db = get_db()
-    record = visible_stop(db, stop_id)
-    return jsonify(stop_dict(record, review_of(db, stop_id), today()))
-
-
-@api_blueprint.post("")
-@roles_required(*REVIEWERS)
-def create():
-    """Record one stop from a JSON object of fields (times need a UTC offset); 201 with it."""
-    db = get_db()
-    try:
-        created = create_stop(
-            db,
-            json_object(),
-            actor=current_user.username,
-            policy=current_app.config["REVIEW_POLICY"],
-            source="api",
-        )
-    except StopValidationError as exc:
-        db.rollback()
-        return api_error(400, "Invalid stop and search", str(exc), exc.errors)
-    body = stop_dict(created, review_of(db, created.id), today())
-    db.commit()
-    return jsonify(body), 201, {"Location": url_for("stops_api.one_stop", stop_id=created.id)}
-
-
-@api_blueprint.post("/<int:stop_id>/review")
-@roles_required(*REVIEWERS)
-def review_api(stop_id: int):
-    """Change a stop's BWV review from a JSON object of review fields; the stop as it now is."""
-    db = get_db()
-    record = visible_stop(db, stop_id)
-    try:
-        saved = update_review(db, stop_id, current_user.username, json_object())
-    except StopNotFound:
-        abort(404, f"no BWV review for stop {stop_id}")
-    except ReviewError as exc:
-        db.rollback()
-        return api_error(400, "Invalid review change", str(exc), exc.errors)
-    body = stop_dict(record, saved, today())
-    db.commit()
-    return jsonify(body)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +22,7 @@ from tracker.dosage.pings import PingFileError, parse_gpx, parse_ping_records, r
 from tracker.dosage.recompute import bring_up_to_date, enqueue_all_device_days, replace_hot_spots
 from tracker.dosage.reports import daily_report, dead_letter_report
 from tracker.dosage.store import purge_pings, store_dead_letters, store_pings, stored_hot_spots
-from tracker.foundation import settings
+from tracker.foundation import parsing, settings
 from tracker.foundation.tables import write_table
 from tracker.stops.records import relink_stops
 
@@ -160,10 +159,9 @@ def devices() -> None:
 @db_option
 def devices_load(path, db_url) -> None:
     """Load assignments (device_id,officer_id,officer_name,starts,ends[,label]) from CSV."""
+    text = parsing.read_text(path, click.ClickException)
     try:
-        rows = parse_assignments(Path(path).read_text(encoding="utf-8"), source=path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"{path}: cannot read the file: {exc}") from exc
+        rows = parse_assignments(text, source=path)
     except AssignmentError as exc:
         raise click.ClickException(f"nothing loaded:\n{exc}") from exc
     factory = open_database(db_url)
@@ -188,16 +186,14 @@ def pings() -> None:
 @db_option
 def pings_import(path, device_id, db_url) -> None:
     """Import historic pings (CSV, JSON lines or GPX) through the live ingest path."""
+    text = parsing.read_text(path, click.ClickException)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
         if path.lower().endswith(".gpx") or text.lstrip().startswith("<"):
             if not device_id:
                 raise click.UsageError("a GPX file needs --device ID")
             records, bad_rows = parse_gpx(text, device_id, source=path)
         else:
             records, bad_rows = parse_ping_records(text, source=path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"{path}: cannot read the file: {exc}") from exc
     except PingFileError as exc:
         raise click.ClickException(str(exc)) from exc
     for bad in bad_rows:

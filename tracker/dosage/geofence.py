@@ -160,11 +160,7 @@ class HotSpotSet:
 
 def load_hot_spots(path: str | Path) -> HotSpotSet:
     """Read and validate a GeoJSON FeatureCollection of hot spots from a file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GeofenceError(f"{path}: cannot read the file: {exc}") from exc
+    text = parsing.read_text(path, GeofenceError)
     return parse_hot_spots(text, source=str(path))
 
 

@@ -182,11 +182,7 @@ class PingFileError(ValueError):
 
 def read_pings(path: str | Path) -> tuple[pd.DataFrame, list[BadRow]]:
     """Read a CSV or JSON-lines ping file; return the valid pings and the skipped rows."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PingFileError(f"{path}: cannot read the file: {exc}") from exc
+    text = parsing.read_text(path, PingFileError)
     return parse_pings_text(text, source=str(path))
 
 

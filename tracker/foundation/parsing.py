@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 TOO_DEEP = "arrays or objects nested too deeply"
@@ -24,6 +25,15 @@ TOO_DEEP = "arrays or objects nested too deeply"
 # dates it is given and would overflow Python's date range (years 1-9999) at its edges.
 EARLIEST_DAY = date(1970, 1, 1)
 LATEST_DAY = date(2099, 12, 31)
+
+
+def read_text(path: str | Path, error: Callable[[str], Exception], label: str = "") -> str:
+    """Return a UTF-8 text file's contents (a byte order mark dropped), or raise
+    `error("<label><path>: cannot read the file: <why>")`."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{label}{path}: cannot read the file: {exc}") from exc
 
 
 def json_loads(text: str | bytes) -> Any:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tracker.foundation import parsing
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -185,10 +187,7 @@ def _config_file_values(environ: Mapping[str, str]) -> dict[str, str]:
     if not path:
         return {}
     values: dict[str, str] = {}
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SettingsError(f"TRACKER_CONFIG {path}: cannot read: {exc}") from exc
+    lines = parsing.read_text(path, SettingsError, label="TRACKER_CONFIG ").splitlines()
     for number, line in enumerate(lines, start=1):
         line = line.strip()
         if not line or line.startswith("#"):

@@ -34,6 +34,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 
 from tracker.accounts.audit import record
 from tracker.dosage.engine import DosageParams
+from tracker.foundation import parsing
 from tracker.foundation.clock import local_today
 from tracker.foundation.models import HotSpotRow, utc_now
 from tracker.plan.models import DEFAULT_MIN_VISIT_MINUTES, Operation, OperationHotSpot, PlanPhase
@@ -637,10 +638,7 @@ def _blame(reader: _Reader, value: _Value, line: int, path: str, message: str) -
 
 def read_plan(path: str | Path, default_tz: str = DosageParams.tz) -> Plan:
     """Read and validate a YAML plan file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path}: cannot read the file: {exc}") from exc
+    text = parsing.read_text(path, PlanError)
     return parse_plan(text, source=str(path), default_tz=default_tz)
 
 

@@ -20,6 +20,7 @@ from tracker.stops.models import (
     BwvReview,
     StopSearch,
 )
+from tracker.stops.population import population_level
 from tracker.stops.records import (
     ARREST,
     DEFAULT_TZ,
@@ -389,3 +390,27 @@ def stop_dict(stop: StopSearch, review: BwvReview | None, today: date) -> dict[s
         values.update({column: getattr(review, name) for name, column in REVIEW_COLUMNS.items()})
         values["overdue"] = is_overdue(review, today)
     return plain_values(values)
+
+
+def assurance_tables(
+    frame: pd.DataFrame, on: date, population: Mapping[str, float] | None
+) -> dict[str, pd.DataFrame]:
+    """Return every table of the dashboard by its CSV name."""
+    level = population_level(population) if population else None
+    return {
+        "summary": pd.DataFrame([assurance_summary(frame, on)]),
+        "queue": review_queue(frame, on),
+        "review-outcomes": review_outcomes(frame),
+        "search-outcomes": search_outcomes(frame),
+        "hotspots": breakdown(frame, "hotspot_id"),
+        "officers": breakdown(frame, "officer_id"),
+        "objects": breakdown(frame, "object_of_search"),
+        "ethnicity": ethnicity_breakdown(
+            frame, population if level == "self_defined_ethnicity" else None
+        ),
+        "ethnic-groups": ethnicity_breakdown(
+            frame,
+            population if level == "self_defined_ethnic_group" else None,
+            by="self_defined_ethnic_group",
+        ),
+    }

@@ -18,7 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -408,11 +408,7 @@ def parse_stops(
 
 def read_stops(path: str | Path, **options: Any) -> tuple[list[StopRecord], list[BadRow]]:
     """Read and validate a stop-and-search CSV file (see parse_stops)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StopFileError(f"{path}: cannot read the file: {exc}") from exc
+    text = parsing.read_text(path, StopFileError)
     return parse_stops(text, source=str(path), **options)
 
 
@@ -603,7 +599,7 @@ def create_stop(
         session,
         actor,
         "stop.create",
-        f"stop {stop_id}",
+        stop_subject(stop_id),
         None,
         plain_values(
             {name: getattr(created, name) for name in (*STOP_FIELDS, "hotspot_id", "operation_id")}
@@ -647,3 +643,35 @@ def plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
         name: value.isoformat() if isinstance(value, date | datetime) else value
         for name, value in values.items()
     }
+
+
+def stop_subject(stop_id: int) -> str:
+    """Return the audit log subject of a stop and its review."""
+    return f"stop {stop_id}"
+
+
+def stops_with_reviews(
+    session: Session,
+    tz: str,
+    from_day: date | None = None,
+    to_day: date | None = None,
+    officer_id: str | None = None,
+) -> list[tuple[StopSearch, BwvReview | None]]:
+    """Return stops and their reviews between local dates (inclusive), oldest first."""
+    zone = ZoneInfo(tz)
+    statement = (
+        select(StopSearch, BwvReview)
+        .outerjoin(BwvReview, BwvReview.stop_id == StopSearch.id)
+        .order_by(StopSearch.occurred_at, StopSearch.id)
+    )
+    if from_day is not None:
+        statement = statement.where(
+            StopSearch.occurred_at >= datetime.combine(from_day, time(), zone)
+        )
+    if to_day is not None:
+        statement = statement.where(
+            StopSearch.occurred_at < datetime.combine(to_day + timedelta(days=1), time(), zone)
+        )
+    if officer_id is not None:
+        statement = statement.where(StopSearch.officer_id == officer_id)
+    return [tuple(row) for row in session.execute(statement).all()]

@@ -29,6 +29,7 @@ from tracker.stops.records import (
     clean_text,
     is_blank,
     plain_values,
+    stop_subject,
 )
 
 REVIEW_FIELDS = ("status", "outcome", "no_footage_reason", "findings", "rag", *GOWISELY, "sampled")
@@ -142,7 +143,7 @@ def update_review(
         session,
         actor,
         "bwv_review.update",
-        f"stop {stop_id}",
+        stop_subject(stop_id),
         plain_values({name: before[name] for name in changed}),
         plain_values({name: after[name] for name in changed}),
     )
