@@ -75,7 +75,8 @@ from tracker.foundation.models import (  # noqa: E402
     HourlyPresence,
     Visit,
 )
-from tracker.plan.reader import load_plan, parse_plan  # noqa: E402
+from tracker.plan.reader import parse_plan  # noqa: E402
+from tracker.plan.storage import load_plan  # noqa: E402
 
 DEMO_HOT_SPOTS = ROOT / "geofences" / "leicestershire_demo.geojson"
 DEMO_PLAN = ROOT / "geofences" / "demo_plan.yaml"
@@ -394,6 +395,7 @@ def masked(html: bytes) -> str:
 def figures(url: str, params: DosageParams) -> dict:
     """Return the tables behind the overview and hot spot pages, for exact comparison."""
     from tracker.dosage.patrols import hot_spot_visits, hour_by_weekday, officer_figures
+    from tracker.foundation.clock import local_today
     from tracker.plan import compliance
     from tracker.plan.compliance import (
         compliance_table,
@@ -401,7 +403,7 @@ def figures(url: str, params: DosageParams) -> dict:
         daily_compliance,
         hot_spot_overview,
     )
-    from tracker.plan.reader import find_operation, local_today
+    from tracker.plan.storage import find_operation
 
     # Faster ways to the same tables, where this version of the code has them: their
     # results are stored under "<table>#fast" and compared with <table>.
@@ -411,7 +413,7 @@ def figures(url: str, params: DosageParams) -> dict:
     out = {}
     with session_factory(engine)() as session:
         operation = find_operation(session)
-        reference = local_today(operation)
+        reference = local_today(operation.tz)
         recent = max(operation.start_date, reference - timedelta(days=27))
         ids = sorted(session.scalars(text("SELECT hotspot_id FROM operation_hot_spots")))
         start = operation.start_date

@@ -1,4 +1,4 @@
-"""The demonstration hot spot set shipped in geofences/ (DESIGN section 1)."""
+"""The demonstration hot spot set shipped in geofences/."""
 
 import itertools
 import json

@@ -20,13 +20,14 @@ from sqlalchemy import select
 
 from tracker.accounts.users import create_user
 from tracker.dosage.devices import AssignmentRow, load_assignments
-from tracker.dosage.engine import DosageParams
+from tracker.dosage.engine import DosageParams, configured_params
 from tracker.dosage.geofence import load_hot_spots
 from tracker.dosage.recompute import bring_up_to_date, replace_hot_spots
 from tracker.dosage.store import store_pings
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, session_factory, upgrade
-from tracker.plan.reader import load_plan, read_plan
+from tracker.plan.reader import read_plan
+from tracker.plan.storage import load_plan
 from tracker.simulation.fleet import fleet, patrol, point_in
 from tracker.stops.models import GOWISELY, StopSearch
 from tracker.stops.records import import_stops, validate_stop
@@ -265,14 +266,14 @@ def run(host: str = "127.0.0.1", port: int = 5000) -> None:
     """Prepare the demo database, start broker, ingester, live fleet and web app."""
     from waitress import create_server
 
-    from tracker.cli.options import configured_params
+    from tracker.cli.options import configured
     from tracker.mqtt.broker import EmbeddedBroker
     from tracker.mqtt.ingester import BrokerAddress, IngestConfig, Ingester
     from web import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    params = configured_params()
+    params = configured(configured_params)
     instance = Path(settings.get("TRACKER_INSTANCE_PATH"))
     instance.mkdir(parents=True, exist_ok=True)
     db_path = instance / "demo.db"

@@ -11,6 +11,7 @@ from flask import Flask, url_for
 from tracker.dosage.engine import configured_params
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, session_factory
+from tracker.plan.compliance import configured_thresholds
 from tracker.stops.records import ReviewPolicy
 
 
@@ -23,6 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(Path(settings.get("TRACKER_INSTANCE_PATH"))))
     try:
         dosage_params = configured_params()
+        rag_thresholds = configured_thresholds()
     except settings.SettingsError as exc:
         raise ConfigurationError(str(exc)) from exc
     production = settings.is_production()
@@ -50,6 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         LOGIN_RATE_LIMIT=settings.get("TRACKER_LOGIN_RATE_LIMIT"),
         RATELIMIT_STORAGE_URI=settings.get("TRACKER_RATELIMIT_STORAGE_URI"),
         DOSAGE_PARAMS=dosage_params,
+        RAG_THRESHOLDS=rag_thresholds,
         POPULATION_FILE=settings.get("TRACKER_POPULATION_FILE"),
         REVIEW_POLICY=ReviewPolicy(
             settings.get("TRACKER_REVIEW_DUE_DAYS"),
@@ -81,13 +84,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
-    assets.init_app(app)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(assurance.blueprint)
     app.register_blueprint(stops_api.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(assets.blueprint)
     # Lets the layout link to areas only when they are installed.
     app.jinja_env.globals["url_rules"] = app.view_functions
     app.jinja_env.globals["link_for"] = link_for

@@ -11,15 +11,9 @@ from sqlalchemy import select
 
 from tracker.foundation.models import AuditEvent, User
 from tracker.plan.models import Operation
-from tracker.plan.reader import (
-    PlanError,
-    find_operation,
-    load_plan,
-    parse_plan,
-    plan_table,
-    require_dosage_tz,
-    stored_plan,
-)
+from tracker.plan.reader import parse_plan, require_dosage_tz
+from tracker.plan.storage import find_operation, load_plan, plan_table, stored_plan
+from tracker.plan.targets import PlanError
 from tracker.stops.records import relink_stops
 from web.auth import DOSAGE_READERS, roles_required
 from web.database import get_db
@@ -91,7 +85,7 @@ def _compact(value) -> str:
 @blueprint.get("/admin/users")
 @roles_required("admin")
 def users():
-    """The accounts and their roles (accounts are created with `python -m tracker users`)."""
+    """The accounts and their roles (accounts are created with `tracker users`)."""
     rows = (
         get_db()
         .execute(
@@ -127,7 +121,7 @@ def plan():
 @blueprint.post("/plan")
 @roles_required("admin")
 def load_plan_file():
-    """Load a YAML plan file, as `python -m tracker plan load` does (validated, audited)."""
+    """Load a YAML plan file, as `tracker plan load` does (validated, audited)."""
     upload = request.files.get("plan")
     data = upload.read(MAX_PLAN_BYTES + 1) if upload else b""
     name = (upload.filename or "plan") if upload else "plan"

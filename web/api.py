@@ -1,4 +1,4 @@
-"""The JSON API for BI tools: the same figures as `python -m tracker report`."""
+"""The JSON API for BI tools: the same figures as `tracker report`."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xstatic.pkg.leaflet as leaflet
-from flask import Blueprint, Flask, send_from_directory
+from flask import Blueprint, send_from_directory
 
 blueprint = Blueprint("vendor", __name__, url_prefix="/vendor")
 LEAFLET_JS = "/vendor/leaflet/leaflet.js"
@@ -14,7 +14,3 @@ LEAFLET_CSS = "/vendor/leaflet/leaflet.css"
 def leaflet_file(filename: str):
     """Serve Leaflet's own files (script, stylesheet, marker images)."""
     return send_from_directory(leaflet.BASE_DIR, filename, max_age=86400)
-
-
-def init_app(app: Flask) -> None:
-    app.register_blueprint(blueprint)

@@ -18,10 +18,9 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from tracker.accounts.audit import record
+from tracker.dosage.ingest_health import device_health, ingest_rates
 from tracker.dosage.patrols import (
-    device_health,
     hour_by_weekday,
-    ingest_rates,
     officer_devices,
     officer_figures,
     track,
@@ -36,7 +35,7 @@ from tracker.plan.compliance import (
     hot_spot_tables,
     overview_table,
 )
-from tracker.plan.reader import operation_day
+from tracker.plan.storage import operation_day
 from web import charts, maps
 from web.auth import DOSAGE_READERS, SUPERVISORS, roles_required
 from web.database import get_db
@@ -49,6 +48,7 @@ from web.views import (
     parse_day,
     period,
     table_rows,
+    thresholds,
     today,
     wants_csv,
 )
@@ -214,13 +214,13 @@ def overview():
     operation = current_operation()
     reference = parse_day("date", local_today(operation.tz))
     if wants_csv():
-        table = compliance_table(db, operation, reference)
+        table = compliance_table(db, operation, reference, thresholds())
         which = request.args.get("table", "overview")
         if which == "periods":
             return csv_response(table, f"compliance-{reference}.csv")
         return csv_response(hot_spot_overview(table), f"overview-{reference}.csv")
     # The same figures as hot_spot_overview(compliance_table(...)), reading only what they need.
-    rows = overview_table(db, operation, reference)
+    rows = overview_table(db, operation, reference, thresholds())
     for name in ("day", "week", "operation"):
         rows[f"{name}_pct"] = [percent(v) for v in rows[f"{name}_presence_compliance"]]
     hot_spots = stored_hot_spots(db)
@@ -282,7 +282,9 @@ def hot_spot(hotspot_id: str):
     reference = parse_day("date", local_today(operation.tz))
     recent_from = max(operation.start_date, reference - timedelta(days=27))
     # daily_compliance, cumulative_series and hot_spot_visits, reading the visits once.
-    daily, cumulative, visits = hot_spot_tables(db, operation, hotspot_id, params(), reference)
+    daily, cumulative, visits = hot_spot_tables(
+        db, operation, hotspot_id, params(), reference, thresholds()
+    )
     heat = hour_by_weekday(db, hotspot_id, recent_from, reference)
     may_see_officers = current_user.role in SUPERVISORS
     contributors = None

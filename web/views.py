@@ -14,13 +14,20 @@ from tracker.dosage.engine import DosageParams
 from tracker.foundation import parsing
 from tracker.foundation.clock import local_today
 from tracker.foundation.tables import write_table
-from tracker.plan.reader import PlanError, find_operation
+from tracker.plan.compliance import RagThresholds
+from tracker.plan.storage import find_operation
+from tracker.plan.targets import PlanError
 from web.database import get_db
 
 
 def params() -> DosageParams:
     """Return the deployment's dosage parameters (its time zone among them)."""
     return current_app.config["DOSAGE_PARAMS"]
+
+
+def thresholds() -> RagThresholds:
+    """Return the deployment's RAG thresholds."""
+    return current_app.config["RAG_THRESHOLDS"]
 
 
 def today() -> date:

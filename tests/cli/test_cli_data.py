@@ -1,4 +1,4 @@
-"""Database commands of `python -m tracker` (DESIGN sections 2-5, 8) on SQLite and PostgreSQL.
+"""Database commands of `tracker` on SQLite and PostgreSQL.
 
 Each test gets a fresh, migrated database (the `database_url` fixture). Pings are in January,
 when Europe/London (the default time zone) is UTC, unless they are relative to now.

@@ -1,4 +1,4 @@
-"""The offline `python -m tracker dosage` command (DESIGN section 5), in-process and as a process.
+"""The offline `python -m tracker dosage` command (docs/dosage.md), in-process and as a process.
 
 All pings are in January, when Europe/London (the default time zone) is UTC, so local dates
 and times below equal the UTC ones unless a test changes --tz.

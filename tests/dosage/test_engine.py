@@ -1,4 +1,4 @@
-"""The dosage engine against DESIGN section 5, rule by rule, with figures worked by hand.
+"""The dosage engine against docs/dosage.md, rule by rule, with figures worked by hand.
 
 Unless a test says otherwise the parameters are the defaults (max_gap_s 180, max_accuracy_m
 100, visit_merge_gap_s 60, min_visit_s 120, no speed rule, Europe/London) and the day is

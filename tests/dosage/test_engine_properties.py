@@ -1,4 +1,4 @@
-"""Properties of the dosage engine that hold for any pings (DESIGN sections 4 and 5).
+"""Properties of the dosage engine that hold for any pings (docs/ingest.md and docs/dosage.md).
 
 Pings are drawn from a few devices and a few positions of the test geography (inside,
 on an edge or vertex, in a hole, outside, unusable), over either half an hour or three

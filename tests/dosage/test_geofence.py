@@ -1,4 +1,4 @@
-"""Hot spot polygons: loading and validating GeoJSON, and classifying points (DESIGN section 5)."""
+"""Hot spot polygons: loading and validating GeoJSON, and classifying points (docs/dosage.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The incremental dosage (tracker.dosage.recompute) must always equal what the offline engine
 (tracker.dosage.compute_dosage) makes of the same pings, whatever order and grouping the
-pings arrive in (DESIGN sections 4 and 5).
+pings arrive in (docs/ingest.md and docs/dosage.md).
 """
 
 from __future__ import annotations

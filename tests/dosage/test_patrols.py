@@ -4,7 +4,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from tracker.dosage.devices import AssignmentRow, load_assignments
 from tracker.dosage.engine import DosageParams
-from tracker.dosage.patrols import device_health, ingest_rates, officer_figures
+from tracker.dosage.ingest_health import device_health, ingest_rates
+from tracker.dosage.patrols import officer_figures
 from tracker.foundation.models import CreditedSpan, DeadLetter, PingRow
 
 NOW = datetime(2026, 7, 1, 12, 30, tzinfo=UTC)

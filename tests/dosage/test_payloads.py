@@ -1,4 +1,4 @@
-"""MQTT payloads to pings (DESIGN section 4): native objects and backlog arrays, OwnTracks,
+"""MQTT payloads to pings (docs/ingest.md): native objects and backlog arrays, OwnTracks,
 and a clear dead letter reason for every kind of bad message."""
 
 from __future__ import annotations

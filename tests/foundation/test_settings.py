@@ -16,6 +16,18 @@ def test_every_setting_is_documented_in_the_readme():
     assert not missing, f"settings missing from README.md: {missing}"
 
 
+def test_the_readme_describes_each_setting_as_it_is_declared():
+    rows = dict(
+        re.findall(
+            r"^\| `(TRACKER_[A-Z0-9_]+)` \| [^|]* \| (.*) \|$",
+            README.read_text(encoding="utf-8"),
+            re.MULTILINE,
+        )
+    )
+    differ = {s.name: (s.help, rows[s.name]) for s in settings.SETTINGS if rows[s.name] != s.help}
+    assert not differ, f"README.md describes settings otherwise than their help: {differ}"
+
+
 def test_the_readme_documents_no_setting_that_does_not_exist():
     documented = set(
         re.findall(r"^\| `(TRACKER_[A-Z0-9_]+)`", README.read_text(encoding="utf-8"), re.MULTILINE)

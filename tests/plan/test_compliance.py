@@ -1,4 +1,4 @@
-"""Plan compliance (DESIGN section 6) from crafted stored aggregates, with hand-computed figures.
+"""Plan compliance (docs/plan.md) from crafted stored aggregates, with hand-computed figures.
 
 The operation runs from Monday 2026-12-28 to 2027-03-21, when Europe/London is on GMT, so the
 local times below are also UTC.
@@ -33,7 +33,9 @@ from tracker.plan.compliance import (
     rag_status,
 )
 from tracker.plan.models import Operation
-from tracker.plan.reader import PlanError, load_plan, parse_plan
+from tracker.plan.reader import parse_plan
+from tracker.plan.storage import load_plan
+from tracker.plan.targets import PlanError
 
 HEAD = "operation: Test operation\nstart: 2026-12-28\nend: 2027-03-21\ntz: Europe/London\n"
 
@@ -250,6 +252,28 @@ def test_rag_thresholds_are_configurable(db):
         "month": "green",
         "operation": "amber",
     }
+
+
+def test_rag_thresholds_come_from_the_settings(database_url, db, monkeypatch):
+    """TRACKER_RAG_GREEN / TRACKER_RAG_AMBER reach the command's statuses; a bad pair is an
+    error naming the settings."""
+    operation = guardian_a(db)
+    command = ["plan", "compliance", "--date", "2027-01-07", "--db", database_url]
+    command += ["--format", "json"]
+    monkeypatch.setenv("TRACKER_RAG_GREEN", "0.55")
+    monkeypatch.setenv("TRACKER_RAG_AMBER", "0.5")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    statuses = {r["period"]: r["presence_status"] for r in json.loads(result.stdout)}
+    assert statuses["previous_week"] == "amber" and statuses["operation"] == "amber"
+    assert statuses["day"] == statuses["week"] == statuses["month"] == "green"
+    with db() as session:  # the library's default is the settings too
+        default = compliance_table(session, operation, date(2027, 1, 7))
+    assert list(default["presence_status"]) == [statuses[p] for p in PERIODS]
+    monkeypatch.setenv("TRACKER_RAG_AMBER", "0.7")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1
+    assert "configuration: thresholds need 0 <= amber <= green" in result.stderr
 
 
 def test_rag_status_boundaries():

@@ -1,4 +1,4 @@
-"""The operation plan (DESIGN section 6): YAML validation with line numbers, storing, auditing."""
+"""The operation plan (docs/plan.md): YAML validation with line numbers, storing, auditing."""
 
 from __future__ import annotations
 
@@ -17,18 +17,9 @@ from tracker.dosage.recompute import replace_hot_spots
 from tracker.foundation.clock import local_today
 from tracker.foundation.models import AuditEvent, HotSpotRow
 from tracker.plan.models import Operation, OperationHotSpot, PlanPhase
-from tracker.plan.reader import (
-    PatrolWindow,
-    PlanError,
-    find_operation,
-    load_plan,
-    operation_day,
-    parse_plan,
-    parse_window,
-    plan_table,
-    read_plan,
-    stored_plan,
-)
+from tracker.plan.reader import parse_plan, read_plan
+from tracker.plan.storage import find_operation, load_plan, operation_day, plan_table, stored_plan
+from tracker.plan.targets import PatrolWindow, PlanError, parse_window
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PLAN = REPO_ROOT / "geofences" / "demo_plan.yaml"

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import shapely
 from click.testing import CliRunner
-from sqlalchemy import func, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from tests.builders import BOX_A, BOX_B, IN_A_AND_B, hot_spot_set, polygon_feature
 from tracker.cli import main
@@ -48,7 +47,6 @@ from tracker.stops.records import (
     hot_spot_ids,
     import_stops,
     is_sampled,
-    operation_ids,
     parse_stops,
     read_stops,
     relink_stops,
@@ -514,15 +512,6 @@ def test_stops_are_linked_to_the_operation_whose_local_dates_contain_them(db):
         "8": 1,
         "(not recorded)": 1,
     }
-
-
-def test_a_database_without_the_operations_table_links_no_operation():
-    engine = make_engine("sqlite://")
-    Base.metadata.create_all(engine, tables=[Officer.__table__, StopSearch.__table__])
-    with Session(engine) as session:
-        assert not inspect(session.connection()).has_table("operations")
-        assert operation_ids(session, [NOW]) == [None]
-    engine.dispose()
 
 
 def test_without_operations_no_stop_is_linked_to_one(db):

@@ -1,6 +1,6 @@
 """The web app in a real headless Chromium (Playwright), served by waitress over the demo
 database: log-in through the form, the overview's RAG table and map, a hot spot's charts,
-and a browser that fetches nothing from other hosts and logs no errors (DESIGN section 8).
+and a browser that fetches nothing from other hosts and logs no errors.
 
 Skips without /usr/bin/chromium, unless TRACKER_TEST_REQUIRE_SERVICES=1 (then it fails).
 """

@@ -1,4 +1,4 @@
-"""The web app (DESIGN sections 6 and 8): who may open what, CSRF, the log-in rate limit,
+"""The web app: who may open what, CSRF, the log-in rate limit,
 security headers and cookies, bearer tokens, figures that agree with the command line,
 the audit of track views, and pages that load nothing from other hosts.
 
@@ -601,6 +601,25 @@ def test_production_refuses_to_start_without_a_secret_key(production, demo, key)
 def test_production_refuses_debug_mode(production, demo):
     production.setenv("TRACKER_DEBUG", "1")
     with pytest.raises(ConfigurationError, match="TRACKER_DEBUG"):
+        make_app(demo)
+
+
+def test_rag_thresholds_come_from_the_settings(demo, week, monkeypatch):
+    """With green at 0 every hot spot with a target today is green on the overview; a pair
+    that is not 0 <= amber <= green stops the app from starting."""
+    url = f"/overview?format=csv&date={week[1].isoformat()}"
+
+    def statuses() -> list[str]:
+        client = sign_in(make_app(demo), demo, "supervisor")
+        return [row["day_presence_status"] for row in csv_rows(client.get(url))]
+
+    default = statuses()
+    assert {"red", "amber"} & set(default)
+    monkeypatch.setenv("TRACKER_RAG_GREEN", "0")
+    monkeypatch.setenv("TRACKER_RAG_AMBER", "0")
+    assert statuses() == ["none" if s == "none" else "green" for s in default]
+    monkeypatch.setenv("TRACKER_RAG_AMBER", "0.5")
+    with pytest.raises(ConfigurationError, match="amber <= green"):
         make_app(demo)
 
 

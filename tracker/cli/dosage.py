@@ -8,7 +8,7 @@ import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from tracker.cli.options import (
-    configured_params,
+    configured,
     db_option,
     format_option,
     from_option,
@@ -16,7 +16,12 @@ from tracker.cli.options import (
     to_option,
 )
 from tracker.dosage.devices import AssignmentError, load_assignments, parse_assignments
-from tracker.dosage.engine import DAILY_COLUMNS, DosageParams, compute_dosage
+from tracker.dosage.engine import (
+    DAILY_COLUMNS,
+    DosageParams,
+    compute_dosage,
+    configured_params,
+)
 from tracker.dosage.geofence import GeofenceError, load_hot_spots
 from tracker.dosage.pings import PingFileError, parse_gpx, parse_ping_records, read_pings
 from tracker.dosage.recompute import bring_up_to_date, enqueue_all_device_days, replace_hot_spots
@@ -28,7 +33,7 @@ from tracker.stops.records import relink_stops
 
 
 def dosage_params_options(command):
-    """Add one flag per parameter of DESIGN section 5."""
+    """Add one flag per parameter of docs/dosage.md."""
     defaults = DosageParams()
     options = [
         click.option(
@@ -141,7 +146,7 @@ def geofences_load(path, db_url) -> None:
     except GeofenceError as exc:
         raise click.ClickException(str(exc)) from exc
     factory = open_database(db_url)
-    params = configured_params()
+    params = configured(configured_params)
     with factory.begin() as session:
         queued = replace_hot_spots(session, hot_spots, params)
         relink_stops(session, params.tz)  # stops now fall in other hot spots
@@ -199,7 +204,7 @@ def pings_import(path, device_id, db_url) -> None:
     for bad in bad_rows:
         click.echo(f"{path}: {bad}", err=True)
     factory = open_database(db_url)
-    params = configured_params()
+    params = configured(configured_params)
     batch = 20_000
     for start in range(0, len(records), batch):
         with factory.begin() as session:
@@ -234,7 +239,7 @@ def pings_import(path, device_id, db_url) -> None:
 def recompute(from_day, to_day, db_url) -> None:
     """Rebuild stored dosage from the stored pings (all days, or a range of local dates)."""
     factory = open_database(db_url)
-    params = configured_params()
+    params = configured(configured_params)
     with factory.begin() as session:
         queued = enqueue_all_device_days(session, params, from_day, to_day)
     processed = _catch_up(factory, params)
@@ -249,7 +254,7 @@ def recompute(from_day, to_day, db_url) -> None:
 def report(from_day, to_day, db_url, fmt) -> None:
     """Print stored dosage per hot spot and day, brought up to date with every stored ping."""
     factory = open_database(db_url)
-    _catch_up(factory, configured_params())
+    _catch_up(factory, configured(configured_params))
     with factory() as session:
         table = daily_report(session, from_day, to_day)
     write_table(table, fmt, sys.stdout)
@@ -278,5 +283,5 @@ def purge(days, db_url) -> None:
         raise click.UsageError("no retention period: set --days or TRACKER_RETENTION_DAYS")
     factory = open_database(db_url)
     with factory.begin() as session:
-        count = purge_pings(session, days, configured_params())
+        count = purge_pings(session, days, configured(configured_params))
     click.echo(f"purged {count} pings older than {days} days")

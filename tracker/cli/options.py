@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import TypeVar
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
-from tracker.dosage import engine
 from tracker.foundation import database, parsing, settings
 from tracker.foundation.tables import FORMATS
+
+T = TypeVar("T")
 
 
 class Day(click.ParamType):
@@ -49,10 +52,11 @@ to_option = click.option(
 )
 
 
-def configured_params() -> engine.DosageParams:
-    """Return the deployment's dosage parameters, or fail naming the bad setting."""
+def configured(read: Callable[[], T]) -> T:
+    """Return read() (one of the core's configured_* functions), or fail naming the bad
+    setting."""
     try:
-        return engine.configured_params()
+        return read()
     except settings.SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
 

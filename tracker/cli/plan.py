@@ -1,4 +1,4 @@
-"""`python -m tracker plan ...`: load and show the operation plan, print compliance."""
+"""`tracker plan ...`: load and show the operation plan, print compliance."""
 
 from __future__ import annotations
 
@@ -6,19 +6,13 @@ import sys
 
 import click
 
-from tracker.cli.options import Day, db_option, format_option, open_database
+from tracker.cli.options import Day, configured, db_option, format_option, open_database
 from tracker.foundation import settings
 from tracker.foundation.tables import write_table
-from tracker.plan.compliance import compliance_table
-from tracker.plan.reader import (
-    PlanError,
-    find_operation,
-    load_plan,
-    plan_table,
-    read_plan,
-    require_dosage_tz,
-    stored_plan,
-)
+from tracker.plan.compliance import compliance_table, configured_thresholds
+from tracker.plan.reader import read_plan, require_dosage_tz
+from tracker.plan.storage import find_operation, load_plan, plan_table, stored_plan
+from tracker.plan.targets import PlanError
 from tracker.stops.records import relink_stops
 
 operation_option = click.option(
@@ -91,5 +85,5 @@ def plan_compliance(reference, operation_name, db_url, fmt) -> None:
             operation = find_operation(session, operation_name)
         except PlanError as exc:
             raise click.ClickException(str(exc)) from exc
-        table = compliance_table(session, operation, reference)
+        table = compliance_table(session, operation, reference, configured(configured_thresholds))
     write_table(table, fmt, sys.stdout)

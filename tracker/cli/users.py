@@ -1,4 +1,4 @@
-"""`python -m tracker users ...` and `tokens ...`: accounts and API tokens."""
+"""`tracker users ...` and `tracker tokens ...`: accounts and API tokens."""
 
 from __future__ import annotations
 

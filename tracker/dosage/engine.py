@@ -1,4 +1,4 @@
-"""The dosage engine: DESIGN section 5, rule by rule, vectorised over all pings.
+"""The dosage engine: docs/dosage.md, rule by rule, vectorised over all pings.
 
 Times are integer microseconds since the epoch (UTC) throughout, so sums are exact and
 the result never depends on the order of the input. Minutes are rounded to 2 decimals
@@ -41,7 +41,7 @@ DEVICE_VISIT_COLUMNS = [HOTSPOT_ID, DEVICE_ID, "start", "end", DATE, "minutes"]
 
 @dataclass(frozen=True)
 class DosageParams:
-    """The parameters of DESIGN section 5, with its defaults."""
+    """The parameters of docs/dosage.md, with its defaults."""
 
     max_gap_s: float = 180
     max_accuracy_m: float = 100

@@ -1,4 +1,4 @@
-"""Who patrolled where: officers' figures, device tracks and ingest health, from stored data.
+"""Who patrolled where: officers' figures, device tracks and visits, from stored data.
 
 Officers are found through device assignments: a credited span belongs to the officer
 assigned to its device at the span's start, so a device handed over mid-shift splits
@@ -7,11 +7,11 @@ correctly.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import (
@@ -23,12 +23,10 @@ from tracker.dosage.engine import (
     rounded_minutes,
 )
 from tracker.dosage.pings import format_timestamp
-from tracker.foundation.clock import US_PER_S, local_days_us
+from tracker.foundation.clock import US_PER_S, instant_us, local_days_us
 from tracker.foundation.models import (
     Assignment,
     CreditedSpan,
-    DeadLetter,
-    Device,
     HourlyPresence,
     Officer,
     PingRow,
@@ -37,10 +35,6 @@ from tracker.foundation.models import (
 
 OFFICER_ID = "officer_id"
 UNASSIGNED = "(unassigned)"
-
-
-def _us(moment: datetime) -> int:
-    return int(moment.timestamp() * US_PER_S)
 
 
 def assignments_frame(session: Session) -> pd.DataFrame:
@@ -55,8 +49,10 @@ def assignments_frame(session: Session) -> pd.DataFrame:
         ).join(Officer, Officer.id == Assignment.officer_id)
     ).all()
     frame = pd.DataFrame(rows, columns=[DEVICE_ID, OFFICER_ID, "officer_name", "starts", "ends"])
-    frame["starts_us"] = [_us(t) for t in frame["starts"]]
-    frame["ends_us"] = [np.iinfo(np.int64).max if pd.isna(t) else _us(t) for t in frame["ends"]]
+    frame["starts_us"] = [instant_us(t) for t in frame["starts"]]
+    frame["ends_us"] = [
+        np.iinfo(np.int64).max if pd.isna(t) else instant_us(t) for t in frame["ends"]
+    ]
     return frame.drop(columns=["starts", "ends"])
 
 
@@ -141,14 +137,14 @@ def officer_figures(
     """Return officer minutes and visits per officer, hot spot and local day.
 
     Columns: officer_id, officer_name, hotspot_id, date, officer_minutes, visits. Visits
-    follow DESIGN 5 rule 6 on the officer's own spans.
+    follow docs/dosage.md rule 7 on the officer's own spans.
     """
     start_us, end_us = local_days_us(from_day, to_day, params.zone)
     assignments = assignments_frame(session)
     devices = None
     if officer_id is not None:
         devices = sorted(set(assignments.loc[assignments[OFFICER_ID] == officer_id, DEVICE_ID]))
-    # A credited span joins two pings at most max_gap_s apart (DESIGN 5 rule 3); a day's
+    # A credited span joins two pings at most max_gap_s apart (docs/dosage.md rule 3); a day's
     # margin also covers spans stored under an earlier, longer max_gap_s.
     longest_us = int(max(params.max_gap_s, 86_400) * US_PER_S)
     spans = spans_in_period(session, start_us, end_us, hotspot_id, devices, longest_us)
@@ -183,74 +179,6 @@ def track(session: Session, device_ids: list[str], start_us: int, end_us: int) -
     frame = pd.DataFrame(rows, columns=[DEVICE_ID, "t_us", "lat", "lon", "accuracy_m"])
     frame.insert(1, "time", [format_timestamp(t) for t in frame["t_us"]])
     return frame
-
-
-def device_health(session: Session, now: datetime | None = None) -> pd.DataFrame:
-    """Return every device with its officer now, first and last ping, and pings in the last hour."""
-    now = now or datetime.now(UTC)
-    hour_ago = _us(now - timedelta(hours=1))
-    recent = dict(
-        session.execute(
-            select(PingRow.device_id, func.count())
-            .where(PingRow.t_us >= hour_ago)
-            .group_by(PingRow.device_id)
-        ).all()
-    )
-    assignments = assignments_frame(session)
-    now_us = _us(now)
-    current = assignments[(assignments["starts_us"] <= now_us) & (assignments["ends_us"] > now_us)]
-    officer_now = dict(zip(current[DEVICE_ID], current[OFFICER_ID], strict=False))
-    rows = []
-    for device in session.scalars(select(Device).order_by(Device.id)):
-        silent = None if device.last_seen is None else (now - device.last_seen).total_seconds()
-        rows.append(
-            {
-                DEVICE_ID: device.id,
-                "label": device.label,
-                OFFICER_ID: officer_now.get(device.id, ""),
-                "first_seen": device.first_seen,
-                "last_seen": device.last_seen,
-                "minutes_since_last_ping": None if silent is None else round(silent / 60, 1),
-                "pings_last_hour": recent.get(device.id, 0),
-            }
-        )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            DEVICE_ID,
-            "label",
-            OFFICER_ID,
-            "first_seen",
-            "last_seen",
-            "minutes_since_last_ping",
-            "pings_last_hour",
-        ],
-    )
-
-
-def ingest_rates(session: Session, now: datetime | None = None, hours: int = 24) -> pd.DataFrame:
-    """Return pings received and dead letters per hour over the last `hours` hours (UTC)."""
-    now = now or datetime.now(UTC)
-    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
-    frame = pd.DataFrame({"hour": pd.date_range(start, periods=hours + 1, freq="h", tz=UTC)})
-    for name, column in (("pings", PingRow.received_at), ("dead_letters", DeadLetter.received_at)):
-        hour = _hour(session, column)
-        counts = dict(
-            session.execute(select(hour, func.count()).where(column >= start).group_by(hour)).all()
-        )
-        frame[name] = [counts.get(_hour_key(session, h), 0) for h in frame["hour"]]
-    return frame
-
-
-def _hour(session: Session, column):
-    """The hour an instant falls in, counted in SQL on either database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24")
-    return func.substr(column, 1, 13)  # SQLite keeps UTC text "YYYY-MM-DD HH:MM:SS..."
-
-
-def _hour_key(_session: Session, hour: pd.Timestamp) -> str:
-    return hour.strftime("%Y-%m-%d %H")
 
 
 def hot_spot_visits(

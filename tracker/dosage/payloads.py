@@ -1,4 +1,4 @@
-"""MQTT payloads to pings (DESIGN section 4): native `patrol/<device>/location` and OwnTracks.
+"""MQTT payloads to pings (docs/ingest.md): native `patrol/<device>/location` and OwnTracks.
 
 Pure functions, free of any MQTT library: the ingester hands over topic and bytes and
 gets back the pings and, for anything unusable, a dead letter reason.

@@ -2,7 +2,7 @@
 
 All times are UTC. A ping's timestamp is held as integer microseconds since the Unix
 epoch so that the same instant written in different formats ("Z", "+00:00", "+01:00",
-epoch seconds) compares equal exactly (DESIGN section 5, rule 2).
+epoch seconds) compares equal exactly (docs/dosage.md, rule 2).
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ class _LocalDates:
 def _insert_pings(session: Session, max_accuracy_m: float):
     """INSERT pings; on a clash of (device, timestamp) keep the ping the engine would keep.
 
-    DESIGN 5 rule 2 counts equal (device, timestamp) once; the engine keeps a usable ping
+    docs/dosage.md rule 2 counts equal (device, timestamp) once; the engine keeps a usable ping
     over an unusable one, then the lowest (lat, lon). Storing by the same rule, rather than
     first come first kept, makes stored dosage independent of arrival order even for
     conflicting duplicates. (Redeliveries are identical and change nothing.)

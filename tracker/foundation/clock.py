@@ -15,10 +15,14 @@ US_PER_HOUR = 3600 * US_PER_S
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def instant_us(moment: datetime) -> int:
+    """Return an aware datetime as integer microseconds since the epoch (UTC)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
 def local_midnight_us(day: date, zone: ZoneInfo) -> int:
     """Return the UTC instant (microseconds) at which a local day begins."""
-    moment = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return instant_us(datetime.combine(day, time(0), tzinfo=zone))
 
 
 def local_days_us(first: date, last: date, zone: ZoneInfo) -> tuple[int, int]:

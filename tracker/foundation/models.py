@@ -135,7 +135,7 @@ class DeadLetter(Base):
 
 
 class CreditedSpan(Base):
-    """A span [start, end] one device credited to one hot spot (DESIGN 5, rule 3)."""
+    """A span [start, end] one device credited to one hot spot (docs/dosage.md, rules 3 and 4)."""
 
     __tablename__ = "credited_spans"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

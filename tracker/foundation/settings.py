@@ -26,7 +26,6 @@ class Setting:
     default: Any
     help: str
     parse: Callable[[str], Any] = str
-    secret: bool = False
 
 
 def _optional_float(text: str) -> float | None:
@@ -76,7 +75,7 @@ SETTINGS: tuple[Setting, ...] = (
         "TRACKER_MQTT_URL",
         "",
         "mqtt://[user:pass@]host:port or mqtts://...; empty starts the embedded broker "
-        "(demo only).",
+        "(development only).",
     ),
     Setting("TRACKER_MQTT_CA_FILE", "", "CA certificate file for mqtts:// brokers."),
     Setting(
@@ -155,7 +154,6 @@ SETTINGS: tuple[Setting, ...] = (
         "TRACKER_SECRET_KEY",
         "",
         "Flask session key; required in production (development generates one per run).",
-        secret=True,
     ),
     Setting(
         "TRACKER_MAP_TILES",

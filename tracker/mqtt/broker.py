@@ -1,8 +1,8 @@
 """Embedded MQTT broker (amqtt) for the demo and for tests where no broker is configured.
 
-DESIGN section 3: production runs against a real MQTT 3.1.1/5 broker (Mosquitto, EMQX, ...);
-this module only fills in when ``TRACKER_MQTT_URL`` is unset. What amqtt 0.12 really does (found by
-experiment; all but the quirks are asserted in ``tests/test_broker.py``):
+Production runs against a real MQTT 3.1.1/5 broker (Mosquitto, EMQX, ...); this module only
+fills in when ``TRACKER_MQTT_URL`` is unset. What amqtt 0.12 really does (found by experiment;
+all but the quirks are asserted in ``tests/mqtt/test_broker.py``):
 
 - MQTT 3.1.1 only. A v5 CONNECT is refused with CONNACK return code 1 (paho 2 reports
   "Unsupported protocol version"); a v3.1 one has its socket closed without a CONNACK.

@@ -1,4 +1,4 @@
-"""The MQTT ingester (DESIGN section 4): paho-mqtt 2, QoS 1, acknowledged after commit.
+"""The MQTT ingester (docs/ingest.md): paho-mqtt 2, QoS 1, acknowledged after commit.
 
 This process receives: paho's network thread queues each message, the main thread sends
 them in batches to the writer process (`tracker.mqtt.writer`), and a third thread

@@ -1,8 +1,8 @@
-"""Plan compliance from the stored aggregates (DESIGN section 6; section 5, rule 7).
+"""Plan compliance from the stored aggregates (docs/plan.md).
 
 Reads `daily_dosage`, `hourly_presence` and the hot spot rows of `visits` (device_id ''),
 never pings. The rules, per hot spot and local day D of the operation up to the reference
-date (see tracker.plan.reader for the layering of targets and the meaning of windows):
+date (see tracker.plan.targets for the layering of targets and the meaning of windows):
 
 - Presence counted towards the target: without windows, the day's presence (less any hour
   a window of D-1 claimed after midnight); with windows, the presence of the hours of the
@@ -33,10 +33,12 @@ from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import HOTSPOT_ID, DosageParams, rounded_minutes
 from tracker.dosage.patrols import fetch_columns, visits_table
+from tracker.foundation import settings
 from tracker.foundation.clock import US_PER_HOUR, US_PER_MINUTE, US_PER_S, local_today
 from tracker.foundation.models import DailyDosage, HotSpotRow, HourlyPresence, Visit
 from tracker.plan.models import Operation
-from tracker.plan.reader import HOURS_AFTER_OPENING, Plan, PlanError, stored_plan
+from tracker.plan.storage import stored_plan
+from tracker.plan.targets import HOURS_AFTER_OPENING, Plan, PlanError
 
 GREEN, AMBER, RED, NO_TARGET = "green", "amber", "red", "none"
 UP, DOWN, FLAT = "up", "down", "flat"
@@ -44,9 +46,9 @@ PERIODS = ("day", "week", "previous_week", "month", "operation")
 
 # Figures shared by the daily and the period tables, in this order.
 FIGURE_COLUMNS = [
-    "presence_minutes",  # all presence (DESIGN 5), whole local days
+    "presence_minutes",  # all presence (docs/dosage.md), whole local days
     "officer_minutes",
-    "visits",  # visits of DESIGN 5 (at least min_visit_s)
+    "visits",  # visits of docs/dosage.md (at least min_visit_s)
     "counted_presence_minutes",  # presence that counts towards the target (windows applied)
     "target_presence_minutes",
     "presence_compliance",  # counted / target, NaN without a target
@@ -116,6 +118,17 @@ class RagThresholds:
             )
         if self.trend_tolerance < 0:
             raise ValueError(f"trend_tolerance must be >= 0, not {self.trend_tolerance}")
+
+
+def configured_thresholds() -> RagThresholds:
+    """Return the deployment's RAG thresholds (TRACKER_RAG_GREEN, TRACKER_RAG_AMBER), or
+    SettingsError when they do not make a valid pair."""
+    try:
+        return RagThresholds(
+            green=settings.get("TRACKER_RAG_GREEN"), amber=settings.get("TRACKER_RAG_AMBER")
+        )
+    except ValueError as exc:  # SettingsError is one too
+        raise settings.SettingsError(f"configuration: {exc}") from exc
 
 
 def rag_status(compliance, thresholds: RagThresholds) -> np.ndarray:
@@ -577,7 +590,7 @@ def _gap_visits(
     consecutive visits with patrol time in days low..high (gap_days).
 
     That patrol time lies at or after `since`, the local midnight that starts day `low`.
-    A hot spot's visits never overlap (DESIGN 5 rule 6: they are maximal runs of its
+    A hot spot's visits never overlap (docs/dosage.md rule 7: they are maximal runs of its
     presence), so such a gap ends after `since` and its later visit starts at or after
     `since` or is the first to: the visits starting at or after `since`, and the last one
     before it, hold every such gap. Returns None (read them all) when that last one is not a
@@ -726,7 +739,7 @@ def daily_compliance(
     """Return DAILY_COMPLIANCE_COLUMNS per hot spot and day from the start to the reference
     date (default: today in the operation's time zone), sorted by hot spot then date."""
     days = _load_days(session, operation, reference_date or local_today(operation.tz), hotspot_ids)
-    return _daily_table(days, thresholds or RagThresholds())
+    return _daily_table(days, thresholds or configured_thresholds())
 
 
 def _daily_table(days: _Days, thresholds: RagThresholds) -> pd.DataFrame:
@@ -786,7 +799,7 @@ def compliance_table(
 ) -> pd.DataFrame:
     """Return COMPLIANCE_COLUMNS per hot spot and period (PERIODS, in that order), for the
     reference date (default: today in the operation's time zone)."""
-    thresholds = thresholds or RagThresholds()
+    thresholds = thresholds or configured_thresholds()
     reference = reference_date or local_today(operation.tz)
     days = _load_days(session, operation, reference)
     last_visit = _last_visit_days(session, days.grid.hotspot_ids, reference)
@@ -1094,7 +1107,7 @@ def overview_table(
     That is the periods day, week, previous week (for the trend) and operation, and the
     longest gap of this week only, so of the visits only those around this week are read.
     """
-    thresholds = thresholds or RagThresholds()
+    thresholds = thresholds or configured_thresholds()
     reference = reference_date or local_today(operation.tz)
     bounds = period_bounds(operation, reference)
     week_first, week_last = bounds["week"]
@@ -1181,7 +1194,7 @@ def hot_spot_tables(
         [hotspot_id],
         visit_rows=[(hotspot_id, r[0], r[1], r[2], r[3]) for r in rows],
     )
-    daily = _daily_table(days, thresholds or RagThresholds())
+    daily = _daily_table(days, thresholds or configured_thresholds())
     cumulative = _cumulative_table(days, operation, hotspot_id)
     visits = visits_table([r for r in rows if operation.start_date <= r[0] <= reference], params)
     return daily, cumulative, visits

@@ -1,4 +1,4 @@
-"""The plan's tables: an operation, its hot spots and the phases of targets (DESIGN section 6).
+"""The plan's tables: an operation, its hot spots and the phases of targets (docs/plan.md).
 
 Kept apart from tracker.foundation.models so that this area can grow without touching the
 core schema; the Alembic environment imports this module so autogenerate sees its tables.

@@ -1,4 +1,4 @@
-"""Assurance figures over stop-and-search records and their reviews (DESIGN section 7): the
+"""Assurance figures over stop-and-search records and their reviews (docs/stops.md): the
 review queue, coverage, outcomes, find and arrest rates, and breakdowns with rates and
 disproportionality ratios. pandas over one frame of records; nothing here writes.
 """

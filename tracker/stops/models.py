@@ -1,4 +1,4 @@
-"""Stop-and-search records and their body-worn video (BWV) reviews (DESIGN section 7).
+"""Stop-and-search records and their body-worn video (BWV) reviews (docs/stops.md).
 
 Kept apart from tracker.foundation.models so that this area can grow without touching the
 core schema; the Alembic environment imports this module so autogenerate sees its tables.

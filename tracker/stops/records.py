@@ -1,4 +1,4 @@
-"""Stop and search records (DESIGN section 7): validation, import, linking.
+"""Stop and search records (docs/stops.md): validation, import, linking.
 
 Records come in as CSV (the columns of the public police.uk stop-and-search data, plus the
 force's own) or one at a time from a form or the API; both go through one validator. Each
@@ -455,11 +455,10 @@ def operation_ids(
 ) -> list[int | None]:
     """Return, per instant, the id of the operation whose local dates contain it, or None.
 
-    The plan's `operations` table may not exist yet (its migration ships separately); then
-    nothing is linked. Where operations overlap, the lowest id wins.
+    Where operations overlap, the lowest id wins.
     """
     result = np.full(len(occurred_at), None, dtype=object)
-    if not len(result) or not sa.inspect(session.connection()).has_table("operations"):
+    if not len(result):
         return result.tolist()
     operations = session.execute(select(OPERATIONS).order_by(OPERATIONS.c.id.desc())).all()
     instants = pd.DatetimeIndex(pd.to_datetime(list(occurred_at), utc=True))

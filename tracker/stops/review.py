@@ -1,4 +1,4 @@
-"""The BWV review workflow of a stop and search (DESIGN section 7): pending, then reviewed
+"""The BWV review workflow of a stop and search (docs/stops.md): pending, then reviewed
 (no issues / learning identified / referred) or no footage; every change audited.
 
 Functions take a Session and never commit.
