@@ -9,7 +9,9 @@ it generates synthetic patrols (fixed seed, vectorised), then reports the median
 --runs runs of:
 
   (a) HotSpotSet.classify(lon, lat) over all pings, in points/s;
-  (b) the whole compute_dosage(frame, hot_spots, DosageParams()), in pings/s;
+  (b) the whole compute_dosage(frame, hot_spots, DosageParams()), in pings/s, with the
+      default crossing rule (interpolate) and, as the baseline of its cost, with the
+      endpoint rule;
   (c) a naive baseline (a Python loop per point over every hot spot with shapely
       `covers`) on a subsample, in points/s, and the speed-up of (a) over it;
   (d) the peak RSS (ru_maxrss) of a fresh subprocess that loads the pings and runs
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from tracker.dosage.engine import DosageParams, compute_dosage  # noqa: E402
+from tracker.dosage.engine import ENDPOINTS, DosageParams, compute_dosage  # noqa: E402
 from tracker.dosage.geofence import HotSpot, HotSpotSet, load_hot_spots  # noqa: E402
 from tracker.dosage.pings import PING_COLUMNS  # noqa: E402
 
@@ -373,6 +376,11 @@ def run_case(name: str, hot_spots: HotSpotSet, args: argparse.Namespace, n_naive
         lambda: compute_dosage(frame, hot_spots, params), args.runs
     )
     print(f"[{name}] compute_dosage {t_dose:.3f} s", file=sys.stderr)
+    endpoints = replace(params, crossing_rule=ENDPOINTS)
+    t_ends, _, ends_times = median_time(
+        lambda: compute_dosage(frame, hot_spots, endpoints), args.runs
+    )
+    print(f"[{name}] compute_dosage, endpoint rule {t_ends:.3f} s", file=sys.stderr)
     memory = None if args.no_memory else peak_memory_mb(frame, name)
     return {
         "set": f"{len(hot_spots):,} ({'demo' if name == 'demo' else 'generated'})",
@@ -383,6 +391,8 @@ def run_case(name: str, hot_spots: HotSpotSet, args: argparse.Namespace, n_naive
         "n_naive": len(sample),
         "dose": len(frame) / t_dose,
         "t_dose": t_dose,
+        "dose_endpoints": len(frame) / t_ends,
+        "ends_times": ends_times,
         "memory": memory,
         "cls_times": cls_times,
         "dose_times": dose_times,
@@ -463,9 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "| Hot spots | Pings in a hot spot | Credited spans | classify (points/s) "
         "| Naive covers loop (points/s, sample) | classify / naive "
-        "| compute_dosage (pings/s) | compute_dosage (s) | Peak RSS (MB) |"
+        "| compute_dosage (pings/s) | compute_dosage (s) | endpoint rule (pings/s) "
+        "| default / endpoint time | Peak RSS (MB) |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         mem = (
             "-"
@@ -475,13 +486,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['set']} | {r['inside']:.1%} | {r['spans']:,} | {_fmt(r['cls'])} "
             f"| {_fmt(r['naive'])} ({r['n_naive']:,}) | {r['cls'] / r['naive']:,.0f}× "
-            f"| {_fmt(r['dose'])} | {r['t_dose']:.2f} | {mem} |"
+            f"| {_fmt(r['dose'])} | {r['t_dose']:.2f} | {_fmt(r['dose_endpoints'])} "
+            f"| {r['dose_endpoints'] / r['dose']:.2f} | {mem} |"
         )
     print()
     for r in rows:
         for what, (wall, cpu) in (
             ("classify", r["cls_times"]),
             ("compute_dosage", r["dose_times"]),
+            ("compute_dosage, endpoint rule", r["ends_times"]),
         ):
             print(
                 f"- {r['set']}, {what}: wall {', '.join(f'{t:.3f}' for t in wall)} s; "

@@ -1,15 +1,20 @@
 """The dosage engine against docs/dosage.md, rule by rule, with figures worked by hand.
 
-Unless a test says otherwise the parameters are the defaults (max_gap_s 180, max_accuracy_m
-100, visit_merge_gap_s 60, min_visit_s 120, no speed rule, Europe/London) and the day is
-2026-01-14, when London is on GMT (local time = UTC).
+The figures here are those of the endpoint crediting rule (a span counts whole, to the hot
+spots containing both of its pings), which makes them easy to work by hand; the
+interpolating rule, the default, has its own hand-checked cases in test_crossing_rule.py.
+Otherwise the parameters are the defaults (max_gap_s 180, max_accuracy_m 100,
+visit_merge_gap_s 60, min_visit_s 120, no speed rule, Europe/London) unless a test says
+otherwise, and the day is 2026-01-14, when London is on GMT (local time = UTC).
 """
 
 from datetime import date
+from functools import partial
 
 import pandas as pd
 import pytest
 
+from tests import builders
 from tests.builders import (
     BETWEEN_SPOTS,
     BOX_A,
@@ -20,7 +25,6 @@ from tests.builders import (
     ON_HOLE_EDGE,
     OUTSIDE,
     at,
-    dosage,
     hot_spot_set,
     ping,
     raw_ping,
@@ -31,8 +35,11 @@ from tracker.dosage.engine import (
     DAILY_COLUMNS,
     DEVICE_DAILY_COLUMNS,
     DEVICE_VISIT_COLUMNS,
+    ENDPOINTS,
     VISIT_COLUMNS,
 )
+
+dosage = partial(builders.dosage, crossing_rule=ENDPOINTS)
 
 T0 = "2026-01-14T12:00:00+00:00"
 DAY = date(2026, 1, 14)

@@ -11,6 +11,7 @@ import json
 import random
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +22,7 @@ from sqlalchemy import delete, func, select
 
 from tests.builders import feature_collection, square_feature
 from tracker.dosage import recompute
-from tracker.dosage.engine import DAILY_COLUMNS, DosageParams, compute_dosage
+from tracker.dosage.engine import DAILY_COLUMNS, ENDPOINTS, DosageParams, compute_dosage
 from tracker.dosage.geofence import HotSpot, HotSpotSet, load_hot_spots, parse_hot_spots
 from tracker.dosage.ingest import BatchOutcome, Message, store_messages
 from tracker.dosage.payloads import Limits
@@ -72,20 +73,20 @@ def native(device: str, body) -> Message:
     return Message(f"patrol/{device}/location", json.dumps(body).encode())
 
 
-def load_demo(db) -> None:
+def load_demo(db, params: DosageParams = PARAMS) -> None:
     with db.begin() as session:
-        replace_hot_spots(session, DEMO, PARAMS)
+        replace_hot_spots(session, DEMO, params)
 
 
-def store(db, pings: list[Ping]) -> None:
+def store(db, pings: list[Ping], params: DosageParams = PARAMS) -> None:
     with db.begin() as session:
-        store_pings(session, pings, PARAMS)
+        store_pings(session, pings, params)
 
 
-def catch_up(db) -> int:
+def catch_up(db, params: DosageParams = PARAMS) -> int:
     with db() as session:
         hot_spots = stored_hot_spots(session)
-    return bring_up_to_date(db.begin, hot_spots, PARAMS)
+    return bring_up_to_date(db.begin, hot_spots, params)
 
 
 def ping_rows(db) -> list[tuple]:
@@ -466,6 +467,8 @@ def daily_figures(db) -> dict[tuple[str, str], tuple[float, float, int]]:
     ],
 )
 def test_a_late_ping_changes_only_the_right_figures(db, late, changed):
+    """Worked by hand for the endpoint rule (whole spans between pings in a hot spot)."""
+    params = replace(PARAMS, crossing_rule=ENDPOINTS)
     pings = [
         *minute_track("radio-1", at("10:00"), range(5), IN_LE01),  # 10:00-10:04
         *minute_track("radio-1", at("10:08"), range(5), IN_LE01),  # 10:08-10:12
@@ -474,9 +477,9 @@ def test_a_late_ping_changes_only_the_right_figures(db, late, changed):
         *minute_track("radio-3", at("23:50:30"), range(9), IN_LE05),  # to 23:58:30
         *minute_track("radio-3", at("00:02:00", "2026-06-11"), range(4), IN_LE05),  # to 00:05
     ]
-    load_demo(db)
-    store(db, pings)
-    catch_up(db)
+    load_demo(db, params)
+    store(db, pings, params)
+    catch_up(db, params)
     before = daily_figures(db)
     assert before == {
         ("LE01", "2026-06-09"): (9.0, 9.0, 1),
@@ -486,11 +489,11 @@ def test_a_late_ping_changes_only_the_right_figures(db, late, changed):
         ("LE05", "2026-06-11"): (3.0, 3.0, 1),
     }
 
-    store(db, [late])
-    catch_up(db)
+    store(db, [late], params)
+    catch_up(db, params)
 
     assert daily_figures(db) == {**before, **changed}
-    assert stored_dosage(db) == expected_dosage([*pings, late], DEMO)
+    assert stored_dosage(db) == expected_dosage([*pings, late], DEMO, params)
 
 
 def test_a_late_ping_requeues_only_its_device_days(db):

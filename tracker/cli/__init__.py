@@ -10,7 +10,7 @@ import gc
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracker.cli import dosage, plan, stops, users
+from tracker.cli import dosage, plan, stops, users, validity
 from tracker.cli.options import db_option, open_database
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, upgrade
@@ -84,5 +84,6 @@ for command in (
     stops.stops,
     users.users,
     users.tokens,
+    validity.validity,
 ):
     main.add_command(command)

@@ -17,6 +17,7 @@ from tracker.cli.options import (
 )
 from tracker.dosage.devices import AssignmentError, load_assignments, parse_assignments
 from tracker.dosage.engine import (
+    CROSSING_RULES,
     DAILY_COLUMNS,
     DosageParams,
     compute_dosage,
@@ -69,6 +70,13 @@ def dosage_params_options(command):
             default=defaults.min_visit_s,
             show_default=True,
             help="Visits shorter than this are not counted.",
+        ),
+        click.option(
+            "--crossing-rule",
+            type=click.Choice(CROSSING_RULES),
+            default=defaults.crossing_rule,
+            show_default=True,
+            help="How a span between two pings is credited (docs/dosage.md, rule 4).",
         ),
         click.option(
             "--max-speed-kmh",

@@ -28,6 +28,12 @@ from tracker.foundation.clock import (
 
 EARTH_RADIUS_KM = 6371.0088
 
+# How a span between two pings is credited (rule 3): to the hot spots containing both
+# pings, or, interpolating the straight path between them, the time of the part inside.
+ENDPOINTS = "endpoints"
+INTERPOLATE = "interpolate"
+CROSSING_RULES = (ENDPOINTS, INTERPOLATE)
+
 HOTSPOT_ID = "hotspot_id"
 DATE = "date"
 PRESENCE_MINUTES = "presence_minutes"
@@ -49,12 +55,18 @@ class DosageParams:
     min_visit_s: float = 120
     max_speed_kmh: float | None = None
     tz: str = "Europe/London"
+    crossing_rule: str = INTERPOLATE
 
     def __post_init__(self) -> None:
         for name in ("max_gap_s", "max_accuracy_m", "visit_merge_gap_s", "min_visit_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if self.crossing_rule not in CROSSING_RULES:
+            raise ValueError(
+                f"crossing_rule must be one of {', '.join(CROSSING_RULES)}, "
+                f"not {self.crossing_rule!r}"
+            )
         if self.max_speed_kmh is not None and not self.max_speed_kmh > 0:
             raise ValueError(f"max_speed_kmh must be > 0 or unset, not {self.max_speed_kmh!r}")
         try:
@@ -77,6 +89,7 @@ def configured_params() -> DosageParams:
             min_visit_s=settings.get("TRACKER_MIN_VISIT_S"),
             max_speed_kmh=settings.get("TRACKER_MAX_SPEED_KMH"),
             tz=settings.get("TRACKER_TZ"),
+            crossing_rule=settings.get("TRACKER_CROSSING_RULE"),
         )
     except ValueError as exc:  # SettingsError is one too
         raise settings.SettingsError(f"configuration: {exc}") from exc
@@ -234,23 +247,15 @@ def credited_spans(
         hours = np.maximum(dt_us, 1) / US_PER_HOUR
         pair_ok &= km / hours <= params.max_speed_kmh
     point, hot_spot = hot_spots.classify(lon, lat)
-    n_hot_spots = max(len(hot_spots), 1)
-    membership = point.astype(np.int64) * n_hot_spots + hot_spot  # sorted ascending
-    starts = np.zeros(len(device), dtype=bool)
-    starts[:-1] = pair_ok
-    candidate = starts[point]
-    wanted = (point[candidate].astype(np.int64) + 1) * n_hot_spots + hot_spot[candidate]
-    found = np.searchsorted(membership, wanted)
-    found = np.minimum(found, max(len(membership) - 1, 0))
-    hit = (membership[found] == wanted) if len(membership) else np.zeros(0, dtype=bool)
-    a = point[candidate][hit]
+    credit = _interpolated if params.crossing_rule == INTERPOLATE else _between_endpoints
+    spot, pair_start, start_us, end_us = credit(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat)
     ids = np.asarray(hot_spots.ids, dtype=object)
     spans = pd.DataFrame(
         {
-            HOTSPOT_ID: ids[hot_spot[candidate][hit]],
-            DEVICE_ID: devices[device[a]],
-            "start_us": t_us[a],
-            "end_us": t_us[a + 1],
+            HOTSPOT_ID: ids[spot],
+            DEVICE_ID: devices[device[pair_start]],
+            "start_us": start_us,
+            "end_us": end_us,
         },
         columns=SPAN_COLUMNS,
     )
@@ -261,6 +266,62 @@ def credited_spans(
         "credited_spans": len(spans),
     }
     return spans, counts
+
+
+def _between_endpoints(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat):
+    """Rule 3, endpoints: each pair a -> b credits [a.t, b.t] to every hot spot containing
+    both pings. Returns (hot spot, a, start_us, end_us) per credited span."""
+    n_hot_spots = max(len(hot_spots), 1)
+    membership = point.astype(np.int64) * n_hot_spots + hot_spot  # sorted ascending
+    starts = np.zeros(len(t_us), dtype=bool)
+    starts[:-1] = pair_ok
+    candidate = starts[point]
+    wanted = (point[candidate].astype(np.int64) + 1) * n_hot_spots + hot_spot[candidate]
+    hit = _is_member(membership, wanted)
+    a = point[candidate][hit]
+    return hot_spot[candidate][hit], a, t_us[a], t_us[a + 1]
+
+
+def _interpolated(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat):
+    """Rule 3, interpolate: the device is taken to move straight and steadily from a to b;
+    each hot spot is credited the time of the parts of that path inside it (edges inside,
+    holes outside), whether a, b, both or neither lie in it. Returns (hot spot, a,
+    start_us, end_us) per credited span, times rounded to the microsecond."""
+    a = np.flatnonzero(pair_ok)
+    b = a + 1
+    segment, spot = hot_spots.segment_candidates(lon[a], lat[a], lon[b], lat[b])
+    a, b = a[segment], b[segment]
+    n_hot_spots = max(len(hot_spots), 1)
+    membership = point.astype(np.int64) * n_hot_spots + hot_spot  # sorted ascending
+    in_a = _is_member(membership, a.astype(np.int64) * n_hot_spots + spot)
+    in_b = _is_member(membership, b.astype(np.int64) * n_hot_spots + spot)
+    still = (lon[a] == lon[b]) & (lat[a] == lat[b])
+    # Both ends in a convex hot spot (or a device standing still in one): the whole span,
+    # with no geometry. Anything else that may meet the hot spot is worked out exactly.
+    whole = in_a & in_b & (hot_spots.convex[spot] | still)
+    part = ~whole & ~still
+    row, f_start, f_end = hot_spots.inside_fractions(
+        lon[a[part]], lat[a[part]], lon[b[part]], lat[b[part]], spot[part]
+    )
+    pa = a[part][row]
+    dt = t_us[pa + 1] - t_us[pa]
+    start = t_us[pa] + np.rint(f_start * dt).astype(np.int64)
+    end = t_us[pa] + np.rint(f_end * dt).astype(np.int64)
+    kept = end > start
+    return (
+        np.concatenate([spot[whole], spot[part][row][kept]]),
+        np.concatenate([a[whole], pa[kept]]),
+        np.concatenate([t_us[a[whole]], start[kept]]),
+        np.concatenate([t_us[b[whole]], end[kept]]),
+    )
+
+
+def _is_member(membership: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Return, per wanted (point, hot spot) code, whether the sorted codes contain it."""
+    if not len(membership):
+        return np.zeros(len(wanted), dtype=bool)
+    found = np.minimum(np.searchsorted(membership, wanted), len(membership) - 1)
+    return membership[found] == wanted
 
 
 def timestamps_us(timestamps: pd.Series) -> np.ndarray:

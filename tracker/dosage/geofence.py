@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,39 @@ class HotSpot:
         }
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """Cells over a hot spot set's bounding box and the hot spots overlapping each cell."""
+
+    min_x: float
+    min_y: float
+    scale_x: float
+    scale_y: float
+    nx: int
+    cell_hot_spots: np.ndarray  # hot spot indexes, grouped by cell
+    cell_count: np.ndarray
+    cell_start: np.ndarray
+    bounds: np.ndarray  # (min_x, min_y, max_x, max_y) of each hot spot
+
+    def column(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.min_x) * self.scale_x).astype(np.int64)
+
+    def row(self, y: np.ndarray) -> np.ndarray:
+        return ((y - self.min_y) * self.scale_y).astype(np.int64)
+
+    def cell(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.row(y) * self.nx + self.column(x)
+
+    def candidates(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (index into `cells`, hot spot) for every hot spot of each cell."""
+        count = self.cell_count[cells]
+        has = np.flatnonzero(count)
+        count = count[has]
+        first = np.cumsum(count) - count
+        slot = np.arange(int(count.sum())) + np.repeat(self.cell_start[cells[has]] - first, count)
+        return np.repeat(has, count), self.cell_hot_spots[slot]
+
+
 class HotSpotSet:
     """An indexed, immutable set of hot spots that classifies points in bulk."""
 
@@ -55,6 +88,20 @@ class HotSpotSet:
         shapely.prepare(self._geometries)
         self._tree = shapely.STRtree(self._geometries)
         self._bounds = tuple(shapely.total_bounds(self._geometries)) if len(self) else None
+        # A straight segment between two points of a convex hot spot lies inside it, and
+        # a segment is clipped to one by arithmetic on its edges (_clip_convex).
+        self.convex = np.array(
+            [
+                h.geometry.geom_type == "Polygon"
+                and not h.geometry.interiors
+                and h.geometry.equals(h.geometry.convex_hull)
+                for h in self.hot_spots
+            ],
+            dtype=bool,
+        )
+        self._edge_x, self._edge_y, self._normal_x, self._normal_y = _convex_edges(
+            self.hot_spots, self.convex
+        )
 
     def __len__(self) -> int:
         return len(self.hot_spots)
@@ -96,15 +143,18 @@ class HotSpotSet:
         point, hot_spot = self._grid_pairs(x, y)
         return near[point].astype(np.intp), hot_spot.astype(np.intp)
 
-    def _grid_pairs(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (point, hot spot) pairs of points inside hot spots, by bucketing in a grid."""
+    def _grid(self, cells_needed: Callable[[float, float], int], budget: int) -> _Grid:
+        """Return a grid over the set's bounding box, with the hot spots whose bounding box
+        overlaps each cell. Cells start at half the median hot spot's size and are coarsened
+        until the grid, the (cell, hot spot) table and `cells_needed(scale_x, scale_y)` (the
+        caller's own cell lookups) all fit within `budget`."""
         min_x, min_y, max_x, max_y = self._bounds
         bounds = shapely.bounds(self._geometries)
         width = max(float(np.median(bounds[:, 2] - bounds[:, 0])) / 2, 1e-9)
         height = max(float(np.median(bounds[:, 3] - bounds[:, 1])) / 2, 1e-9)
         while True:
-            # One monotonic mapping (offsets are >= 0, so truncation is floor) places both
-            # points and bounding boxes, so a point inside a box lands in one of its cells.
+            # One monotonic mapping (offsets are >= 0, so truncation is floor) places
+            # points and bounding boxes alike, so a point inside a box lands in its cells.
             scale_x, scale_y = 1.0 / width, 1.0 / height
             nx = int((max_x - min_x) * scale_x) + 1
             ny = int((max_y - min_y) * scale_y) + 1
@@ -115,12 +165,9 @@ class HotSpotSet:
             span_x = x1 - x0 + 1
             per_hot_spot = span_x * (y1 - y0 + 1)
             n_pairs = int(per_hot_spot.sum())
-            # Coarsen when the grid or the (cell, hot spot) table would get too big.
-            budget = 4 * len(x) + 65_536
-            if nx * ny <= budget and n_pairs <= budget:
+            if nx * ny <= budget and n_pairs <= budget and cells_needed(scale_x, scale_y) <= budget:
                 break
             width, height = 2 * width, 2 * height
-
         # (cell, hot spot) pairs for every cell each bounding box overlaps, grouped by cell
         # with hot spots ascending within a cell (stable sort of hot-spot-ordered pairs).
         hot_spot_of = np.repeat(np.arange(len(bounds)), per_hot_spot)
@@ -129,23 +176,27 @@ class HotSpotSet:
             x0[hot_spot_of] + k % span_x[hot_spot_of]
         )
         by_cell = np.argsort(cell_of, kind="stable")
-        cell_hot_spots = hot_spot_of[by_cell]
         cell_count = np.bincount(cell_of, minlength=nx * ny)
-        cell_start = np.cumsum(cell_count) - cell_count
+        return _Grid(
+            min_x,
+            min_y,
+            scale_x,
+            scale_y,
+            nx,
+            hot_spot_of[by_cell],
+            cell_count,
+            np.cumsum(cell_count) - cell_count,
+            bounds,
+        )
 
+    def _grid_pairs(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (point, hot spot) pairs of points inside hot spots, by bucketing in a grid."""
+        grid = self._grid(lambda _sx, _sy: 0, 4 * len(x) + 65_536)
         # Expand each point into its cell's candidates, then filter by bounding box and
         # test exactly. Candidates come out sorted by point, then hot spot.
-        column = ((x - min_x) * scale_x).astype(np.int64)
-        cell = ((y - min_y) * scale_y).astype(np.int64) * nx + column
-        count = cell_count[cell]
-        has = np.flatnonzero(count)
-        count = count[has]
-        first = np.cumsum(count) - count
-        slot = np.arange(int(count.sum())) + np.repeat(cell_start[cell[has]] - first, count)
-        point = np.repeat(has, count)
-        hot_spot = cell_hot_spots[slot]
+        point, hot_spot = grid.candidates(grid.cell(x, y))
         px, py = x[point], y[point]
-        box = bounds[hot_spot]
+        box = grid.bounds[hot_spot]
         keep = np.flatnonzero(
             (px >= box[:, 0]) & (px <= box[:, 2]) & (py >= box[:, 1]) & (py <= box[:, 3])
         )
@@ -153,9 +204,167 @@ class HotSpotSet:
         inside = shapely.intersects_xy(self._geometries[hot_spot], px[keep], py[keep])
         return point[inside], hot_spot[inside]
 
+    def segment_candidates(
+        self, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (segment, hot spot) pairs whose bounding boxes overlap, in no particular
+        order: every pair in which the straight segment (x0, y0)-(x1, y1) could meet the
+        hot spot. No geometry is built for many segments (see classify)."""
+        empty = np.empty(0, dtype=np.intp)
+        if not len(self.hot_spots) or not len(x0):
+            return empty, empty
+        lo_x, hi_x = np.minimum(x0, x1), np.maximum(x0, x1)
+        lo_y, hi_y = np.minimum(y0, y1), np.maximum(y0, y1)
+        min_x, min_y, max_x, max_y = self._bounds
+        near = np.flatnonzero((hi_x >= min_x) & (lo_x <= max_x) & (hi_y >= min_y) & (lo_y <= max_y))
+        if not len(near):
+            return empty, empty
+        if len(near) <= 1_000 + len(self.hot_spots):  # as in classify: the tree is cheaper
+            boxes = shapely.box(lo_x[near], lo_y[near], hi_x[near], hi_y[near])
+            segment, hot_spot = self._tree.query(boxes)  # bounding boxes that overlap
+            return near[segment].astype(np.intp), hot_spot.astype(np.intp)
+        # Clip to the set's box so that every segment's cells lie on the grid.
+        lo_x, hi_x = np.maximum(lo_x[near], min_x), np.minimum(hi_x[near], max_x)
+        lo_y, hi_y = np.maximum(lo_y[near], min_y), np.minimum(hi_y[near], max_y)
+
+        def cells_needed(scale_x: float, scale_y: float) -> int:
+            columns = ((hi_x - min_x) * scale_x).astype(np.int64) - (
+                (lo_x - min_x) * scale_x
+            ).astype(np.int64)
+            rows = ((hi_y - min_y) * scale_y).astype(np.int64) - ((lo_y - min_y) * scale_y).astype(
+                np.int64
+            )
+            return int(((columns + 1) * (rows + 1)).sum())
+
+        grid = self._grid(cells_needed, 4 * len(near) + 65_536)
+        c0, r0 = grid.column(lo_x), grid.row(lo_y)
+        span_c = grid.column(hi_x) - c0 + 1
+        per_segment = span_c * (grid.row(hi_y) - r0 + 1)
+        segment = np.repeat(np.arange(len(near)), per_segment)
+        k = np.arange(int(per_segment.sum())) - np.repeat(
+            np.cumsum(per_segment) - per_segment, per_segment
+        )
+        cell = (r0[segment] + k // span_c[segment]) * grid.nx + c0[segment] + k % span_c[segment]
+        row, hot_spot = grid.candidates(cell)
+        segment = segment[row]
+        box = grid.bounds[hot_spot]
+        keep = (
+            (hi_x[segment] >= box[:, 0])
+            & (lo_x[segment] <= box[:, 2])
+            & (hi_y[segment] >= box[:, 1])
+            & (lo_y[segment] <= box[:, 3])
+        )
+        n = len(self.hot_spots)
+        key = segment[keep].astype(np.int64) * n + hot_spot[keep]
+        # A segment over several cells meets a hot spot in every cell they share: keep
+        # each of its pairs once (most segments lie in one cell and need no sorting).
+        several = per_segment[segment[keep]] > 1
+        key = np.concatenate([key[~several], np.unique(key[several])])
+        return near[key // n].astype(np.intp), (key % n).astype(np.intp)
+
+    def inside_fractions(
+        self,
+        x0: np.ndarray,
+        y0: np.ndarray,
+        x1: np.ndarray,
+        y1: np.ndarray,
+        hot_spot: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the parts of straight segments that lie in hot spots (edges inside, holes
+        outside), as (row, start, end): row indexes the inputs, and start < end are
+        fractions of the way from (x0, y0) to (x1, y1). A segment may have several parts
+        (a concave hot spot, a hole) or none; a point of contact is not a part.
+
+        Convex hot spots are clipped in bulk with arithmetic (Cyrus-Beck); the others
+        through GEOS, for the segments that meet them.
+        """
+        convex = self.convex[hot_spot]
+        rows, starts, ends = [], [], []
+        for chosen, clip in ((convex, self._clip_convex), (~convex, self._clip_geometry)):
+            index = np.flatnonzero(chosen)
+            row, start, end = clip(x0[index], y0[index], x1[index], y1[index], hot_spot[index])
+            rows.append(index[row])
+            starts.append(start)
+            ends.append(end)
+        return np.concatenate(rows).astype(np.intp), np.concatenate(starts), np.concatenate(ends)
+
+    def _clip_convex(self, x0, y0, x1, y1, hot_spot):
+        """inside_fractions for convex hot spots: the segment is inside every edge's inner
+        half-plane (edge included) from t_lo to t_hi of the way, if t_lo < t_hi."""
+        start_x, start_y = self._edge_x[hot_spot], self._edge_y[hot_spot]
+        normal_x, normal_y = self._normal_x[hot_spot], self._normal_y[hot_spot]
+        # Inside edge k where num + t * den >= 0; padding edges have a zero normal.
+        num = (x0[:, None] - start_x) * normal_x + (y0[:, None] - start_y) * normal_y
+        den = (x1 - x0)[:, None] * normal_x + (y1 - y0)[:, None] * normal_y
+        never = ((den == 0) & (num < 0)).any(axis=1)  # parallel to an edge, beyond it
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -num / den
+        t_lo = np.maximum(np.where(den > 0, t, -np.inf).max(axis=1, initial=-np.inf), 0.0)
+        t_hi = np.minimum(np.where(den < 0, t, np.inf).min(axis=1, initial=np.inf), 1.0)
+        row = np.flatnonzero(~never & (t_hi > t_lo))
+        return row, t_lo[row], t_hi[row]
+
+    def _clip_geometry(self, x0, y0, x1, y1, hot_spot):
+        """inside_fractions through GEOS: any polygon, holes and multipolygons included."""
+        lines = shapely.linestrings(
+            np.stack([np.stack([x0, y0], axis=1), np.stack([x1, y1], axis=1)], axis=1)
+        )
+        geometries = self._geometries[hot_spot]
+        # Prepared predicates are cheap; intersections are not, so they are made only for
+        # segments that meet the boundary. A segment wholly inside is one part, 0 to 1.
+        whole = shapely.contains_properly(geometries, lines)
+        meets = np.flatnonzero(~whole & shapely.intersects(lines, geometries))
+        pieces = shapely.intersection(lines[meets], geometries[meets])
+        parts, row = shapely.get_parts(pieces, return_index=True)
+        row = meets[row]
+        lines_only = shapely.get_type_id(parts) == 1  # LineString; drop points of contact
+        parts, row = parts[lines_only], row[lines_only]
+        coords, part = shapely.get_coordinates(parts, return_index=True)
+        # Each part is collinear with its segment: its extent is the least and greatest
+        # position of its vertices along the segment.
+        dx, dy = (x1 - x0)[row], (y1 - y0)[row]
+        length2 = dx * dx + dy * dy
+        along = (
+            (coords[:, 0] - x0[row][part]) * dx[part] + (coords[:, 1] - y0[row][part]) * dy[part]
+        ) / length2[part]
+        along = np.clip(along, 0.0, 1.0)
+        start = np.full(len(parts), np.inf)
+        end = np.full(len(parts), -np.inf)
+        np.minimum.at(start, part, along)
+        np.maximum.at(end, part, along)
+        positive = end > start
+        inside = np.flatnonzero(whole)
+        return (
+            np.concatenate([inside, row[positive]]),
+            np.concatenate([np.zeros(len(inside)), start[positive]]),
+            np.concatenate([np.ones(len(inside)), end[positive]]),
+        )
+
     def to_geojson(self) -> dict[str, Any]:
         """Return the set as a GeoJSON FeatureCollection."""
         return {"type": "FeatureCollection", "features": [h.to_feature() for h in self]}
+
+
+def _convex_edges(hot_spots: Sequence[HotSpot], convex: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Return, per hot spot and edge (padded to the most edges), the edge's start and its
+    inward normal; zero normals for padding and for hot spots that are not convex."""
+    rings = [
+        np.asarray(h.geometry.exterior.coords) if is_convex else np.zeros((1, 2))
+        for h, is_convex in zip(hot_spots, convex, strict=True)
+    ]
+    edges = max((len(r) - 1 for r in rings), default=0) or 1
+    shape = (len(rings), edges)
+    start_x, start_y, normal_x, normal_y = (np.zeros(shape) for _ in range(4))
+    for i, ring in enumerate(rings):
+        if len(ring) < 2:
+            continue
+        dx, dy = np.diff(ring[:, 0]), np.diff(ring[:, 1])
+        # Inward is to the left of a counter-clockwise ring, to the right of a clockwise one.
+        turn = 1.0 if shapely.is_ccw(shapely.linearrings(ring)) else -1.0
+        n = len(dx)
+        start_x[i, :n], start_y[i, :n] = ring[:-1, 0], ring[:-1, 1]
+        normal_x[i, :n], normal_y[i, :n] = -dy * turn, dx * turn
+    return start_x, start_y, normal_x, normal_y
 
 
 def load_hot_spots(path: str | Path) -> HotSpotSet:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from tracker.dosage.engine import (
     DATE,
     HOTSPOT_ID,
+    INTERPOLATE,
     SPAN_COLUMNS,
     DosageParams,
     credited_spans,
@@ -41,7 +42,7 @@ from tracker.dosage.engine import (
 )
 from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.pings import ACCURACY_M, DEVICE_ID, LAT, LON, SPEED_KMH, TIMESTAMP
-from tracker.dosage.store import enqueue
+from tracker.dosage.store import days_between, enqueue
 from tracker.foundation.clock import (
     US_PER_HOUR,
     US_PER_S,
@@ -100,9 +101,7 @@ def _lock(session: Session, name: str) -> None:
 
 def span_days(start_us: int, end_us: int, zone: ZoneInfo) -> list[date]:
     """Return the local days a span [start, end] has time on."""
-    first = local_date(start_us, zone)
-    last = local_date(max(start_us, end_us - 1), zone)
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return days_between(local_date(start_us, zone), local_date(max(start_us, end_us - 1), zone))
 
 
 def rebuild_device_days(
@@ -118,12 +117,18 @@ def rebuild_device_days(
     gap_us = int(params.max_gap_s * US_PER_S)
     for device_id, days in by_device.items():
         bounds = [local_days_us(d, d, zone) for d in days]
-        low, high = min(b[0] for b in bounds), max(b[1] for b in bounds) + gap_us
+        # The pings up to max_gap_s either side: a span is kept on the day it starts, and
+        # interpolated, a pair begun the day before can start a span on a claimed day.
+        low = min(b[0] for b in bounds) - gap_us
+        high = max(b[1] for b in bounds) + gap_us
         pings = _pings_frame(session, device_id, low, high)
-        # A day without pings of its own keeps its spans: only the retention purge deletes
-        # pings, and what they credited must outlive them.
-        ping_us = pings[TIMESTAMP].to_numpy("datetime64[us]").astype(np.int64)
-        bounds = [(a, b) for a, b in bounds if ((ping_us >= a) & (ping_us < b)).any()]
+        # Only the retention purge deletes pings, and what they credited must outlive them:
+        # a day without pings of its own keeps its spans, and a day with no ping before it
+        # rebuilds only from its first ping on (interpolated, a pair begun on a purged day
+        # may have credited the start of the day).
+        ping_us = np.sort(pings[TIMESTAMP].to_numpy("datetime64[us]").astype(np.int64))
+        bounds = [_rebuildable(ping_us, a, b, gap_us) for a, b in bounds]
+        bounds = [(a, b) for a, b in bounds if a < b]
         if not bounds:
             continue
         spans, _ = credited_spans(pings, hot_spots, params)
@@ -152,6 +157,19 @@ def rebuild_device_days(
     enqueue(session, DirtyHotSpotDay, touched)
     _release(session, DirtyDeviceDay, DirtyDeviceDay.device_id, claims)
     return len(claims)
+
+
+def _rebuildable(ping_us: np.ndarray, day_start: int, day_end: int, gap_us: int) -> tuple[int, int]:
+    """Return the part [from, day_end) of a day whose spans its pings can rebuild: the whole
+    day after a ping at most max_gap_s before it, else from the day's first ping (empty
+    without one). `ping_us` is sorted."""
+    first = np.searchsorted(ping_us, day_start - gap_us)
+    if first < len(ping_us) and ping_us[first] < day_start:
+        return day_start, day_end
+    own = np.searchsorted(ping_us, day_start)
+    if own < len(ping_us) and ping_us[own] < day_end:
+        return int(ping_us[own]), day_end
+    return day_end, day_end
 
 
 def _pings_frame(session: Session, device_id: str, low_us: int, high_us: int) -> pd.DataFrame:
@@ -361,11 +379,18 @@ def enqueue_all_device_days(
         )
     keys: set[tuple[str, date]] = set()
     gap_us = int(params.max_gap_s * US_PER_S)
+    interpolate = params.crossing_rule == INTERPOLATE
     for device_id, hour_index in session.execute(statement):
-        # Every hour's start and end, and max_gap_s before them, covers all days touched.
+        # Every hour's start and end, and max_gap_s before them, covers all days touched;
+        # interpolating, every day up to max_gap_s after them too (affected_device_days).
         for t in (hour_index * US_PER_HOUR, (hour_index + 1) * US_PER_HOUR - 1):
             keys.add((device_id, local_date(t, zone)))
             keys.add((device_id, local_date(t - gap_us, zone)))
+            if interpolate:
+                last = local_date(t + gap_us, zone)
+                keys.update(
+                    (device_id, d) for d in days_between(local_date(t - gap_us, zone), last)
+                )
     if from_day is not None or to_day is not None:
         keys = {
             (d, day)

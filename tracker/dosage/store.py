@@ -16,7 +16,7 @@ from sqlalchemy import Table, and_, delete, func, literal_column, not_, or_, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tracker.dosage.engine import DosageParams
+from tracker.dosage.engine import INTERPOLATE, DosageParams
 from tracker.dosage.geofence import HotSpot, HotSpotSet
 from tracker.dosage.pings import Ping
 from tracker.foundation.clock import (
@@ -149,17 +149,29 @@ def affected_device_days(pings: Iterable[Ping], params: DosageParams) -> set[tup
     """Return the device-days whose spans a new ping may change.
 
     A ping at t starts a span on its own day and may end the span of a predecessor up
-    to max_gap_s earlier, which can lie on the previous local day.
+    to max_gap_s earlier, which can lie on the previous local day. Interpolating, a span
+    starts where the path enters a hot spot, anywhere up to max_gap_s after its first
+    ping: every day from t - max_gap_s to t + max_gap_s can change.
     """
     day_of = _LocalDates(ZoneInfo(params.tz))
     gap_us = int(params.max_gap_s * US_PER_S)
     days: set[tuple[str, date]] = set()
     add = days.add
+    interpolate = params.crossing_rule == INTERPOLATE
     for ping in pings:
         device, t_us = ping.device_id, ping.t_us
         add((device, day_of(t_us)))
         add((device, day_of(t_us - gap_us)))
+        if interpolate:
+            days.update(
+                (device, d) for d in days_between(day_of(t_us - gap_us), day_of(t_us + gap_us))
+            )
     return days
+
+
+def days_between(first: date, last: date) -> list[date]:
+    """Return the local dates from `first` to `last` inclusive."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 class _LocalDates:

@@ -66,6 +66,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRACKER_VISIT_MERGE_GAP_S", 60.0, "Breaks up to this long do not end a visit.", float),
     Setting("TRACKER_MIN_VISIT_S", 120.0, "Visits shorter than this are not counted.", float),
     Setting(
+        "TRACKER_CROSSING_RULE",
+        "interpolate",
+        "How a span between two pings is credited: 'interpolate' (the time of the part of "
+        "the straight path inside each hot spot) or 'endpoints' (the whole span, only to "
+        "hot spots containing both pings; the earlier rule, to reproduce its figures).",
+    ),
+    Setting(
         "TRACKER_MAX_SPEED_KMH",
         None,
         "If set, faster spans credit nothing (empty: off).",
