@@ -113,7 +113,9 @@ def _charts(summary: pd.DataFrame, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     every = summary[summary["size"] == "all"]
-    default_gap = every[every["max_gap_s"] == DosageParams.max_gap_s]
+    default_gap = every[
+        (every["max_gap_s"] == DosageParams.max_gap_s) & every["gps"].isin(("exact", "documented"))
+    ]
     for figure in ("presence", "visits", "officer"):
         fig, ax = plt.subplots(figsize=(7, 4))
         for (gps, rule), part in default_gap[default_gap["figure"] == figure].groupby(

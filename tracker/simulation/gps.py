@@ -21,7 +21,7 @@ The error model (GpsErrorModel, all distances in metres):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,19 @@ class GpsErrorModel:
     def exact(cls) -> GpsErrorModel:
         """No error, no missed fixes, no gaps: every scheduled fix exactly on the path."""
         return cls(0.0, 0.0, 0.0, 20.0, 0.0, (0.0, 0.0), 0.0, 0.0, math.inf, (0.0, 0.0), 0.0)
+
+    @classmethod
+    def only(cls, part: str) -> GpsErrorModel:
+        """The documented model reduced to one part: "noise" (the normal error, with its
+        urban canyons), "outliers" (with their reported accuracy) or "gaps" (missed fixes
+        and coverage gaps); the rest exact."""
+        documented, exact = cls(), cls.exact()
+        fields = {
+            "noise": ("sigma_m", "canyon_sigma_m", "canyon_share", "correlation_s"),
+            "outliers": ("outlier_rate", "outlier_m", "outlier_hidden"),
+            "gaps": ("missed_rate", "gap_every_h", "gap_minutes"),
+        }[part]
+        return replace(exact, **{name: getattr(documented, name) for name in fields})
 
 
 def sample_pings(
@@ -84,7 +97,8 @@ def sample_pings(
         sigma[point[canyon[spot]]] = model.canyon_sigma_m
         east, north = _correlated_errors(t_us, rng, model.correlation_s)
         east, north = east * sigma, north * sigma
-        accuracy = 1.5 * sigma * rng.lognormal(0.0, 0.3, len(t_us))
+        # Without normal error a device reports no accuracy, as for an exact fix.
+        accuracy = np.where(sigma > 0, 1.5 * sigma * rng.lognormal(0.0, 0.3, len(t_us)), np.nan)
         outlier = rng.random(len(t_us)) < model.outlier_rate
         if outlier.any():
             size = rng.uniform(*model.outlier_m, outlier.sum())
@@ -102,7 +116,7 @@ def sample_pings(
                     TIMESTAMP: pd.to_datetime(t_us, unit="us", utc=True),
                     LAT: lat + north / METRES_PER_DEGREE,
                     LON: lon + east / (METRES_PER_DEGREE * cos_lat),
-                    ACCURACY_M: np.round(accuracy, 1) if model.sigma_m else np.nan,
+                    ACCURACY_M: np.round(accuracy, 1),
                 }
             )
         )

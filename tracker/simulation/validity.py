@@ -63,6 +63,10 @@ class StudyDesign:
     models: tuple[tuple[str, GpsErrorModel], ...] = (
         ("exact", GpsErrorModel.exact()),
         ("documented", GpsErrorModel()),
+        # Each part of the documented model alone, to see where its error comes from.
+        ("noise only", GpsErrorModel.only("noise")),
+        ("outliers only", GpsErrorModel.only("outliers")),
+        ("gaps only", GpsErrorModel.only("gaps")),
     )
 
 
@@ -88,7 +92,13 @@ def measurements(hot_spots: HotSpotSet, design: StudyDesign) -> pd.DataFrame:
                             continue  # no two pings would ever be close enough
                         params = replace(design.base, crossing_rule=rule, max_gap_s=max_gap)
                         measured = _figures(compute_dosage(pings, hot_spots, params).daily)
-                        both = truth.join(measured, how="outer", rsuffix="_measured").fillna(0)
+                        both = truth.merge(
+                            measured,
+                            how="outer",
+                            left_index=True,
+                            right_index=True,
+                            suffixes=("", "_measured"),
+                        ).fillna(0)
                         both = both.reset_index()
                         both["gps"], both["interval_s"], both["seed"] = gps, interval, seed
                         both["crossing_rule"], both["max_gap_s"] = rule, max_gap
