@@ -55,7 +55,7 @@ def jsonl(*records) -> str:
         # Values where seconds * 1e6 in binary floating point would truncate to one less.
         ("0.000498", 498),
         (0.000498, 498),
-        ("253402300000.081427", 253_402_300_000_081_427),
+        ("4102444799.081427", 4_102_444_799_081_427),  # the last second handled (2099)
     ],
 )
 def test_parse_timestamp_gives_exact_integer_microseconds(value, expected_us):

@@ -38,6 +38,7 @@ PING_COLUMNS = (*REQUIRED_COLUMNS, ACCURACY_M, SPEED_KMH)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _MAX_EPOCH_S = 253402300799  # 9999-12-31T23:59:59Z
+_END_EPOCH_S = 4102444800  # 2100-01-01T00:00:00Z: after parsing.LATEST_DAY
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 MAX_DEVICE_ID_LENGTH = 128
 
@@ -91,6 +92,10 @@ def parse_timestamp(value: Any) -> int:
         raise PingError(
             f"timestamp {value!r} has no UTC offset and is ambiguous; add 'Z' or '+01:00'"
         )
+    try:
+        parsing.check_day(moment.astimezone(UTC).date())
+    except ValueError as exc:
+        raise PingError(f"timestamp {value!r}: {exc}") from None
     return (moment - _EPOCH) // _ONE_US
 
 
@@ -103,6 +108,10 @@ def _epoch_seconds_to_us(seconds: Decimal | int) -> int:
         raise PingError(
             f"epoch timestamp {seconds} is out of range (expected seconds since 1970, "
             "not milliseconds)"
+        )
+    if seconds >= _END_EPOCH_S:
+        raise PingError(
+            f"epoch timestamp {seconds} is after {parsing.LATEST_DAY}, the last date handled"
         )
     return int((Decimal(seconds) * 1_000_000).to_integral_value())
 

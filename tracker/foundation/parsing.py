@@ -50,6 +50,12 @@ def parse_day(text: str) -> date:
         day = date.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"expected a date as YYYY-MM-DD, not {text[:20]!r}") from None
+    return check_day(day)
+
+
+def check_day(day: date) -> date:
+    """Return a date between EARLIEST_DAY and LATEST_DAY (every date the tracker accepts from
+    outside: query dates, plans, stops, pings, assignments), or raise ValueError."""
     if not EARLIEST_DAY <= day <= LATEST_DAY:
         raise ValueError(f"{day} is outside the dates handled, {EARLIEST_DAY} to {LATEST_DAY}")
     return day

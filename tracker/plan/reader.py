@@ -3,6 +3,7 @@ read. The format is documented in docs/plan.md; what it reads into is tracker.pl
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,6 +33,8 @@ from tracker.plan.targets import (
     PlanError,
     parse_window,
 )
+
+MAX_OPERATION_DAYS = 5 * 365 + 2  # five years, leap days included
 
 
 @dataclass
@@ -114,13 +117,15 @@ class _Reader:
         if isinstance(value, datetime):
             self.error(_line(node), field_name, "expected a date (YYYY-MM-DD), not a time")
             return None
-        if isinstance(value, date):
-            return value
         if isinstance(value, str):
+            with contextlib.suppress(ValueError):  # reported below as not a date
+                value = date.fromisoformat(value.strip())
+        if isinstance(value, date):
             try:
-                return date.fromisoformat(value.strip())
-            except ValueError:
-                pass
+                return parsing.check_day(value)
+            except ValueError as exc:
+                self.error(_line(node), field_name, str(exc))
+                return None
         if value is not None or isinstance(node, yaml.ScalarNode):
             self.error(_line(node), field_name, f"expected a date (YYYY-MM-DD), not {value!r}")
         return None
@@ -231,6 +236,14 @@ def parse_plan(text: str, source: str = "plan", default_tz: str = DosageParams.t
     end = reader.date(top["end"][1], "end") if "end" in top else None
     if start and end and end < start:
         reader.error(_line(top["end"][1]), "end", f"{end} is before the start {start}")
+        start = end = None
+    elif start and end and (end - start).days + 1 > MAX_OPERATION_DAYS:
+        reader.error(
+            _line(top["end"][1]),
+            "end",
+            f"the operation would run {(end - start).days + 1:,} days; at most "
+            f"{MAX_OPERATION_DAYS:,} (5 years)",
+        )
         start = end = None
     tz = reader.text(top["tz"][1], "tz", 64) if "tz" in top else default_tz
     if tz is not None:

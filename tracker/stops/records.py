@@ -277,6 +277,10 @@ def _occurred_at(value: Any, naive_tz: str | None, now: datetime) -> datetime:
     moment = moment.astimezone(UTC)
     if moment > now + MAX_FUTURE:
         raise ValueError(f"bad {label} {value!r}: it is in the future")
+    try:
+        parsing.check_day(moment.date())
+    except ValueError as exc:
+        raise ValueError(f"bad {label} {value!r}: {exc}") from None
     return moment
 
 
