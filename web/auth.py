@@ -12,9 +12,11 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_limiter import Limiter
@@ -34,6 +36,7 @@ login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address)
 
 SUPERVISORS = ("supervisor",)
+ANONYMOUS_ACTOR = "(anonymous)"
 DOSAGE_READERS = ("admin", "supervisor", "assurance")
 
 
@@ -62,17 +65,27 @@ def _load_user(user_id: str) -> SignedInUser | None:
     return SignedInUser(user) if user is not None and user.active else None
 
 
-@login_manager.request_loader
-def _load_user_from_token(req) -> SignedInUser | None:
-    header = req.headers.get("Authorization", "")
+def authenticate_bearer() -> bool:
+    """Sign this request in by its bearer token, if it has one, and return whether that
+    token was valid.
+
+    A request with `Authorization: Bearer ...` is its token's alone: whatever session
+    cookie comes with it is not read (a stale or foreign cookie would otherwise fail the
+    session protection and refuse a valid token), and an invalid token leaves the request
+    anonymous. Only a request signed in this way may skip the CSRF check.
+    """
+    header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
-        return None
-    db = get_db()
-    user = user_for_token(db, header.removeprefix("Bearer ").strip())
-    if user is None:
-        return None
-    db.commit()  # last_used
-    return SignedInUser(user, via_token=True)
+        return False
+    if "_login_user" not in g:  # Flask-Login's per-request user, set here before it loads one
+        db = get_db()
+        user = user_for_token(db, header.removeprefix("Bearer ").strip())
+        if user is not None:
+            db.commit()  # last_used
+        g._login_user = (
+            SignedInUser(user, via_token=True) if user else login_manager.anonymous_user()
+        )
+    return bool(getattr(g._login_user, "via_token", False))
 
 
 @login_manager.unauthorized_handler
@@ -117,12 +130,31 @@ def _login_key() -> str:
     return f"{get_remote_address()}:{(request.form.get('username') or '').strip().lower()}"
 
 
+def _sign_in_by_token() -> None:
+    """Before any view: a bearer token decides who is asking (the CSRF check asks first)."""
+    authenticate_bearer()
+
+
+def _claimed_name() -> str:
+    """The user name a log-in attempt gave, as an audit subject (bounded, printable)."""
+    name = (request.form.get("username") or "").strip()
+    return "".join(c if c.isprintable() else "?" for c in name[:64]) or "(none)"
+
+
+def _audit_lockout(_limit) -> None:
+    """Audit a log-in refused because its address and user name are rate-limited."""
+    db = get_db()
+    record(db, ANONYMOUS_ACTOR, "login locked out", _claimed_name())
+    db.commit()
+
+
 @blueprint.route("/login", methods=["GET", "POST"])
 @limiter.limit(
     lambda: current_app.config["LOGIN_RATE_LIMIT"],
     key_func=_login_key,
     methods=["POST"],
     deduct_when=lambda response: response.status_code != 302,
+    on_breach=_audit_lockout,
 )
 def login():
     """Show the log-in form; sign in on valid credentials (failures are rate-limited)."""
@@ -133,8 +165,13 @@ def login():
         if user is not None:
             record(db, user.username, "login", user.username)
             db.commit()
+            # A new session, and with it a new CSRF token: nothing set before signing in
+            # (by someone who planted the cookie) survives it.
+            session.clear()
             login_user(SignedInUser(user))
             return redirect(_safe_next(request.args.get("next")))
+        record(db, ANONYMOUS_ACTOR, "login failed", _claimed_name())
+        db.commit()
         flash("Unknown user name or wrong password.", "error")
         return render_template("login.html", form=form), 401
     return render_template("login.html", form=form), (400 if form.errors else 200)
@@ -143,12 +180,18 @@ def login():
 @blueprint.post("/logout")
 def logout():
     """Sign out (POST with a CSRF token, so a link elsewhere cannot sign anyone out)."""
+    if current_user.is_authenticated:
+        db = get_db()
+        record(db, current_user.username, "logout", current_user.username)
+        db.commit()
     logout_user()
+    session.clear()
     return redirect(url_for("auth.login"))
 
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
+    app.before_request(_sign_in_by_token)
     login_manager.session_protection = "strong"
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
