@@ -34,7 +34,13 @@ from tracker.dosage.recompute import (
     replace_hot_spots,
 )
 from tracker.dosage.reports import daily_report
-from tracker.dosage.store import MAX_DEAD_LETTER_PAYLOAD, purge_pings, store_pings, stored_hot_spots
+from tracker.dosage.store import (
+    MAX_DEAD_LETTER_PAYLOAD,
+    purge_pings,
+    store_dead_letters,
+    store_pings,
+    stored_hot_spots,
+)
 from tracker.foundation.models import (
     CreditedSpan,
     DailyDosage,
@@ -631,6 +637,21 @@ def test_figures_of_purged_days_survive_late_pings_and_recomputes(db):
         enqueue_all_device_days(session, PARAMS)
     catch_up(db)
     assert daily_figures(db)[("LE01", "2026-06-10")] == (10.0, 10.0, 1)
+
+
+def test_purge_removes_dead_letters_received_before_the_retention_period(db):
+    # Dead letters hold positions too: they go with the pings of the purged days.
+    with db.begin() as session:
+        store_dead_letters(session, "mqtt", [("patrol/r1/location", "bad", b"{}")] * 3)
+    with db.begin() as session:
+        letters = session.scalars(select(DeadLetter).order_by(DeadLetter.id)).all()
+        letters[0].received_at = at("23:59:59", "2026-06-10")  # before 11 June: purged
+        letters[1].received_at = at("00:00:00", "2026-06-11")  # the first kept instant
+    with db.begin() as session:
+        purge_pings(session, 1, PARAMS, now=at("08:00:00", "2026-06-12"))
+    with db() as session:
+        kept = session.scalars(select(DeadLetter.id).order_by(DeadLetter.id)).all()
+    assert kept == [letters[1].id, letters[2].id]
 
 
 def test_purge_removes_whole_local_days_only(db):

@@ -359,7 +359,9 @@ def hot_spot_fingerprint(session: Session) -> tuple:
 def purge_pings(
     session: Session, retention_days: int, params: DosageParams, now: datetime | None = None
 ) -> int:
-    """Delete raw pings older than the retention period; aggregates and spans stay.
+    """Delete raw pings older than the retention period, and the dead letters received
+    before it (they hold positions too); aggregates and spans stay. Returns the number of
+    pings deleted.
 
     Queued device-days inside the purged period are dropped too: rebuilding them from
     what is left would erase the spans that the purged pings had credited.
@@ -374,4 +376,6 @@ def purge_pings(
     cutoff_us = local_midnight_us(first_kept, zone)
     result = session.execute(delete(PingRow).where(PingRow.t_us < cutoff_us))
     session.execute(delete(DirtyDeviceDay).where(DirtyDeviceDay.day < first_kept))
+    cutoff = datetime.fromtimestamp(cutoff_us / US_PER_S, tz=UTC)
+    session.execute(delete(DeadLetter).where(DeadLetter.received_at < cutoff))
     return result.rowcount or 0
