@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,10 @@ from shapely.geometry.base import BaseGeometry
 from tracker.foundation import parsing
 
 POLYGON_TYPES = ("Polygon", "MultiPolygon")
+MAX_ID_LENGTH = 64  # the hot_spots table's columns
+MAX_NAME_LENGTH = 200
+MAX_VERTICES = 10_000  # a hot spot is a few streets; more makes every map and page slow
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class GeofenceError(ValueError):
@@ -415,11 +420,12 @@ def _parse_feature(feature: Any, where: str) -> HotSpot:
         raise GeofenceError(f"{where}: missing properties.id")
     if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
         raise GeofenceError(f"{where}: properties.id must be a string or integer")
-    hot_spot_id = str(raw_id).strip()
+    hot_spot_id = _checked_text(str(raw_id).strip(), MAX_ID_LENGTH, f"{where}: properties.id")
     where = f"{where} (id {hot_spot_id!r})"
     name = properties.get("name")
     if not isinstance(name, str) or not name.strip():
         raise GeofenceError(f"{where}: missing properties.name")
+    name = _checked_text(name.strip(), MAX_NAME_LENGTH, f"{where}: properties.name")
 
     geometry = feature.get("geometry")
     if not isinstance(geometry, Mapping):
@@ -434,11 +440,28 @@ def _parse_feature(feature: Any, where: str) -> HotSpot:
         raise GeofenceError(f"{where}: malformed {kind} coordinates ({exc})") from exc
     if polygon.is_empty:
         raise GeofenceError(f"{where}: the polygon is empty")
+    vertices = shapely.get_num_coordinates(polygon)
+    if vertices > MAX_VERTICES:
+        raise GeofenceError(
+            f"{where}: {vertices:,} vertices; a hot spot may have at most {MAX_VERTICES:,} "
+            "(simplify the polygon)"
+        )
     if not polygon.is_valid:
         reason = shapely.is_valid_reason(polygon)
         raise GeofenceError(f"{where}: invalid polygon: {reason}")
     others = {k: v for k, v in properties.items() if k not in ("id", "name")}
-    return HotSpot(id=hot_spot_id, name=name.strip(), geometry=polygon, properties=others)
+    return HotSpot(id=hot_spot_id, name=name, geometry=polygon, properties=others)
+
+
+def _checked_text(text: str, max_length: int, where: str) -> str:
+    """Return a hot spot's id or name if it fits its column and holds no control character
+    (nor a bidirectional override, which can make a name read as another), else raise."""
+    if len(text) > max_length:
+        raise GeofenceError(f"{where}: {len(text):,} characters; at most {max_length}")
+    bad = next((c for c in text if unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS), None)
+    if bad is not None:
+        raise GeofenceError(f"{where}: contains the control character U+{ord(bad):04X}")
+    return text
 
 
 def _check_coordinates(coordinates: Any, where: str) -> None:
