@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
 from tracker.accounts.audit import record
 from tracker.foundation.models import ApiToken, Officer, User, utc_now
 
 ROLES = ("admin", "supervisor", "assurance", "officer")
 MIN_PASSWORD_LENGTH = 12
+MIN_PASSWORD_SCORE = 3  # zxcvbn: 3 is "safely unguessable", 0-2 fall to a guessing attack
+MAX_CHECKED_PASSWORD = 100  # zxcvbn's time grows with length; longer passwords are not weak
 TOKEN_PREFIX = "hsd_"  # noqa: S105 (a prefix that makes leaked tokens easy to spot)
 # A constant hash to compare against when the user does not exist, so that a log-in for
 # an unknown name costs the same time as a wrong password.
@@ -42,10 +45,10 @@ def create_user(
         raise UserError("username must be 1-64 letters, digits, '.', '-' or '_'")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
-    if session.scalar(select(User).where(User.username == username)) is not None:
-        raise UserError(f"user {username!r} already exists")
+    check_password(password, username)
+    existing = find_user(session, username)
+    if existing is not None:
+        raise UserError(f"user {existing.username!r} already exists")
     if role == "officer":
         if not officer_id:
             raise UserError("an officer user needs --officer ID (their collar or staff number)")
@@ -63,9 +66,30 @@ def create_user(
     return user
 
 
+def check_password(password: str, username: str = "") -> None:
+    """Refuse a password shorter than MIN_PASSWORD_LENGTH or easy to guess: common, a
+    keyboard or date pattern, or built on the user name (zxcvbn's estimate, from the lists
+    shipped with the package)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    estimate = zxcvbn(password[:MAX_CHECKED_PASSWORD], user_inputs=[username])
+    if estimate["score"] < MIN_PASSWORD_SCORE:
+        why = estimate["feedback"]["warning"] or "it follows a pattern that is guessed early"
+        raise UserError(f"password is too easy to guess: {why.rstrip('.')}")
+
+
+def find_user(session: Session, username: str) -> User | None:
+    """Return the user of this name, whatever its case (an exact match first, for names
+    stored before names were made unique regardless of case)."""
+    name = username.strip()
+    users = session.scalars(select(User).where(func.lower(User.username) == name.lower())).all()
+    exact = [u for u in users if u.username == name]
+    return exact[0] if exact else users[0] if len(users) == 1 else None
+
+
 def authenticate(session: Session, username: str, password: str) -> User | None:
     """Return the active user with this name and password, or None."""
-    user = session.scalar(select(User).where(User.username == username.strip()))
+    user = find_user(session, username)
     if user is None or not user.active:
         check_password_hash(_DUMMY_HASH, password)
         return None
@@ -77,7 +101,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 
 def issue_token(session: Session, username: str, name: str, actor: str = "cli") -> str:
     """Create an API token for a user and return it; only its SHA-256 is stored."""
-    user = session.scalar(select(User).where(User.username == username))
+    user = find_user(session, username)
     if user is None:
         raise UserError(f"no user {username!r}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -88,10 +112,13 @@ def issue_token(session: Session, username: str, name: str, actor: str = "cli") 
 
 def revoke_token(session: Session, username: str, name: str, actor: str = "cli") -> int:
     """Revoke a user's tokens with this name; return how many."""
+    user = find_user(session, username)
     tokens = session.scalars(
-        select(ApiToken)
-        .join(User)
-        .where(User.username == username, ApiToken.name == name, ApiToken.revoked.is_(False))
+        select(ApiToken).where(
+            ApiToken.user_id == (user.id if user else None),
+            ApiToken.name == name,
+            ApiToken.revoked.is_(False),
+        )
     ).all()
     for token in tokens:
         token.revoked = True
