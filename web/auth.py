@@ -27,7 +27,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from tracker.accounts.audit import record
-from tracker.accounts.users import authenticate, user_for_token
+from tracker.accounts.users import authenticate, end_sessions, user_for_token
 from tracker.foundation.models import User
 from web.database import get_db
 
@@ -49,6 +49,12 @@ class SignedInUser(UserMixin):
         self.role = user.role
         self.officer_id = user.officer_id
         self.via_token = via_token
+        self.session_version = user.session_version
+
+    def get_id(self) -> str:
+        # What the session cookie holds: a cookie from before the user's sessions were
+        # ended (signing out, being disabled) names an old version and signs in no one.
+        return f"{self.id}:{self.session_version}"
 
     def has_role(self, *roles: str) -> bool:
         return self.role in roles
@@ -60,9 +66,14 @@ class LoginForm(FlaskForm):
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> SignedInUser | None:
+def _load_user(session_id: str) -> SignedInUser | None:
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()):
+        return None
     user = get_db().get(User, int(user_id))
-    return SignedInUser(user) if user is not None and user.active else None
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return SignedInUser(user)
 
 
 def authenticate_bearer() -> bool:
@@ -183,6 +194,7 @@ def logout():
     if current_user.is_authenticated:
         db = get_db()
         record(db, current_user.username, "logout", current_user.username)
+        end_sessions(db, current_user.id)  # a copied cookie stops working too
         db.commit()
     logout_user()
     session.clear()

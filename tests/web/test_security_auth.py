@@ -16,7 +16,7 @@ from tests.web.test_web import (
     post_login,
     sign_in,
 )
-from tracker.foundation.models import AuditEvent
+from tracker.foundation.models import AuditEvent, User
 
 # The web tests' fixtures: the demo database, its app, sessions on it, and API tokens.
 app, demo, sessions, tokens = test_web.app, test_web.demo, test_web.sessions, test_web.tokens
@@ -98,3 +98,27 @@ def test_a_token_request_sets_no_session_cookie(app, tokens, path):
     response = app.test_client().get(path, headers=bearer(tokens["supervisor"]))
     assert response.status_code == 200
     assert not [c for c in response.headers.getlist("Set-Cookie") if c.startswith("session=")]
+
+
+def test_signing_out_ends_the_session_even_for_a_copied_cookie(app, demo):
+    client = sign_in(app, demo, "officer")
+    copy = app.test_client()
+    copy.set_cookie("session", client.get_cookie("session").value)
+    assert is_signed_in(copy)
+    token = CSRF_INPUT.search(client.get("/assurance/mine").text).group(1)
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert not is_signed_in(copy)  # the replayed cookie no longer signs anyone in
+    assert is_signed_in(sign_in(app, demo, "officer"))  # signing in again works
+
+
+def test_disabling_a_user_ends_their_sessions(demo, sessions):
+    app = make_app(demo)
+    client = sign_in(app, demo, "assurance")
+    assert is_signed_in(client)
+    with sessions.begin() as session:
+        session.scalars(select(User).where(User.username == "assurance")).one().active = False
+    try:
+        assert not is_signed_in(client)
+    finally:
+        with sessions.begin() as session:
+            session.scalars(select(User).where(User.username == "assurance")).one().active = True

@@ -87,6 +87,13 @@ def find_user(session: Session, username: str) -> User | None:
     return exact[0] if exact else users[0] if len(users) == 1 else None
 
 
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every web session of a user (they sign in again)."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_version += 1
+
+
 def authenticate(session: Session, username: str, password: str) -> User | None:
     """Return the active user with this name and password, or None."""
     user = find_user(session, username)

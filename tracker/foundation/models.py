@@ -251,6 +251,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_login: Mapped[datetime | None]
+    # Part of every session's user id: bumping it ends all of the user's sessions.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ApiToken(Base):
