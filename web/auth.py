@@ -27,7 +27,13 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from tracker.accounts.audit import record
-from tracker.accounts.users import authenticate, end_sessions, user_for_token
+from tracker.accounts.users import (
+    authenticate,
+    end_web_session,
+    start_web_session,
+    user_for_token,
+    web_session_user,
+)
 from tracker.foundation.models import User
 from web.database import get_db
 
@@ -43,18 +49,17 @@ DOSAGE_READERS = ("admin", "supervisor", "assurance")
 class SignedInUser(UserMixin):
     """The user of this request, detached from the database session."""
 
-    def __init__(self, user: User, via_token: bool = False):
+    def __init__(self, user: User, via_token: bool = False, web_session_id: str | None = None):
         self.id = user.id
         self.username = user.username
         self.role = user.role
         self.officer_id = user.officer_id
         self.via_token = via_token
-        self.session_version = user.session_version
+        self.web_session_id = web_session_id
 
-    def get_id(self) -> str:
-        # What the session cookie holds: a cookie from before the user's sessions were
-        # ended (signing out, being disabled) names an old version and signs in no one.
-        return f"{self.id}:{self.session_version}"
+    def get_id(self) -> str | None:
+        # What the session cookie holds: the server-side session, valid until it ends.
+        return self.web_session_id
 
     def has_role(self, *roles: str) -> bool:
         return self.role in roles
@@ -66,14 +71,9 @@ class LoginForm(FlaskForm):
 
 
 @login_manager.user_loader
-def _load_user(session_id: str) -> SignedInUser | None:
-    user_id, _, version = session_id.partition(":")
-    if not (user_id.isdigit() and version.isdigit()):
-        return None
-    user = get_db().get(User, int(user_id))
-    if user is None or not user.active or user.session_version != int(version):
-        return None
-    return SignedInUser(user)
+def _load_user(web_session_id: str) -> SignedInUser | None:
+    user = web_session_user(get_db(), web_session_id)
+    return SignedInUser(user, web_session_id=web_session_id) if user is not None else None
 
 
 def authenticate_bearer() -> bool:
@@ -175,11 +175,12 @@ def login():
         user = authenticate(db, form.username.data, form.password.data)
         if user is not None:
             record(db, user.username, "login", user.username)
+            web_session_id = start_web_session(db, user)
             db.commit()
             # A new session, and with it a new CSRF token: nothing set before signing in
             # (by someone who planted the cookie) survives it.
             session.clear()
-            login_user(SignedInUser(user))
+            login_user(SignedInUser(user, web_session_id=web_session_id))
             return redirect(_safe_next(request.args.get("next")))
         record(db, ANONYMOUS_ACTOR, "login failed", _claimed_name())
         db.commit()
@@ -194,7 +195,8 @@ def logout():
     if current_user.is_authenticated:
         db = get_db()
         record(db, current_user.username, "logout", current_user.username)
-        end_sessions(db, current_user.id)  # a copied cookie stops working too
+        # Ended on the server: a copied or replayed cookie signs in no one.
+        end_web_session(db, current_user.web_session_id)
         db.commit()
     logout_user()
     session.clear()

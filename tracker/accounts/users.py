@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
 from tracker.accounts.audit import record
-from tracker.foundation.models import ApiToken, Officer, User, utc_now
+from tracker.foundation.models import ApiToken, Officer, User, WebSession, utc_now
 
 ROLES = ("admin", "supervisor", "assurance", "officer")
 MIN_PASSWORD_LENGTH = 12
@@ -87,11 +87,29 @@ def find_user(session: Session, username: str) -> User | None:
     return exact[0] if exact else users[0] if len(users) == 1 else None
 
 
-def end_sessions(session: Session, user_id: int) -> None:
-    """End every web session of a user (they sign in again)."""
-    user = session.get(User, user_id)
-    if user is not None:
-        user.session_version += 1
+def start_web_session(session: Session, user: User) -> str:
+    """Record a new signed-in browser session of the user; return its id (for the cookie)."""
+    web_session = WebSession(id=secrets.token_urlsafe(32), user_id=user.id)
+    session.add(web_session)
+    return web_session.id
+
+
+def web_session_user(session: Session, web_session_id: str) -> User | None:
+    """Return the active user of an open browser session, or None."""
+    web_session = session.get(WebSession, web_session_id)
+    if web_session is None or web_session.ended_at is not None:
+        return None
+    user = session.get(User, web_session.user_id)
+    return user if user is not None and user.active else None
+
+
+def end_web_session(session: Session, web_session_id: str) -> None:
+    """End a browser session (signing out): its cookie signs in no one any more."""
+    session.execute(
+        update(WebSession)
+        .where(WebSession.id == web_session_id, WebSession.ended_at.is_(None))
+        .values(ended_at=utc_now())
+    )
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:

@@ -251,8 +251,17 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_login: Mapped[datetime | None]
-    # Part of every session's user id: bumping it ends all of the user's sessions.
-    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class WebSession(Base):
+    """A signed-in browser session; its id is in the session cookie, and it stays valid
+    only until it ends (signing out, or the user disabled)."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    ended_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):
