@@ -62,23 +62,33 @@ def add_hot_spots(
     colour_of: Mapping[str, str],
     tooltip_fields: Sequence[str],
     aliases: Sequence[str],
-    link_prefix: str = "",
 ) -> None:
-    """Draw hot spot polygons coloured by status, with tooltips (and optional links)."""
-    collection = {"type": "FeatureCollection", "features": list(features)}
+    """Draw hot spot polygons coloured by status, with tooltips.
 
-    def style(feature):
-        colour = RAG_COLOURS.get(
-            colour_of.get(feature["properties"]["id"], "none"), RAG_COLOURS["none"]
+    Only the id and the tooltip fields reach the page, each as `map_text`: folium's
+    GeoJSON tooltip sets them as HTML.
+    """
+    fields = list(tooltip_fields)
+    shown = []
+    for feature in features:
+        properties = feature["properties"]
+        colour = RAG_COLOURS.get(colour_of.get(properties["id"], "none"), RAG_COLOURS["none"])
+        shown_properties = {key: _shown_value(properties.get(key)) for key in ["id", *fields]}
+        # Given no style function, folium styles each feature by its properties.style.
+        shown_properties["style"] = {
+            "color": colour,
+            "fillColor": colour,
+            "weight": 2,
+            "fillOpacity": 0.45,
+        }
+        shown.append(
+            {"type": "Feature", "geometry": feature["geometry"], "properties": shown_properties}
         )
-        return {"color": colour, "fillColor": colour, "weight": 2, "fillOpacity": 0.45}
-
     layer = folium.GeoJson(
-        collection,
+        {"type": "FeatureCollection", "features": shown},
         name="hot spots",
-        style_function=style,
         tooltip=folium.GeoJsonTooltip(
-            fields=list(tooltip_fields), aliases=list(aliases), sticky=True
+            fields=fields, aliases=[map_text(alias) for alias in aliases], sticky=True
         ),
     )
     layer.add_to(fmap)
@@ -93,7 +103,7 @@ def add_track(
         folium.PolyLine(points, color="#0969da", weight=2, opacity=0.8).add_to(fmap)
     for point, label in zip(points, labels, strict=True):
         folium.CircleMarker(
-            point, radius=2, color="#0969da", fill=True, tooltip=tooltip_text(label)
+            point, radius=2, color="#0969da", fill=True, tooltip=_tooltip(label)
         ).add_to(fmap)
 
 
@@ -110,20 +120,32 @@ def add_points(
             fill=True,
             fill_color=colour,
             fill_opacity=0.8,
-            tooltip=tooltip_text(label),
+            tooltip=_tooltip(label),
         ).add_to(fmap)
 
 
 _TEMPLATE_LITERAL_ESCAPES = {ord("`"): "&#96;", ord("$"): "&#36;", ord("\\"): "&#92;"}
 
 
-def tooltip_text(label: str) -> str:
-    """Return plain text safe as a folium tooltip.
+def map_text(text: object) -> str:
+    """Return text as HTML that shows exactly that text: every text on a map goes through here.
 
-    folium pastes a tooltip into a JavaScript template literal as HTML, so the text is
-    escaped for both.
+    folium puts tooltips (and popups) on the page as HTML: a GeoJSON tooltip's fields through
+    `innerHTML`, a marker's tooltip pasted into a JavaScript template literal. So the text is
+    escaped for both, and a name such as `<meta http-equiv="refresh" ...>` is shown, not obeyed.
     """
-    return html.escape(label).translate(_TEMPLATE_LITERAL_ESCAPES)
+    return html.escape(str(text)).translate(_TEMPLATE_LITERAL_ESCAPES)
+
+
+def _shown_value(value: object) -> str | None:
+    """Return a GeoJSON tooltip field as `map_text` (a null stays null: folium shows it as
+    nothing)."""
+    return None if value is None else map_text(value)
+
+
+def _tooltip(label: str) -> folium.Tooltip:
+    """Return a marker's tooltip showing `label` as text."""
+    return folium.Tooltip(map_text(label))
 
 
 def render(fmap: folium.Map, nonce: str) -> RenderedMap:

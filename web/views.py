@@ -4,7 +4,9 @@ for, the current operation, and tables as template rows or CSV downloads."""
 from __future__ import annotations
 
 import io
+import unicodedata
 from datetime import date, timedelta
+from urllib.parse import quote
 
 import pandas as pd
 import shapely
@@ -68,14 +70,28 @@ def current_operation():
 
 
 def csv_response(frame: pd.DataFrame, filename: str) -> Response:
-    """Return a table as a CSV download, written exactly as the command line writes it."""
+    """Return a table as a CSV download, written exactly as the command line writes it.
+
+    Every download is built here. Its name may hold what users gave (a device, officer or
+    hot spot id), so each character that has no place in a file name (CR, LF and the other
+    control and format characters, line breaks, path separators) becomes "_", and the header
+    is built as Werkzeug's send_file builds it: the name as a parameter (quoted if need be),
+    and as an RFC 5987 `filename*` (with an ASCII fallback) unless it is plain ASCII.
+    """
     buffer = io.StringIO()
     write_table(frame, "csv", buffer)
-    return Response(
-        buffer.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    # Unicode's control, format, surrogate, private and unassigned characters, and line breaks
+    unfit = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+    name = "".join("_" if c in "/\\" or unicodedata.category(c) in unfit else c for c in filename)
+    if name.isascii() and '"' not in name:
+        names = {"filename": name}
+    else:  # a quote too: some clients do not unescape it in a quoted-string
+        fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+        # safe: RFC 5987 attr-char, as in Werkzeug's send_file
+        names = {"filename": fallback, "filename*": f"UTF-8''{quote(name, safe='!#$&+-.^_`|~')}"}
+    response = Response(buffer.getvalue(), mimetype="text/csv")
+    response.headers.set("Content-Disposition", "attachment", **names)
+    return response
 
 
 def wants_csv() -> bool:
