@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, url_for
+from werkzeug.routing import IntegerConverter
 
 from tracker.dosage.engine import configured_params
 from tracker.foundation import settings
@@ -14,14 +15,30 @@ from tracker.foundation.database import make_engine, session_factory
 from tracker.plan.compliance import configured_thresholds
 from tracker.stops.records import ReviewPolicy
 
+# The largest id every integer column holds: PostgreSQL's INTEGER (the ids of stops, reviews,
+# users and operations) is 32 bits; SQLite's and BIGINT's 64.
+DATABASE_INT_MAX = 2**31 - 1
+
 
 class ConfigurationError(RuntimeError):
     """A setting that makes the app unsafe or unable to start."""
 
 
+class DatabaseIntegerConverter(IntegerConverter):
+    """`<int:...>` in every route: an integer the database's integer columns can hold, so a
+    larger one is not found (404) rather than an error from the database (500)."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=DATABASE_INT_MAX, signed=False):
+        if signed and min is None:
+            min = -DATABASE_INT_MAX - 1
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Create the app: settings, database, log-in, CSRF, rate limits, headers, blueprints."""
     app = Flask(__name__, instance_path=str(Path(settings.get("TRACKER_INSTANCE_PATH"))))
+    # Before any route is added: every <int:...> argument is then one the database can hold.
+    app.url_map.converters["int"] = DatabaseIntegerConverter
     try:
         dosage_params = configured_params()
         rag_thresholds = configured_thresholds()

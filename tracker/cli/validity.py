@@ -10,6 +10,7 @@ import pandas as pd
 from tracker.dosage.engine import DosageParams
 from tracker.dosage.geofence import GeofenceError, load_hot_spots
 from tracker.foundation.settings import PROJECT_ROOT
+from tracker.foundation.tables import write_table
 from tracker.simulation.validity import StudyDesign, measurements, size_classes, summarise
 
 DEMO_HOT_SPOTS = PROJECT_ROOT / "geofences" / "leicestershire_demo.geojson"
@@ -86,9 +87,10 @@ def study(out_dir, geofences_path, intervals, max_gaps, seed, runs, officers, da
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = measurements(hot_spots, design)
-    rows.to_csv(out / "measurements.csv", index=False)
     summary = summarise(rows, size_classes(hot_spots))
-    summary.to_csv(out / "summary.csv", index=False)
+    for name, table in (("measurements", rows), ("summary", summary)):
+        with (out / f"{name}.csv").open("w", encoding="utf-8", newline="") as stream:
+            write_table(table, "csv", stream)  # the one CSV writer: safe in a spreadsheet
     _charts(summary, out)
     click.echo(
         f"wrote {len(rows)} hot spot-day comparisons and {len(summary)} summary rows to {out}"

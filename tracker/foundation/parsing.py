@@ -36,6 +36,13 @@ def read_text(path: str | Path, error: Callable[[str], Exception], label: str = 
         raise error(f"{label}{path}: cannot read the file: {exc}") from exc
 
 
+def shortened(value: Any, limit: int = 40) -> str:
+    """Return repr(value) cut to about `limit` characters, for an error message that names
+    bad input without echoing all of it back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def json_loads(text: str | bytes) -> Any:
     """json.loads, raising json.JSONDecodeError for nesting too deep to parse."""
     try:

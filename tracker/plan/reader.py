@@ -132,18 +132,17 @@ class _Reader:
 
     def number(self, node: yaml.Node, field_name: str) -> float | None:
         value = self.scalar(node, field_name)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-        ):
+        number = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            with contextlib.suppress(OverflowError):  # an integer too large for a float
+                number = float(value)
+        if number is None or not math.isfinite(number) or number < 0:
             if value is not None or isinstance(node, yaml.ScalarNode):
                 self.error(
                     _line(node), field_name, f"expected a number >= 0, not {_shown(node, value)}"
                 )
             return None
-        return float(value)
+        return number
 
     def windows(self, node: yaml.Node, field_name: str) -> tuple[PatrolWindow, ...] | None:
         items = node.value if isinstance(node, yaml.SequenceNode) else [node]
@@ -197,7 +196,7 @@ def _is_null(node: yaml.Node) -> bool:
 
 
 def _shown(node: yaml.Node, value: Any) -> str:
-    return repr(node.value) if isinstance(node, yaml.ScalarNode) else repr(value)
+    return parsing.shortened(node.value if isinstance(node, yaml.ScalarNode) else value)
 
 
 def _layered(*layers: dict[str, _Value]) -> dict[str, _Value]:

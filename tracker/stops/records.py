@@ -244,12 +244,15 @@ def _coordinate(value: Any, label: str, limit: float) -> float | None:
         return None
     if isinstance(value, bool):
         raise ValueError(f"{label} {value!r} is not a number")
+    shown = parsing.shortened(value)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{label} {value!r} is not a number") from None
+        raise ValueError(f"{label} {shown} is not a number") from None
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
     if not math.isfinite(number) or not -limit <= number <= limit:
-        raise ValueError(f"{label} {value!r} is out of range [-{limit:g}, {limit:g}]")
+        raise ValueError(f"{label} {shown} is out of range [-{limit:g}, {limit:g}]")
     return number
 
 
