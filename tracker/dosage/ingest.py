@@ -6,6 +6,7 @@ only after the transaction that holds this batch has committed.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,18 +15,29 @@ from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import DosageParams
 from tracker.dosage.payloads import Limits, decode_message
-from tracker.dosage.store import store_dead_letters, store_pings
+from tracker.dosage.store import MAX_DEAD_LETTER_PAYLOAD, store_dead_letters, store_pings
 
 SOURCE = "mqtt"
+# A longer topic is a dead letter, whatever its payload: more than any device's topic (a
+# device id has at most 128 characters), and as much of it as a dead letter keeps.
+MAX_TOPIC_LENGTH = 256
 
 
 @dataclass(frozen=True)
 class Message:
-    """A received message: topic, raw payload and the token to acknowledge it by."""
+    """A received message: topic, raw payload and the token to acknowledge it by.
+
+    A message over a limit can only be a dead letter, and the receiving process passes on
+    only what that keeps (`tracker.mqtt.ingester.cut_short`): then `payload` holds only the
+    first bytes of a payload of `payload_size` bytes, or `topic` only the first
+    MAX_TOPIC_LENGTH characters of a topic of `topic_length` characters.
+    """
 
     topic: str
     payload: bytes
     token: Any = None
+    payload_size: int | None = None  # set when `payload` is cut short
+    topic_length: int | None = None  # set when `topic` is cut short
 
 
 @dataclass
@@ -46,11 +58,38 @@ def store_messages(
     pings = []
     letters = []
     for message in messages:
-        decoded = decode_message(message.topic, message.payload, now_us, limits)
+        topic_length = message.topic_length or len(message.topic)
+        if topic_length > MAX_TOPIC_LENGTH:
+            reason = (
+                f"topic of {topic_length} characters exceeds the {MAX_TOPIC_LENGTH} character limit"
+            )
+            letters.append((message.topic, reason, dead_letter_payload(message)))
+            continue
+        if message.payload_size is None:
+            decoded = decode_message(message.topic, message.payload, now_us, limits)
+        else:  # only its first bytes are here
+            decoded = decode_message(
+                message.topic, message.payload, now_us, limits, size=message.payload_size
+            )
         pings.extend(decoded.pings)
-        letters.extend((message.topic, reason, message.payload) for reason in decoded.errors)
+        if decoded.errors:
+            payload = dead_letter_payload(message)
+            letters.extend((message.topic, reason, payload) for reason in decoded.errors)
         outcome.ignored += decoded.ignored
     store_pings(session, pings, params, source=SOURCE)
     store_dead_letters(session, SOURCE, letters)
     outcome.pings, outcome.dead_letters = len(pings), len(letters)
     return outcome
+
+
+def dead_letter_payload(message: Message) -> bytes | str:
+    """Return the payload to keep with a dead letter of the message.
+
+    The whole payload, which `store_dead_letters` caps; or, when the receiver kept only its
+    first bytes, those (leniently decoded, a character cut in two left out) and its size.
+    """
+    if message.payload_size is None:
+        return message.payload
+    marker = f"... [{message.payload_size} bytes in all]"
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(message.payload)
+    return text[: MAX_DEAD_LETTER_PAYLOAD - len(marker)] + marker

@@ -64,15 +64,25 @@ def device_for_topic(topic: str) -> tuple[str, str]:
     )
 
 
-def decode_message(topic: str, payload: bytes, now_us: int, limits: Limits = Limits()) -> Decoded:
-    """Decode one MQTT message into validated pings and dead letter reasons."""
+def decode_message(
+    topic: str, payload: bytes, now_us: int, limits: Limits = Limits(), size: int | None = None
+) -> Decoded:
+    """Decode one MQTT message into validated pings and dead letter reasons.
+
+    `size` is the payload's size when `payload` holds only its first bytes: the ingester's
+    receiving process keeps no more of a payload over the limit (tracker.mqtt.ingester).
+    """
     decoded = Decoded()
     try:
         kind, device_id = device_for_topic(topic)
-        if len(payload) > limits.max_payload_bytes:
+        size = len(payload) if size is None else size
+        if size > limits.max_payload_bytes:
             raise PingError(
-                f"payload of {len(payload)} bytes exceeds the {limits.max_payload_bytes} byte limit"
+                f"payload of {size} bytes exceeds the {limits.max_payload_bytes} byte limit"
             )
+        if size != len(payload):
+            # Only a receiver with a lower limit than this one cuts a payload this size.
+            raise ValueError(f"{len(payload)} bytes of a payload of {size} cannot be decoded")
         # Decoded explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
         try:
             text = payload.decode("utf-8")

@@ -6,6 +6,12 @@ acknowledges each message (manual acks) once the writer says its batch has commi
 a crash of either process at any moment leaves every unacknowledged message with the
 broker for redelivery, and redelivery is harmless because pings are unique by (device,
 timestamp). This module imports only what receiving needs, to keep the process small.
+
+What is held here is bounded in bytes as well as in messages. A message over a limit (a
+payload over TRACKER_MAX_PAYLOAD_BYTES, a topic longer than any device's) can only become a
+dead letter, so paho's thread keeps only what the dead letter keeps (the first bytes and
+the sizes) and lets go of the rest before the callback returns; the dead letter is then
+committed and acknowledged like any other message.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import contextlib
 import gc
 import logging
 import os
-import queue
 import signal
 import ssl
 import subprocess
@@ -32,7 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from tracker.foundation.settings import PROJECT_ROOT
+from tracker.foundation import settings
 
 log = logging.getLogger("tracker.ingest")
 
@@ -43,6 +48,20 @@ WRITER_BATCHES = 2  # batches sent to the writer and not yet answered: one commi
 WRITER_START_S = 120.0  # opening the database may wait for a migration lock, not forever
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython: 700)
 MAX_RECEIVE_MAXIMUM = 65535  # the largest value MQTT v5 allows
+# Received and not yet sent to the writer: at most this many bytes of topics and payloads
+# (and at most Receive Maximum messages). Without it, 4,000 messages just under the 256 KB
+# payload limit would hold 1 GB here.
+INBOX_BYTES = 8 * 1024 * 1024
+# A batch ends at batch_size messages or once it holds this many bytes, so that the batches
+# the writer holds (WRITER_BATCHES) stay small however large the messages.
+BATCH_BYTES = 2 * 1024 * 1024
+# A message over a limit is cut to what its dead letter keeps: the first DEAD_LETTER_BYTES of
+# its payload (tracker.dosage.store.MAX_DEAD_LETTER_PAYLOAD) and the first MAX_TOPIC_LENGTH
+# characters of its topic (tracker.dosage.ingest.MAX_TOPIC_LENGTH, more than any device's
+# topic). Repeated rather than imported, which would bring the database libraries into this
+# process; tests/mqtt/test_oversized_messages.py checks that they agree.
+DEAD_LETTER_BYTES = 2048
+MAX_TOPIC_LENGTH = 256
 
 
 class WriterError(RuntimeError):
@@ -125,6 +144,10 @@ class IngestConfig:
     log_every_s: float = 10.0
     recompute_every_s: float = 2.0
     db_url: str | None = None  # None: TRACKER_DATABASE_URL, then embedded SQLite
+    # Checked here, before a message is queued; the writer is given the same limit.
+    max_payload_bytes: int = field(
+        default_factory=lambda: settings.get("TRACKER_MAX_PAYLOAD_BYTES")
+    )
 
     def subscriptions(self) -> list[str]:
         """Return the topic filters, as shared subscriptions when a group is set."""
@@ -155,6 +178,73 @@ class _Stats:
         self.max_lag_s = max(self.max_lag_s, lag_s)
 
 
+def cut_short(topic: str, payload: bytes) -> tuple[str, bytes, int | None, int | None]:
+    """Return the record of a message over a limit: all that its dead letter needs.
+
+    (first MAX_TOPIC_LENGTH characters of the topic, first DEAD_LETTER_BYTES of the payload,
+    the payload's size if it was cut or None, the topic's length if it was cut or None); the
+    writer turns it into a `tracker.dosage.ingest.Message` cut short. Nothing in it refers to
+    the payload received, which is freed when paho's callback returns.
+    """
+    return (
+        topic[:MAX_TOPIC_LENGTH],
+        bytes(payload[:DEAD_LETTER_BYTES]),
+        len(payload) if len(payload) > DEAD_LETTER_BYTES else None,
+        len(topic) if len(topic) > MAX_TOPIC_LENGTH else None,
+    )
+
+
+class _Inbox:
+    """Messages received and not yet sent to the writer, bounded in number and in bytes.
+
+    paho's network thread puts, the main thread gets. An item is (mid, qos, record, arrival,
+    size): `record` is what goes to the writer, (topic, payload) or a `cut_short` record, and
+    `size` its bytes. When the inbox is full, paho's thread waits and the broker, not this
+    process, holds the backlog. An empty inbox takes one message whatever its size.
+    """
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self._items: deque[tuple] = deque()
+        self._bytes = 0
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        lock = threading.Lock()
+        self._not_empty = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _has_room(self, size: int) -> bool:
+        items = self._items
+        return not items or (len(items) < self._max_items and self._bytes + size <= self._max_bytes)
+
+    def put(self, item: tuple, timeout: float) -> bool:
+        """Add an item, waiting up to `timeout` seconds for room; return whether it was added."""
+        size = item[4]
+        with self._not_full:
+            if not self._has_room(size) and not self._not_full.wait_for(
+                lambda: self._has_room(size), timeout
+            ):
+                return False
+            self._items.append(item)
+            self._bytes += size
+            self._not_empty.notify()
+        return True
+
+    def get(self, timeout: float = 0.0) -> tuple | None:
+        """Take the oldest item, waiting up to `timeout` seconds for one; None if none came."""
+        with self._not_empty:
+            if not self._items and (
+                timeout <= 0 or not self._not_empty.wait_for(lambda: self._items, timeout)
+            ):
+                return None
+            item = self._items.popleft()
+            self._bytes -= item[4]
+            self._not_full.notify()
+        return item
+
+
 @dataclass(frozen=True)
 class _SentBatch:
     """A batch the writer has not answered yet: what to acknowledge, and its first arrival."""
@@ -177,7 +267,7 @@ class _WriterProcess:
         inherited = (batches_in, replies_out, stop_in)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
+            filter(None, [str(settings.PROJECT_ROOT), env.get("PYTHONPATH")])
         )
         try:
             self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
@@ -201,6 +291,7 @@ class _WriterProcess:
                     "db_url": config.db_url,
                     "log_level": log.getEffectiveLevel(),
                     "recompute_every_s": config.recompute_every_s,
+                    "max_payload_bytes": config.max_payload_bytes,
                 }
             )
             reply = self.replies.recv() if self.replies.poll(WRITER_START_S) else ("silent",)
@@ -220,7 +311,7 @@ class _WriterProcess:
                 )
             raise WriterError(f"the writer process was not ready within {WRITER_START_S:.0f} s")
 
-    def send(self, batch: list[tuple[str, bytes]]) -> None:
+    def send(self, batch: list[tuple]) -> None:
         self._batches.send(batch)
 
     def stop(self) -> None:
@@ -243,7 +334,7 @@ class Ingester:
         self.config = config
         # Bounded: when the database falls behind, paho's thread blocks here and the
         # broker, not this process, holds the backlog.
-        self._inbox: queue.Queue[tuple] = queue.Queue(maxsize=config.batch_size * INBOX_BATCHES)
+        self._inbox = _Inbox(config.batch_size * INBOX_BATCHES, INBOX_BYTES)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._sent: deque[_SentBatch] = deque()
@@ -331,13 +422,31 @@ class Ingester:
     def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
         # Only what is needed is kept: a paho message with its MQTT v5 properties is
         # several KB, and up to Receive Maximum of them wait here.
-        item = (message.mid, message.qos, message.topic, message.payload, message.timestamp)
+        topic, payload = message.topic, message.payload
+        if len(payload) <= self.config.max_payload_bytes and len(topic) <= MAX_TOPIC_LENGTH:
+            record: tuple = (topic, payload)
+        else:
+            # Over a limit, it can only become a dead letter: only what that keeps is kept,
+            # however large the message (twenty of 10 MB, queued and sent whole, once took
+            # this process and the writer past 500 MB).
+            record = cut_short(topic, payload)
+            if len(topic) > MAX_TOPIC_LENGTH:
+                # paho matches every topic against its filtered callbacks with a closure
+                # that refers to itself (paho.mqtt.matcher.MQTTMatcher.iter_match), a
+                # reference cycle that keeps the topic's levels until the next collection of
+                # young objects: with GC_YOUNG_THRESHOLD, hundreds of messages later. A flood
+                # of 60 KB topics piled up 90 MB of them here; collecting now frees them.
+                gc.collect(0)
+        item = (
+            message.mid,
+            message.qos,
+            record,
+            message.timestamp,
+            len(record[0]) + len(record[1]),
+        )
         while not self._stop.is_set():
-            try:
-                self._inbox.put(item, timeout=0.5)
+            if self._inbox.put(item, timeout=0.5):
                 return
-            except queue.Full:
-                continue
 
     # the receiving process's own threads ----------------------------------------------
 
@@ -396,29 +505,30 @@ class Ingester:
         return 1 if self._writer_failed else 0
 
     def _next_batch(self) -> list[tuple]:
-        try:
-            first = self._inbox.get(timeout=self.config.flush_s)
-        except queue.Empty:
+        first = self._inbox.get(timeout=self.config.flush_s)
+        if first is None:
             return []
-        batch = [first]
+        batch, size = [first], first[4]
         deadline = time.monotonic() + self.config.flush_s
-        while len(batch) < self.config.batch_size:
+        while len(batch) < self.config.batch_size and size < BATCH_BYTES:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                batch.append(self._inbox.get(timeout=remaining))
-            except queue.Empty:
+            item = self._inbox.get(timeout=remaining)
+            if item is None:
                 break
+            batch.append(item)
+            size += item[4]
         return batch
 
     def _drain(self) -> list[tuple]:
-        batch = []
-        while len(batch) < self.config.batch_size:
-            try:
-                batch.append(self._inbox.get_nowait())
-            except queue.Empty:
+        batch, size = [], 0
+        while len(batch) < self.config.batch_size and size < BATCH_BYTES:
+            item = self._inbox.get()
+            if item is None:
                 break
+            batch.append(item)
+            size += item[4]
         return batch
 
     def _send(self, writer: _WriterProcess, batch: list[tuple]) -> None:
@@ -431,10 +541,10 @@ class Ingester:
                 # batches it holds (unacknowledged, so the broker keeps them) and makes room.
                 writer.stop()
         self._sent.append(
-            _SentBatch([(mid, qos) for mid, qos, *_ in batch], min(item[4] for item in batch))
+            _SentBatch([(mid, qos) for mid, qos, *_ in batch], min(item[3] for item in batch))
         )
         with contextlib.suppress(OSError):  # the writer has gone: the acknowledger says so
-            writer.send([(topic, payload) for _mid, _qos, topic, payload, _at in batch])
+            writer.send([record for _mid, _qos, record, _at, _size in batch])
 
     def _acknowledge(self, writer: _WriterProcess) -> None:
         """Acknowledge each batch's messages when the writer reports it committed."""
@@ -481,7 +591,7 @@ class Ingester:
             stats.dead_letters,
             stats.ignored,
             stats.max_lag_s,
-            self._inbox.qsize(),
+            len(self._inbox),
         )
 
 

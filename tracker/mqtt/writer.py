@@ -1,7 +1,9 @@
 """The ingester's writer process: commits batches, then says so, and keeps dosage current.
 
 The receiving process (`tracker.mqtt.ingester`) holds the MQTT connection and sends each
-batch here as a list of (topic, payload); this process decodes and stores it in one
+batch here as a list of (topic, payload), or for a message over a limit, which can only be a
+dead letter, of what the dead letter keeps (`tracker.mqtt.ingester.cut_short`: the first
+characters and bytes, and the sizes); this process decodes and stores it in one
 transaction and only then answers, and the receiver acknowledges the batch's messages when
 the answer arrives. Two processes rather than two threads: paho's decoding of incoming
 packets and this process's decoding, storing and dosage passes each need most of a core,
@@ -18,14 +20,20 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import asdict, astuple
+from dataclasses import asdict, astuple, replace
 from multiprocessing.connection import Connection
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tracker.dosage.engine import DosageParams, configured_params
-from tracker.dosage.ingest import SOURCE, BatchOutcome, Message, store_messages
+from tracker.dosage.ingest import (
+    SOURCE,
+    BatchOutcome,
+    Message,
+    dead_letter_payload,
+    store_messages,
+)
 from tracker.dosage.payloads import Limits, configured_limits
 from tracker.dosage.recompute import rebuild_device_days, rebuild_hot_spot_days
 from tracker.dosage.store import (
@@ -50,8 +58,9 @@ DATA_ERRORS = (DataError, IntegrityError)
 def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
     """The writer process: open the database, then commit batches until told to end.
 
-    The first message on `batches` gives db_url, recompute_every_s and log_level; `stop`
-    becomes readable when the receiver asks to stop, or dies.
+    The first message on `batches` gives db_url, recompute_every_s, log_level and
+    max_payload_bytes (the limit the receiver applies); `stop` becomes readable when the
+    receiver asks to stop, or dies.
     """
     # Ctrl-C reaches the whole process group; the receiver decides when this process ends,
     # after it has sent the batches it still holds.
@@ -68,9 +77,9 @@ def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         factory = open_database(options["db_url"])
-        writer = Writer(
-            factory, configured_params(), configured_limits(), options["recompute_every_s"], stop
-        )
+        # The receiver's payload limit, read from the same setting, so that the two agree.
+        limits = replace(configured_limits(), max_payload_bytes=options["max_payload_bytes"])
+        writer = Writer(factory, configured_params(), limits, options["recompute_every_s"], stop)
     except DatabaseNotReady as exc:
         replies.send(("error", str(exc)))
         return
@@ -145,9 +154,9 @@ class Writer:
             self.recompute_every_s, took * (1 - RECOMPUTE_SHARE) / RECOMPUTE_SHARE
         )
 
-    def _commit(self, batch: list[tuple[str, bytes]]) -> BatchOutcome | None:
+    def _commit(self, batch: list[tuple]) -> BatchOutcome | None:
         """Store the batch; retry on database errors until stopped."""
-        messages = [Message(topic, payload) for topic, payload in batch]
+        messages = [_message(record) for record in batch]
         delay_s = 0.5
         while True:
             try:
@@ -205,7 +214,9 @@ class Writer:
         log.exception("message on %s could not be processed", message.topic, exc_info=exc)
         reason = f"could not be processed ({type(exc).__name__}: {exc})"
         with self.factory.begin() as session:
-            store_dead_letters(session, SOURCE, [(message.topic, reason, message.payload)])
+            store_dead_letters(
+                session, SOURCE, [(message.topic, reason, dead_letter_payload(message))]
+            )
         return BatchOutcome(messages=1, dead_letters=1)
 
     def _store_together(self, messages: list[Message]) -> BatchOutcome:
@@ -238,6 +249,14 @@ class Writer:
                 self._next_purge = time.monotonic() + PURGE_EVERY_S
         except SQLAlchemyError as exc:
             log.error("dosage recompute failed, will retry: %s", exc)
+
+
+def _message(record: tuple) -> Message:
+    """A message as the receiver sent it: (topic, payload), or cut short (over a limit)."""
+    if len(record) == 2:
+        return Message(*record)
+    topic, first_bytes, payload_size, topic_length = record
+    return Message(topic, first_bytes, payload_size=payload_size, topic_length=topic_length)
 
 
 if __name__ == "__main__":
