@@ -19,12 +19,16 @@ class DatabaseNotReady(Exception):
 
 
 def make_engine(url: str) -> Engine:
-    """Return an engine; SQLite gets WAL, foreign keys and a busy timeout, its folder created."""
+    """Return an engine; SQLite gets WAL, foreign keys and a busy timeout, its folder created.
+
+    Database errors never quote the statement's parameters (officers' devices and
+    positions), so logs that print an error hold none of them.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -36,7 +40,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
