@@ -65,6 +65,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         REMEMBER_COOKIE_SECURE=production,
         REMEMBER_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # No request body over this (413): a plan file is at most 1 MB, a stop a few KB.
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         MAP_TILES=settings.get("TRACKER_MAP_TILES"),
         LOGIN_RATE_LIMIT=settings.get("TRACKER_LOGIN_RATE_LIMIT"),
         RATELIMIT_STORAGE_URI=settings.get("TRACKER_RATELIMIT_STORAGE_URI"),

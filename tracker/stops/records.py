@@ -87,6 +87,7 @@ SEARCH_TYPES = ("Person search", "Person and Vehicle search", "Vehicle search")
 ARREST = "Arrest"
 WHITE_PREFIX = "White"
 MAX_FUTURE = timedelta(minutes=5)
+MAX_FREE_TEXT = 4000  # grounds, findings, a reason for no footage: a few paragraphs
 DEFAULT_REVIEW_DUE_DAYS = 28
 DEFAULT_TZ = "Europe/London"
 
@@ -225,15 +226,18 @@ def _boolean(value: Any, label: str) -> bool | None:
 
 
 def clean_text(value: Any, label: str, max_length: int | None) -> str | None:
+    """Return text from outside, stripped, or raise ValueError: at most `max_length`
+    characters (free text without a column limit: MAX_FREE_TEXT), no control characters."""
     if is_blank(value):
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # an API client may send a collar number as a number
     if not isinstance(value, str):
-        raise ValueError(f"{label} {value!r} is not text")
+        raise ValueError(f"{label} {parsing.shortened(value)} is not text")
     text = value.strip()
-    if max_length is not None and len(text) > max_length:
-        raise ValueError(f"{label} is longer than {max_length} characters")
+    limit = max_length or MAX_FREE_TEXT
+    if len(text) > limit:
+        raise ValueError(f"{label} is {len(text):,} characters, longer than {limit:,}")
     if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
         raise ValueError(f"{label} has control characters")
     return text
