@@ -305,6 +305,24 @@ def test_mixed_batch_stores_good_pings_and_dead_letters_together(db):
     assert devices[1].last_seen == datetime.fromtimestamp(t0_s + 90, UTC)
 
 
+def test_a_message_of_many_bad_elements_is_at_most_ten_dead_letters(db):
+    # 2 KB of [1,1,...] used to make 1,000 dead letters, each holding the payload.
+    flood = Message("patrol/r/location", json.dumps([1] * 1000).encode())
+    few = Message("patrol/r/location", json.dumps([1] * 10).encode())
+    with db.begin() as session:
+        outcome = store_messages(session, [flood, few], PARAMS, LIMITS, now_us())
+    assert outcome.dead_letters == 20
+    with db() as session:
+        reasons = session.scalars(select(DeadLetter.reason).order_by(DeadLetter.id)).all()
+    assert reasons[:9] == [
+        f"element {n}: expected a JSON object with ts, lat, lon" for n in range(1, 10)
+    ]
+    assert reasons[9] == "and 991 more bad elements in this message"
+    assert reasons[10:] == [
+        f"element {n}: expected a JSON object with ts, lat, lon" for n in range(1, 11)
+    ]
+
+
 def test_a_batch_of_only_bad_messages_stores_only_dead_letters(db):
     messages = [Message("patrol/r/location", b"{"), Message("owntracks/a/b", b"[]")]
 

@@ -21,6 +21,8 @@ SOURCE = "mqtt"
 # A longer topic is a dead letter, whatever its payload: more than any device's topic (a
 # device id has at most 128 characters), and as much of it as a dead letter keeps.
 MAX_TOPIC_LENGTH = 256
+# Dead letters of one message (one a bad element), the last counting the rest.
+MAX_LETTERS_PER_MESSAGE = 10
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,22 @@ def store_messages(
         pings.extend(decoded.pings)
         if decoded.errors:
             payload = dead_letter_payload(message)
-            letters.extend((message.topic, reason, payload) for reason in decoded.errors)
+            letters.extend((message.topic, reason, payload) for reason in _bounded(decoded.errors))
         outcome.ignored += decoded.ignored
     store_pings(session, pings, params, source=SOURCE)
     store_dead_letters(session, SOURCE, letters)
     outcome.pings, outcome.dead_letters = len(pings), len(letters)
     return outcome
+
+
+def _bounded(errors: list[str]) -> list[str]:
+    """Return at most MAX_LETTERS_PER_MESSAGE reasons, the last saying how many more there
+    were: each dead letter keeps the payload, so 2 KB of bad array elements must not become
+    a thousand dead letters."""
+    if len(errors) <= MAX_LETTERS_PER_MESSAGE:
+        return errors
+    kept = errors[: MAX_LETTERS_PER_MESSAGE - 1]
+    return [*kept, f"and {len(errors) - len(kept)} more bad elements in this message"]
 
 
 def dead_letter_payload(message: Message) -> bytes | str:
