@@ -8,8 +8,8 @@ figures follow from those spans by the dosage rules that do not depend on pings 
 sum, visits, local days), so truth and measurement differ only in how spans are found.
 
 Movement (deterministic for a seed): officers on foot (1.2-1.6 m/s) or in vehicles
-(6-11 m/s) go from hot spot to hot spot along a street grid (legs east-west and
-north-south, so routes cut through and clip other hot spots), linger in a hot spot for
+(6-11 m/s) go from hot spot to hot spot as along streets (legs east-west and north-south,
+so routes cut through and clip other hot spots), linger in a hot spot for
 5-25 minutes (walking between random points inside it, with pauses), sometimes pass
 through without stopping, and attend calls away from hot spots.
 """
@@ -83,7 +83,8 @@ class _Walker:
         self._vertex(self.now + round(seconds * US_PER_S), self.lon[-1], self.lat[-1])
 
     def route(self, lon: float, lat: float, speed_m_s: float) -> None:
-        """Travel along the street grid: to the nearest street, along it, then across."""
+        """Travel as along streets: to a street up to half a block away (STREET_SPACING_M
+        apart), along it east-west or north-south, then straight to the destination."""
         spacing_lon = STREET_SPACING_M / (METRES_PER_DEGREE * self.cos_lat)
         street_lat = self.lat[-1] + self.rng.uniform(-0.5, 0.5) * STREET_SPACING_M / (
             METRES_PER_DEGREE
