@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import Counter
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -48,6 +48,7 @@ from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.pings import Ping, parse_timestamp, pings_frame
 from tracker.dosage.recompute import bring_up_to_date, replace_hot_spots
 from tracker.dosage.store import store_pings
+from tracker.foundation.clock import local_midnight_us
 from tracker.foundation.database import make_engine, session_factory, upgrade
 from tracker.foundation.models import (
     CreditedSpan,
@@ -136,29 +137,53 @@ WAYPOINTS = [
 ]
 
 
+def walk(draw, device: str, first_us: int, max_steps: int = 6) -> list[Ping]:
+    """One device walking straight legs between waypoints of one hot spot's surroundings at
+    a steady speed, pinging at a steady interval from first_us."""
+    route = draw(
+        st.lists(st.sampled_from(draw(st.sampled_from(WAYPOINTS))), min_size=2, max_size=4)
+    )
+    every_us = draw(st.sampled_from([30, 60, 90, 180, 181]) | st.integers(1, 400)) * 1_000_000
+    position, t_us = route[0], first_us
+    pings = [Ping(device, t_us, *position)]
+    for target in route[1:]:
+        steps = draw(st.integers(1, max_steps))
+        for k in range(1, steps + 1):
+            t_us += every_us
+            lat = round(position[0] + (target[0] - position[0]) * k / steps, 9)
+            lon = round(position[1] + (target[1] - position[1]) * k / steps, 9)
+            pings.append(Ping(device, t_us, lat, lon))
+        position = target
+    return pings
+
+
 @st.composite
 def walks(draw) -> list[Ping]:
-    """Devices walking straight legs between waypoints at a steady speed, pinging steadily."""
+    """1-3 walks, starting within half an hour of one of STARTS."""
     start_us = parse_timestamp(draw(st.sampled_from(STARTS)))
     pings = []
     for _ in range(draw(st.integers(1, 3))):
         device = draw(st.sampled_from(["d1", "d2", "w1", "w2"]))
-        cluster = draw(st.sampled_from(WAYPOINTS))
-        route = draw(st.lists(st.sampled_from(cluster), min_size=2, max_size=4))
-        every_s = draw(st.sampled_from([30, 60, 90, 180, 181]) | st.integers(1, 400))
         # Most STARTS are 15 minutes before London midnight: often start a walk near it.
         t_s = draw(st.integers(0, 1800) | st.integers(600, 900))
-        position = route[0]
-        pings.append(Ping(device, start_us + t_s * 1_000_000, *position))
-        for target in route[1:]:
-            steps = draw(st.integers(1, 6))
-            for k in range(1, steps + 1):
-                t_s += every_s
-                lat = round(position[0] + (target[0] - position[0]) * k / steps, 9)
-                lon = round(position[1] + (target[1] - position[1]) * k / steps, 9)
-                pings.append(Ping(device, start_us + t_s * 1_000_000, lat, lon))
-            position = target
+        pings += walk(draw, device, start_us + t_s * 1_000_000)
     return pings
+
+
+@st.composite
+def midnight_walks(draw, midnight_us: int) -> list[Ping]:
+    """1-3 short walks begun up to 10 minutes before the instant midnight_us, so that legs,
+    entries and exits straddle it."""
+    pings = []
+    for _ in range(draw(st.integers(1, 3))):
+        first_us = midnight_us - draw(st.integers(1, 600)) * 1_000_000
+        pings += walk(draw, draw(st.sampled_from(["d1", "m1", "m2"])), first_us, max_steps=3)
+    return pings
+
+
+# Local days starting at the midnight the walks straddle: an ordinary day, the day the clocks
+# go forward and the day after it, and the day they go back (2026).
+MIDNIGHTS = [date(2026, 1, 15), date(2026, 3, 29), date(2026, 3, 30), date(2026, 10, 25)]
 
 
 pings_strategy = st.builds(lambda fixed, walking: fixed + walking, ping_lists(), walks())
@@ -172,7 +197,8 @@ interpolate_params = st.builds(
     visit_merge_gap_s=st.sampled_from([0, 60, 600]),
     min_visit_s=st.sampled_from([0, 120, 900]),
     max_speed_kmh=st.sampled_from([None, 30.0]),
-    tz=st.sampled_from(["Europe/London", "America/New_York"]),
+    # London twice: most STARTS and walks are near its midnights.
+    tz=st.sampled_from(["Europe/London", "Europe/London", "America/New_York"]),
     crossing_rule=st.just(INTERPOLATE),
 )
 interpolate_params_long_gaps = st.builds(
@@ -368,31 +394,46 @@ def offline(pings: list[Ping], hot_spots: HotSpotSet, params: DosageParams) -> d
 
 
 @STORED_SETTINGS
-@given(pings=pings_strategy, params=interpolate_params, data=st.data())
-def test_pings_stored_in_random_batches_give_the_offline_figures(sqlite_db, pings, params, data):
+@given(fixed=ping_lists(), walking=walks(), params=interpolate_params, data=st.data())
+def test_pings_stored_in_random_batches_give_the_offline_figures(
+    sqlite_db, fixed, walking, params, data
+):
     """The incremental path (store_pings, then the queues worked off by bring_up_to_date at
     random moments) ends with exactly what compute_dosage makes of all the pings."""
     # Only pings the ingest accepts reach store_pings: a position at (0, 0) is a dead letter
-    # there (docs/dosage.md rule 1), though the engine is given some by ping_lists.
-    pings = [p for p in pings if (p.lat, p.lon) != (0.0, 0.0)]
+    # there (docs/dosage.md rule 1), though the engine is given some by ping_lists. A long
+    # stay (up to 1441 pings) is thinned to about 200, to keep the run short.
+    fixed = [p for p in fixed if (p.lat, p.lon) != (0.0, 0.0)]
+    fixed = fixed[:: max(1, len(fixed) // 200)]
+    midnight_us = local_midnight_us(data.draw(st.sampled_from(MIDNIGHTS)), params.zone)
+    pings = fixed + walking + data.draw(midnight_walks(midnight_us))
     db = sqlite_db
     with db.begin() as session:
         for model in (PingRow, DirtyDeviceDay, DirtyHotSpotDay):
             session.execute(delete(model))
         replace_hot_spots(session, ALL_SPOTS, params)  # clears every dosage table
-    # Any order, and often newest first: a ping then arrives after the pings that follow
-    # it, whose figures were already computed (the hard case for the incremental path).
-    order = data.draw(st.sampled_from(["shuffled", "newest-first", "oldest-first"]))
-    if order == "shuffled":
-        arrival = [pings[i] for i in data.draw(st.permutations(range(len(pings))))]
+    # Arrival in any order; often a backlog: the pings from the walks' midnight on arrive
+    # (and are worked off) before the evening before them, so a pair begun before midnight
+    # is completed after the day it credits was computed (the hard case of the incremental
+    # path), or plainly newest first.
+    order = data.draw(st.sampled_from(["backlog"] * 3 + ["newest", "shuffled", "oldest"]))
+    if order == "backlog":
+        late = [p for p in pings if p.t_us >= midnight_us]
+        groups = [late, [p for p in pings if p.t_us < midnight_us]]
+    elif order == "shuffled":
+        groups = [[pings[i] for i in data.draw(st.permutations(range(len(pings))))]]
     else:
-        arrival = sorted(pings, key=lambda p: p.t_us, reverse=order == "newest-first")
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(arrival)), max_size=8)))
-    for low, high in itertools.pairwise([0, *cuts, len(arrival)]):
-        with db.begin() as session:
-            store_pings(session, arrival[low:high], params)
-        if data.draw(st.sampled_from([True, True, False])):
-            bring_up_to_date(db.begin, ALL_SPOTS, params)
-    bring_up_to_date(db.begin, ALL_SPOTS, params)
+        groups = [sorted(pings, key=lambda p: p.t_us, reverse=order == "newest")]
+    # Batches often of a ping or two (at most about 12 batches, to keep the run short), and
+    # usually worked off before the next arrives.
+    size = data.draw(st.sampled_from([1, 1, 2, 3, 10, len(pings)]))
+    size = max(size, -(-len(pings) // 10), 1)
+    for group in groups:
+        for low in range(0, len(group), size):
+            with db.begin() as session:
+                store_pings(session, group[low : low + size], params)
+            if data.draw(st.sampled_from([True, True, True, False])):
+                bring_up_to_date(db.begin, ALL_SPOTS, params)
+        bring_up_to_date(db.begin, ALL_SPOTS, params)  # each group worked off in the end
 
     assert stored(db) == offline(pings, ALL_SPOTS, params)
