@@ -21,8 +21,8 @@ Geography:
   L is the L-shaped hot spot (0,0)-(8,0)-(8,4)-(4,4)-(4,8)-(0,8), i.e. that square without
   its top-right quarter (the "notch" [4, 8] x [4, 8]).
 
-BUG tests: the two tests whose names start with `test_BUG_` fail on the current product code
-on purpose; each docstring says what is wrong. They are not xfail-marked.
+The last two tests are regressions for stored-path bugs these tests found (a span on a day
+without pings; a span begun by a purged ping).
 """
 
 from __future__ import annotations
@@ -468,16 +468,13 @@ def test_interpolation_adds_back_about_one_ping_interval_per_visit(spot_a, first
     # interval here (the width is a whole number of intervals), so 4 minutes.
     pings = [ping("d1", at(T0, 60 * k), LAT, round(first_lon + 0.0004 * k, 7)) for k in range(12)]
 
-    interpolated = run_dosage(pings, spot_a, INTERPOLATE).daily
-    endpoints = run_dosage(pings, spot_a, ENDPOINTS).daily
-    assert daily_rows_of(interpolated) == [("A", DAY, 5.0, 5.0, 1)]
-    assert daily_rows_of(endpoints) == [("A", DAY, 4.0, 4.0, 1)]
-    bias_us = int(interpolated["presence_us"].iloc[0] - endpoints["presence_us"].iloc[0])
-    assert bias_us == 60 * 1_000_000  # one ping interval, to the microsecond
-
-
-def daily_rows_of(daily: pd.DataFrame) -> list[tuple]:
-    return list(daily[DAILY_COLUMNS].itertuples(index=False, name=None))
+    interpolated = run_dosage(pings, spot_a, INTERPOLATE)
+    endpoints = run_dosage(pings, spot_a, ENDPOINTS)
+    assert daily_rows(interpolated) == [("A", DAY, 5.0, 5.0, 1)]
+    assert daily_rows(endpoints) == [("A", DAY, 4.0, 4.0, 1)]
+    presence_us = [r.daily["presence_us"].iloc[0] for r in (interpolated, endpoints)]
+    assert presence_us == [300_000_000, 240_000_000]
+    assert presence_us[0] - presence_us[1] == 60_000_000  # one ping interval, to the us
 
 
 # --- the offline command and the setting ---------------------------------------------------------
@@ -778,14 +775,10 @@ def store_and_catch_up(db, hot_spots: HotSpotSet, pings: list[Ping], params: Dos
     bring_up_to_date(db.begin, hot_spots, params)
 
 
-def test_BUG_a_span_on_a_day_without_pings_is_stored(database_url, db, spot_a):
-    """PRODUCT BUG: fails on the current code.
-
-    With max_gap_s of more than a day, an interpolated span can start on a local day on
-    which the device has no ping at all. affected_device_days / enqueue_all_device_days never
-    queue that day, and rebuild_device_days skips days without pings of their own, so the span
-    is never stored: the stored figures lack what `tracker dosage` reports.
-    """
+def test_a_span_on_a_day_without_pings_of_its_own_is_stored(database_url, db, spot_a):
+    """With max_gap_s of more than a day, an interpolated span can start on a local day on
+    which the device has no ping at all. That day must be queued and rebuilt too (it once was
+    not: the stored figures lacked what `tracker dosage` reports)."""
     # max_gap_s 3 days. a at -0.103 on 14 Jan 23:00, b at -0.097 on 16 Jan 01:00 (26 h =
     # 93,600 s apart): A is crossed at f 1/3..2/3, [14 Jan 23:00 + 31,200 s, + 62,400 s] =
     # 15 Jan 07:40 to 16:20, 8 h 40 min = 520.00 min, all on 15 January (one visit).
@@ -802,17 +795,12 @@ def test_BUG_a_span_on_a_day_without_pings_is_stored(database_url, db, spot_a):
     assert stored_exact(database_url) == expected
 
 
-def test_BUG_purging_a_day_keeps_the_interpolated_spans_it_began(database_url, db, spot_a):
-    """PRODUCT BUG: fails on the current code.
-
-    docs/dosage.md: purged days keep what their pings credited. Interpolating, a pair whose
-    first ping is on a purged day can credit a span that starts on the first kept day. When
-    that kept day is rebuilt (here because a late ping arrives for it), rebuild_device_days
-    reads pings from max_gap_s before the day, finds the purged ping gone, and drops the
-    span: the kept day loses credit it had, and the stored figures no longer match the
-    pings ever received. (Under the endpoint rule a span starts at its first ping, on the
-    purged day, which is never rebuilt.)
-    """
+def test_purging_a_day_keeps_the_interpolated_spans_it_began(database_url, db, spot_a):
+    """docs/dosage.md: purged days keep what their pings credited. Interpolating, a pair whose
+    first ping is on a purged day can credit a span that starts on the first kept day; when
+    that kept day is rebuilt (here because a late ping arrives for it) the span must survive,
+    though the ping before it is gone (it once was dropped). Under the endpoint rule a span
+    starts at its first ping, on the purged day, which is never rebuilt."""
     # GMT. a at -0.103 on 14 Jan 23:59:30, then inside at -0.100 at 00:01:00, 00:02:00 and
     # 00:03:00 on 15 Jan. a -> b crosses -0.101 at f = 2/3 of 90 s: [00:00:30, 00:01:00].
     # 15 Jan: 30 + 60 + 60 = 150 s. Retention 1 day at noon on 16 Jan purges 14 Jan (a only).
