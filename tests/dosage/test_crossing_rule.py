@@ -35,7 +35,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import select
 
 from tests.builders import (
     BOX_A,
@@ -52,6 +51,7 @@ from tests.builders import (
     ping,
     polygon_feature,
 )
+from tests.dosage.test_crossing_rule_properties import offline, stored
 from tracker.cli import main
 from tracker.dosage.engine import (
     DAILY_COLUMNS,
@@ -69,7 +69,6 @@ from tracker.dosage.recompute import bring_up_to_date, replace_hot_spots
 from tracker.dosage.store import purge_pings, store_pings
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, session_factory
-from tracker.foundation.models import CreditedSpan, DailyDosage, DeviceDailyDosage, Visit
 from tracker.foundation.tables import write_table
 
 T0 = "2026-01-14T12:00:00+00:00"
@@ -646,74 +645,16 @@ def test_a_bad_crossing_rule_setting_stops_a_database_command(monkeypatch, datab
 
 
 def stored_exact(database_url: str) -> dict[str, list]:
-    """The stored spans and figures, to the microsecond."""
+    """The stored spans and figures, to the microsecond (the property tests' `stored`)."""
     engine = make_engine(database_url)
     try:
-        with session_factory(engine)() as session:
-
-            def rows(*columns) -> list[tuple]:
-                return sorted(tuple(r) for r in session.execute(select(*columns)))
-
-            return {
-                "spans": rows(
-                    CreditedSpan.hotspot_id,
-                    CreditedSpan.device_id,
-                    CreditedSpan.start_us,
-                    CreditedSpan.end_us,
-                ),
-                "daily": rows(
-                    DailyDosage.hotspot_id,
-                    DailyDosage.day,
-                    DailyDosage.presence_us,
-                    DailyDosage.officer_us,
-                    DailyDosage.visits,
-                ),
-                "device_daily": rows(
-                    DeviceDailyDosage.hotspot_id,
-                    DeviceDailyDosage.device_id,
-                    DeviceDailyDosage.day,
-                    DeviceDailyDosage.officer_us,
-                    DeviceDailyDosage.visits,
-                ),
-                "visits": rows(
-                    Visit.hotspot_id,
-                    Visit.device_id,
-                    Visit.day,
-                    Visit.start_us,
-                    Visit.end_us,
-                    Visit.presence_us,
-                    Visit.devices,
-                ),
-            }
+        return stored(session_factory(engine))
     finally:
         engine.dispose()
 
 
-def offline_exact(pings: list[Ping], hot_spots: HotSpotSet, params: DosageParams) -> dict:
-    """What compute_dosage makes of the pings, in the shapes of `stored_exact`."""
-    spans, _ = credited_spans(pings_frame(pings), hot_spots, params)
-    result = compute_dosage(pings_frame(pings), hot_spots, params)
-    visits = [
-        (v.hotspot_id, "", v.date, v.start_us, v.end_us, v.presence_us, v.devices)
-        for v in result.visits.itertuples()
-    ] + [
-        (v.hotspot_id, v.device_id, v.date, v.start_us, v.end_us, v.presence_us, 1)
-        for v in result.device_visits.itertuples()
-    ]
-    return {
-        "spans": sorted(
-            (s.hotspot_id, s.device_id, s.start_us, s.end_us) for s in spans.itertuples()
-        ),
-        "daily": sorted(
-            (r.hotspot_id, r.date, r.presence_us, r.officer_us, r.visits)
-            for r in result.daily.itertuples()
-        ),
-        "device_daily": sorted(
-            (r.hotspot_id, r.device_id, r.date, r.officer_us, r.visits)
-            for r in result.device_daily.itertuples()
-        ),
-        "visits": sorted(visits),
-    }
+# What compute_dosage makes of the pings, in the shapes of `stored_exact`.
+offline_exact = offline
 
 
 @pytest.mark.parametrize("first", ["firsts", "rest"], ids=["first-pings-first", "rest-first"])

@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator
 from datetime import datetime
 
-from shapely import Point
+import shapely
 
 from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.pings import Ping
@@ -70,12 +70,13 @@ def fleet(
     return sorted(pings, key=lambda p: (p.t_us, p.device_id))
 
 
-def point_in(hot_spot, rng: random.Random) -> tuple[float, float]:
-    """Return a random (lon, lat) inside a hot spot."""
+def point_in(hot_spot, rng, tries: int = 100) -> tuple[float, float]:
+    """Return a random (lon, lat) inside a hot spot; `rng` is a random.Random or a numpy
+    Generator (both draw with `uniform`)."""
     min_x, min_y, max_x, max_y = hot_spot.geometry.bounds
-    for _ in range(100):
+    for _ in range(tries):
         x, y = rng.uniform(min_x, max_x), rng.uniform(min_y, max_y)
-        if hot_spot.geometry.covers(Point(x, y)):
+        if shapely.intersects_xy(hot_spot.geometry, x, y):  # edges inside, as `covers`
             return x, y
     point = hot_spot.geometry.representative_point()
     return point.x, point.y

@@ -22,7 +22,6 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-import shapely
 
 from tracker.dosage.engine import (
     DEVICE_ID,
@@ -32,8 +31,9 @@ from tracker.dosage.engine import (
     DosageResult,
     dosage_from_spans,
 )
-from tracker.dosage.geofence import HotSpot, HotSpotSet
+from tracker.dosage.geofence import HotSpotSet
 from tracker.foundation.clock import US_PER_S, instant_us
+from tracker.simulation.fleet import point_in
 
 METRES_PER_DEGREE = 111_320.0
 FOOT_SPEED_M_S = (1.2, 1.6)
@@ -113,17 +113,6 @@ class _Walker:
         )
 
 
-def point_in(hot_spot: HotSpot, rng: np.random.Generator) -> tuple[float, float]:
-    """Return a random (lon, lat) inside a hot spot."""
-    min_x, min_y, max_x, max_y = hot_spot.geometry.bounds
-    for _ in range(200):
-        x, y = rng.uniform(min_x, max_x), rng.uniform(min_y, max_y)
-        if shapely.intersects_xy(hot_spot.geometry, x, y):
-            return x, y
-    point = hot_spot.geometry.representative_point()
-    return point.x, point.y
-
-
 def shift_path(
     hot_spots: HotSpotSet,
     device_id: str,
@@ -136,7 +125,7 @@ def shift_path(
     spots = list(hot_spots)
     centres = np.array([(h.geometry.centroid.x, h.geometry.centroid.y) for h in spots])
     here = int(rng.integers(len(spots)))
-    walker = _Walker(rng, *point_in(spots[here], rng), instant_us(start))
+    walker = _Walker(rng, *point_in(spots[here], rng, tries=200), instant_us(start))
     end = walker.now + round(hours * 3600 * US_PER_S)
     speeds = FOOT_SPEED_M_S if mode == "foot" else VEHICLE_SPEED_M_S
     while walker.now < end:
@@ -146,7 +135,7 @@ def shift_path(
             if rng.random() < 0.35:
                 walker.wait(rng.uniform(20, 180))
             else:
-                walker.go(*point_in(spots[here], rng), rng.uniform(*FOOT_SPEED_M_S))
+                walker.go(*point_in(spots[here], rng, tries=200), rng.uniform(*FOOT_SPEED_M_S))
         if rng.random() < 0.15:  # a call away from the hot spots
             lon, lat = walker.lon[-1], walker.lat[-1]
             away = rng.uniform(300, 1200) / (METRES_PER_DEGREE * walker.cos_lat)
@@ -156,10 +145,10 @@ def shift_path(
         distance = np.hypot(*(centres - centres[here]).T)
         nearby = np.argsort(distance)[1:6]
         here = int(rng.choice(nearby)) if rng.random() < 0.85 else int(rng.integers(len(spots)))
-        walker.route(*point_in(spots[here], rng), rng.uniform(*speeds))
+        walker.route(*point_in(spots[here], rng, tries=200), rng.uniform(*speeds))
         if rng.random() < 0.2:
             here = int(rng.choice(np.argsort(np.hypot(*(centres - centres[here]).T))[1:4]))
-            walker.route(*point_in(spots[here], rng), rng.uniform(*speeds))
+            walker.route(*point_in(spots[here], rng, tries=200), rng.uniform(*speeds))
     return walker.path(device_id, mode)
 
 
