@@ -10,8 +10,8 @@ it generates synthetic patrols (fixed seed, vectorised), then reports the median
 
   (a) HotSpotSet.classify(lon, lat) over all pings, in points/s;
   (b) the whole compute_dosage(frame, hot_spots, DosageParams()), in pings/s, with the
-      default crossing rule (interpolate) and, as the baseline of its cost, with the
-      endpoint rule;
+      default crossing rule (interpolate, 30 m edge tolerance) and, as baselines of its
+      cost, with the endpoint rule and with no edge tolerance;
   (c) a naive baseline (a Python loop per point over every hot spot with shapely
       `covers`) on a subsample, in points/s, and the speed-up of (a) over it;
   (d) the peak RSS (ru_maxrss) of a fresh subprocess that loads the pings and runs
@@ -381,6 +381,11 @@ def run_case(name: str, hot_spots: HotSpotSet, args: argparse.Namespace, n_naive
         lambda: compute_dosage(frame, hot_spots, endpoints), args.runs
     )
     print(f"[{name}] compute_dosage, endpoint rule {t_ends:.3f} s", file=sys.stderr)
+    untolerant = replace(params, edge_tolerance_m=0.0)
+    t_untolerant, _, untolerant_times = median_time(
+        lambda: compute_dosage(frame, hot_spots, untolerant), args.runs
+    )
+    print(f"[{name}] compute_dosage, no edge tolerance {t_untolerant:.3f} s", file=sys.stderr)
     memory = None if args.no_memory else peak_memory_mb(frame, name)
     return {
         "set": f"{len(hot_spots):,} ({'demo' if name == 'demo' else 'generated'})",
@@ -393,6 +398,8 @@ def run_case(name: str, hot_spots: HotSpotSet, args: argparse.Namespace, n_naive
         "t_dose": t_dose,
         "dose_endpoints": len(frame) / t_ends,
         "ends_times": ends_times,
+        "dose_untolerant": len(frame) / t_untolerant,
+        "untolerant_times": untolerant_times,
         "memory": memory,
         "cls_times": cls_times,
         "dose_times": dose_times,
@@ -474,9 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         "| Hot spots | Pings in a hot spot | Credited spans | classify (points/s) "
         "| Naive covers loop (points/s, sample) | classify / naive "
         "| compute_dosage (pings/s) | compute_dosage (s) | endpoint rule (pings/s) "
-        "| default / endpoint time | Peak RSS (MB) |"
+        "| default / endpoint time | no edge tolerance (pings/s) | default / no tolerance time "
+        "| Peak RSS (MB) |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         mem = (
             "-"
@@ -487,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['set']} | {r['inside']:.1%} | {r['spans']:,} | {_fmt(r['cls'])} "
             f"| {_fmt(r['naive'])} ({r['n_naive']:,}) | {r['cls'] / r['naive']:,.0f}× "
             f"| {_fmt(r['dose'])} | {r['t_dose']:.2f} | {_fmt(r['dose_endpoints'])} "
-            f"| {r['dose_endpoints'] / r['dose']:.2f} | {mem} |"
+            f"| {r['dose_endpoints'] / r['dose']:.2f} | {_fmt(r['dose_untolerant'])} "
+            f"| {r['dose_untolerant'] / r['dose']:.2f} | {mem} |"
         )
     print()
     for r in rows:
@@ -495,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             ("classify", r["cls_times"]),
             ("compute_dosage", r["dose_times"]),
             ("compute_dosage, endpoint rule", r["ends_times"]),
+            ("compute_dosage, no edge tolerance", r["untolerant_times"]),
         ):
             print(
                 f"- {r['set']}, {what}: wall {', '.join(f'{t:.3f}' for t in wall)} s; "

@@ -112,6 +112,7 @@ WAYPOINTS = [
         (51.4975, -0.1002),
         (51.5012, -0.1012),
         (51.499, -0.1),  # on the south edges of A and B
+        (51.5011, -0.1003),  # 11 m north of A and B (within the edge tolerance)
         IN_A,
         IN_A_AND_B,
     ],
@@ -122,6 +123,7 @@ WAYPOINTS = [
         (51.4975, -0.2003),
         IN_H_RING,
         IN_HOLE,
+        (51.4996, -0.2),  # in the hole, 11 m from its ring
     ],
     [  # L: upper arm, lower arm, the notch, outside
         (51.5007, -0.1505),
@@ -138,6 +140,7 @@ WAYPOINTS = [
         (51.5, -0.25),
         (51.5004, -0.2496),
         (51.4995, -0.25),
+        (51.50115, -0.25),  # 17 m beyond the north vertex
     ],
 ]
 
@@ -203,6 +206,7 @@ interpolate_params = st.builds(
     # London twice: most STARTS and walks are near its midnights.
     tz=st.sampled_from(["Europe/London", "Europe/London", "America/New_York"]),
     crossing_rule=st.just(INTERPOLATE),
+    edge_tolerance_m=st.sampled_from([0.0, 30.0, 60.0]),
 )
 
 

@@ -485,3 +485,40 @@ def test_classify_matches_naive_loop_for_other_layouts(make_features, lon_range,
     ]
     assert list(zip(point.tolist(), hot_spot.tolist(), strict=True)) == expected
     assert {j for _, j in expected} == set(range(len(hot_spots)))
+
+
+# --- near: within a distance outside ------------------------------------------------------------
+
+
+def test_near_gives_points_outside_within_the_distance_in_metres():
+    # The Leicester cell's west edge is lon -1.10; at lat 52.605 a degree of longitude is
+    # 111,320 x cos(52.605 deg) = 67,613 m, so 0.0003 degree is 20.3 m and 0.0005 is 33.8 m.
+    # Its north edge is lat 52.61: 0.0002 degree north is 22.3 m.
+    hot_spots = parse_hot_spots(collection(feature("cell", CELL)))
+    lon = np.array([-1.1003, -1.1005, -1.095, -1.095, -1.0997])
+    lat = np.array([52.605, 52.605, 52.6102, 52.605, 52.605])
+
+    point, hot_spot = hot_spots.near(lon, lat, 30.0)
+
+    # Inside (points 3, 4) is not near; 33.8 m out is too far.
+    assert point.tolist() == [0, 2]
+    assert hot_spot.tolist() == [0, 0]
+    assert hot_spots.near(lon, lat, 20.0)[0].tolist() == []
+    assert hot_spots.near(lon, lat, 34.0)[0].tolist() == [0, 1, 2]
+
+
+def test_near_counts_a_hole_as_outside_and_each_of_overlapping_hot_spots(hot_spots):
+    # The fixture above: "donut" has the hole [11, 13] x [1, 3]; a degree is about 111 km, so any
+    # distance in metres under 0.4 degree separates these points.
+    lon = np.array([11.0001, 12.0, -0.00001, 2.00001])
+    lat = np.array([2.0, 2.0, 0.5, 1.5])
+
+    point, hot_spot = hot_spots.near(lon, lat, 30.0)
+
+    # Just inside the hole's ring is near the donut, its middle is not; just west of "sq";
+    # just east of "sq" while inside "over" is near "sq" only.
+    assert [(int(p), hot_spots.ids[h]) for p, h in zip(point, hot_spot, strict=True)] == [
+        (0, "donut"),
+        (2, "sq"),
+        (3, "sq"),
+    ]

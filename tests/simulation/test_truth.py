@@ -130,19 +130,28 @@ def test_the_study_summarises_every_configuration():
     )
     rows = measurements(hot_spots, design)
     summary = summarise(rows, size_classes(hot_spots))
-    # 120 s pings are never measured with max_gap_s 60; every other combination is.
-    combos = set(map(tuple, summary[["gps", "interval_s", "crossing_rule", "max_gap_s"]].values))
-    assert len(combos) == len(design.models) * 3 * 2
-    exact = summary[
-        (summary["gps"] == "exact")
-        & (summary["interval_s"] == 30)
+    # 120 s pings are never measured with max_gap_s 60; every other combination is, the
+    # interpolate rule with each edge tolerance (0 and 30 m), the endpoint rule without.
+    keys = ["gps", "interval_s", "crossing_rule", "edge_tolerance_m", "max_gap_s"]
+    combos = set(map(tuple, summary[keys].values))
+    assert len(combos) == len(design.models) * 3 * 3
+    assert {(r, t) for _, _, r, t, _ in combos} == {
+        (ENDPOINTS, 0),
+        (INTERPOLATE, 0),
+        (INTERPOLATE, 30),
+    }
+    presence = summary[
+        (summary["interval_s"] == 30)
         & (summary["max_gap_s"] == 180)
         & (summary["figure"] == "presence")
         & (summary["size"] == "all")
-    ].set_index("crossing_rule")
-    assert exact.loc[INTERPOLATE, "bias_pct"] > exact.loc[ENDPOINTS, "bias_pct"]
+    ].set_index(["gps", "crossing_rule", "edge_tolerance_m"])
+    bias = presence["bias_pct"]
+    assert bias["exact", INTERPOLATE, 0] > bias["exact", ENDPOINTS, 0]
+    # GPS noise near edges cuts interpolated time; the edge tolerance gives much of it back.
+    assert bias["noise only", INTERPOLATE, 0] < bias["noise only", INTERPOLATE, 30]
     total = rows[(rows["gps"] == "exact") & (rows["interval_s"] == 30)]
-    assert exact.loc[INTERPOLATE, "true_total"] == pytest.approx(
+    assert presence.loc[("exact", INTERPOLATE, 0), "true_total"] == pytest.approx(
         total[total["crossing_rule"] == INTERPOLATE]
         .drop_duplicates(["seed", "hotspot_id", "date"])["presence_us"]
         .sum()
@@ -187,6 +196,10 @@ def test_the_study_command_writes_its_tables_and_charts(tmp_path):
             main, ["validity", "study", "--out", str(out), "--intervals", bad]
         )
         assert result.exit_code == 2 and problem in result.output
+    result = CliRunner().invoke(
+        main, ["validity", "study", "--out", str(out), "--tolerances", "0,-5"]
+    )
+    assert result.exit_code == 2 and "expected numbers of 0 or more" in result.output
 
 
 def test_one_part_of_the_error_model_keeps_the_rest_exact():

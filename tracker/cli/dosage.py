@@ -79,6 +79,13 @@ def dosage_params_options(command):
             help="How a span between two pings is credited (docs/dosage.md, rule 4).",
         ),
         click.option(
+            "--edge-tolerance-m",
+            type=float,
+            default=defaults.edge_tolerance_m,
+            show_default=True,
+            help="Pings this close outside a hot spot, between two inside, do not end a stay.",
+        ),
+        click.option(
             "--max-speed-kmh",
             type=float,
             default=None,

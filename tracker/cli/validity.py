@@ -11,18 +11,25 @@ from tracker.dosage.engine import DosageParams
 from tracker.dosage.geofence import GeofenceError, load_hot_spots
 from tracker.foundation.settings import PROJECT_ROOT
 from tracker.foundation.tables import write_table
-from tracker.simulation.validity import StudyDesign, measurements, size_classes, summarise
+from tracker.simulation.validity import (
+    StudyDesign,
+    measurements,
+    rule_label,
+    size_classes,
+    summarise,
+)
 
 DEMO_HOT_SPOTS = PROJECT_ROOT / "geofences" / "leicestershire_demo.geojson"
 
 
-def _numbers(text: str) -> tuple[float, ...]:
+def _numbers(text: str, zero_allowed: bool = False) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected numbers separated by commas") from None
-    if not values or min(values) <= 0:
-        raise click.BadParameter(f"{text!r}: expected positive numbers separated by commas")
+    if not values or min(values) < 0 or (min(values) == 0 and not zero_allowed):
+        kind = "numbers of 0 or more" if zero_allowed else "positive numbers"
+        raise click.BadParameter(f"{text!r}: expected {kind} separated by commas")
     return values
 
 
@@ -59,6 +66,12 @@ def validity() -> None:
     show_default=True,
     help="max_gap_s values to measure, in seconds.",
 )
+@click.option(
+    "--tolerances",
+    default="0,30",
+    show_default=True,
+    help="Edge tolerances of the interpolate rule to measure, in metres.",
+)
 @click.option("--seed", default=1, show_default=True, type=int, help="First random seed.")
 @click.option(
     "--runs",
@@ -69,9 +82,12 @@ def validity() -> None:
 )
 @click.option("--officers", default=12, show_default=True, type=click.IntRange(1))
 @click.option("--days", default=3, show_default=True, type=click.IntRange(1))
-def study(out_dir, geofences_path, intervals, max_gaps, seed, runs, officers, days) -> None:
+def study(
+    out_dir, geofences_path, intervals, max_gaps, tolerances, seed, runs, officers, days
+) -> None:
     """Simulate officers' true movement, measure it at each ping interval with each crediting
-    rule and max_gap_s, and write the errors against the truth (tables and charts)."""
+    rule, edge tolerance and max_gap_s, and write the errors against the truth (tables and
+    charts)."""
     try:
         hot_spots = load_hot_spots(geofences_path)
     except GeofenceError as exc:
@@ -79,6 +95,7 @@ def study(out_dir, geofences_path, intervals, max_gaps, seed, runs, officers, da
     design = StudyDesign(
         intervals_s=_numbers(intervals),
         max_gaps_s=_numbers(max_gaps),
+        tolerances_m=_numbers(tolerances, zero_allowed=True),
         seeds=tuple(range(seed, seed + runs)),
         officers=officers,
         days=days,
@@ -88,6 +105,10 @@ def study(out_dir, geofences_path, intervals, max_gaps, seed, runs, officers, da
     out.mkdir(parents=True, exist_ok=True)
     rows = measurements(hot_spots, design)
     summary = summarise(rows, size_classes(hot_spots))
+    summary["rule"] = [
+        rule_label(rule, tolerance)
+        for rule, tolerance in zip(summary.crossing_rule, summary.edge_tolerance_m, strict=True)
+    ]
     for name, table in (("measurements", rows), ("summary", summary)):
         with (out / f"{name}.csv").open("w", encoding="utf-8", newline="") as stream:
             write_table(table, "csv", stream)  # the one CSV writer: safe in a spreadsheet
@@ -102,7 +123,7 @@ def study(out_dir, geofences_path, intervals, max_gaps, seed, runs, officers, da
     ]
     click.echo(
         headline.pivot_table(
-            index=["gps", "interval_s"], columns=["figure", "crossing_rule"], values="bias_pct"
+            index=["gps", "interval_s"], columns=["figure", "rule"], values="bias_pct"
         ).to_string()
     )
 
@@ -121,7 +142,7 @@ def _charts(summary: pd.DataFrame, out: Path) -> None:
     for figure in ("presence", "visits", "officer"):
         fig, ax = plt.subplots(figsize=(7, 4))
         for (gps, rule), part in default_gap[default_gap["figure"] == figure].groupby(
-            ["gps", "crossing_rule"]
+            ["gps", "rule"]
         ):
             ax.plot(part["interval_s"], part["bias_pct"], marker="o", label=f"{rule}, {gps} GPS")
         _finish(
@@ -134,7 +155,7 @@ def _charts(summary: pd.DataFrame, out: Path) -> None:
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4))
     gaps = every[(every["figure"] == "presence") & (every["gps"] == "documented")]
-    for (interval, rule), part in gaps.groupby(["interval_s", "crossing_rule"]):
+    for (interval, rule), part in gaps.groupby(["interval_s", "rule"]):
         if interval in (10, 30, 60):
             ax.plot(
                 part["max_gap_s"], part["bias_pct"], marker="o", label=f"{rule}, {interval:g} s"
@@ -154,7 +175,7 @@ def _charts(summary: pd.DataFrame, out: Path) -> None:
         & (summary["gps"] == "documented")
         & (summary["max_gap_s"] == DosageParams.max_gap_s)
     ]
-    for (size, rule), part in sized.groupby(["size", "crossing_rule"]):
+    for (size, rule), part in sized.groupby(["size", "rule"]):
         ax.plot(part["interval_s"], part["bias_pct"], marker="o", label=f"{rule}, {size}")
     _finish(
         ax,

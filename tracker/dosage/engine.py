@@ -56,9 +56,11 @@ class DosageParams:
     max_speed_kmh: float | None = None
     tz: str = "Europe/London"
     crossing_rule: str = INTERPOLATE
+    edge_tolerance_m: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_gap_s", "max_accuracy_m", "visit_merge_gap_s", "min_visit_s"):
+        names = ("max_gap_s", "max_accuracy_m", "visit_merge_gap_s", "min_visit_s")
+        for name in (*names, "edge_tolerance_m"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
@@ -90,6 +92,7 @@ def configured_params() -> DosageParams:
             max_speed_kmh=settings.get("TRACKER_MAX_SPEED_KMH"),
             tz=settings.get("TRACKER_TZ"),
             crossing_rule=settings.get("TRACKER_CROSSING_RULE"),
+            edge_tolerance_m=settings.get("TRACKER_EDGE_TOLERANCE_M"),
         )
     except ValueError as exc:  # SettingsError is one too
         raise settings.SettingsError(f"configuration: {exc}") from exc
@@ -247,8 +250,13 @@ def credited_spans(
         hours = np.maximum(dt_us, 1) / US_PER_HOUR
         pair_ok &= km / hours <= params.max_speed_kmh
     point, hot_spot = hot_spots.classify(lon, lat)
-    credit = _interpolated if params.crossing_rule == INTERPOLATE else _between_endpoints
-    spot, pair_start, start_us, end_us = credit(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat)
+    if params.crossing_rule == INTERPOLATE:
+        # A brief step just outside, as GPS error near an edge makes, is no exit.
+        stayed = _stayed(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat, params)
+        credited = _interpolated(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat, stayed)
+    else:
+        credited = _between_endpoints(hot_spots, point, hot_spot, pair_ok, t_us)
+    spot, pair_start, start_us, end_us = credited
     ids = np.asarray(hot_spots.ids, dtype=object)
     spans = pd.DataFrame(
         {
@@ -268,7 +276,7 @@ def credited_spans(
     return spans, counts
 
 
-def _between_endpoints(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat):
+def _between_endpoints(hot_spots, point, hot_spot, pair_ok, t_us):
     """Rule 3, endpoints: each pair a -> b credits [a.t, b.t] to every hot spot containing
     both pings. Returns (hot spot, a, start_us, end_us) per credited span."""
     n_hot_spots = max(len(hot_spots), 1)
@@ -282,16 +290,52 @@ def _between_endpoints(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat):
     return hot_spot[candidate][hit], a, t_us[a], t_us[a + 1]
 
 
-def _interpolated(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat):
+def _stayed(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat, params):
+    """Rule 4's edge tolerance: return the sorted codes (a * n_hot_spots + hot spot) of the
+    pairs a -> a + 1 credited whole because the device stayed: two of its pings inside the
+    hot spot, at most max_gap_s apart, with every ping between them (one or more) outside it
+    but within edge_tolerance_m, and each pair between them usable (pair_ok)."""
+    n_hot_spots = max(len(hot_spots), 1)
+    if not params.edge_tolerance_m or not len(t_us):
+        return np.empty(0, dtype=np.int64)
+    near_point, near_spot = hot_spots.near(lon, lat, params.edge_tolerance_m)
+    p = np.concatenate([point, near_point])
+    s = np.concatenate([hot_spot, near_spot])
+    inside = np.concatenate([np.ones(len(point), bool), np.zeros(len(near_point), bool)])
+    order = np.lexsort((p, s))
+    p, s, inside = p[order], s[order], inside[order]
+    # A chain: successive pings of one device, each pair usable, all inside or near one
+    # hot spot. Every near ping between two inside pings of its chain is bridged.
+    ok = np.append(pair_ok, False)
+    link = (s[1:] == s[:-1]) & (p[1:] == p[:-1] + 1) & ok[p[:-1]]
+    chain = np.cumsum(np.concatenate([[True], ~link]))
+    entry = np.arange(len(p))
+    before = np.maximum.accumulate(np.where(inside, entry, -1))
+    after = np.minimum.accumulate(np.where(inside, entry, len(p))[::-1])[::-1]
+    k = np.flatnonzero(~inside & (before >= 0) & (after < len(p)))
+    i, j = before[k], after[k]
+    bridged = k[
+        (chain[i] == chain[k])
+        & (chain[j] == chain[k])
+        & (t_us[p[j]] - t_us[p[i]] <= params.max_gap_s * US_PER_S)
+    ]
+    code = p[bridged].astype(np.int64) * n_hot_spots + s[bridged]
+    return np.unique(np.concatenate([code - n_hot_spots, code]))
+
+
+def _interpolated(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat, stayed):
     """Rule 3, interpolate: the device is taken to move straight and steadily from a to b;
     each hot spot is credited the time of the parts of that path inside it (edges inside,
-    holes outside), whether a, b, both or neither lie in it. Returns (hot spot, a,
-    start_us, end_us) per credited span, times rounded to the microsecond."""
+    holes outside), whether a, b, both or neither lie in it; pairs in `stayed` (the edge
+    tolerance) are credited whole. Returns (hot spot, a, start_us, end_us) per credited span, times
+    rounded to the microsecond."""
     a = np.flatnonzero(pair_ok)
     b = a + 1
     segment, spot = hot_spots.segment_candidates(lon[a], lat[a], lon[b], lat[b])
     a, b = a[segment], b[segment]
     n_hot_spots = max(len(hot_spots), 1)
+    unstayed = ~_is_member(stayed, a.astype(np.int64) * n_hot_spots + spot)
+    a, b, spot = a[unstayed], b[unstayed], spot[unstayed]
     membership = point.astype(np.int64) * n_hot_spots + hot_spot  # sorted ascending
     in_a = _is_member(membership, a.astype(np.int64) * n_hot_spots + spot)
     in_b = _is_member(membership, b.astype(np.int64) * n_hot_spots + spot)
@@ -308,11 +352,12 @@ def _interpolated(hot_spots, point, hot_spot, pair_ok, t_us, lon, lat):
     start = t_us[pa] + np.rint(f_start * dt).astype(np.int64)
     end = t_us[pa] + np.rint(f_end * dt).astype(np.int64)
     kept = end > start
+    stayed_a, stayed_spot = np.divmod(stayed, n_hot_spots)
     return (
-        np.concatenate([spot[whole], spot[part][row][kept]]),
-        np.concatenate([a[whole], pa[kept]]),
-        np.concatenate([t_us[a[whole]], start[kept]]),
-        np.concatenate([t_us[b[whole]], end[kept]]),
+        np.concatenate([spot[whole], spot[part][row][kept], stayed_spot]),
+        np.concatenate([a[whole], pa[kept], stayed_a]),
+        np.concatenate([t_us[a[whole]], start[kept], t_us[stayed_a]]),
+        np.concatenate([t_us[b[whole]], end[kept], t_us[stayed_a + 1]]),
     )
 
 

@@ -10,7 +10,7 @@ import json
 import math
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ POLYGON_TYPES = ("Polygon", "MultiPolygon")
 MAX_ID_LENGTH = 64  # the hot_spots table's columns
 MAX_NAME_LENGTH = 200
 MAX_VERTICES = 10_000  # a hot spot is a few streets; more makes every map and page slow
+METRES_PER_DEGREE = 111_320.0  # of latitude; of longitude, times cos(latitude)
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
@@ -107,6 +108,7 @@ class HotSpotSet:
         self._edge_x, self._edge_y, self._normal_x, self._normal_y = _convex_edges(
             self.hot_spots, self.convex
         )
+        self._widened: dict[float, HotSpotSet] = {}  # near(): the hot spots grown by metres
 
     def __len__(self) -> int:
         return len(self.hot_spots)
@@ -147,6 +149,24 @@ class HotSpotSet:
 
         point, hot_spot = self._grid_pairs(x, y)
         return near[point].astype(np.intp), hot_spot.astype(np.intp)
+
+    def near(
+        self, lon: np.ndarray, lat: np.ndarray, metres: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (point_index, hot_spot_index) pairs for every point outside a hot spot but
+        within `metres` of it, sorted like classify. Distances are measured on a local flat
+        projection of each hot spot (its latitude's scale), exact to well under a metre at
+        a hot spot's size."""
+        lon = np.asarray(lon, dtype=float).ravel()
+        lat = np.asarray(lat, dtype=float).ravel()
+        widened = self._widened.get(metres)
+        if widened is None:
+            widened = self._widened[metres] = HotSpotSet(
+                [replace(h, geometry=_buffered(h.geometry, metres)) for h in self.hot_spots]
+            )
+        point, hot_spot = widened.classify(lon, lat)
+        outside = ~shapely.intersects_xy(self._geometries[hot_spot], lon[point], lat[point])
+        return point[outside], hot_spot[outside]
 
     def _grid(self, cells_needed: Callable[[float, float], int], budget: int) -> _Grid:
         """Return a grid over the set's bounding box, with the hot spots whose bounding box
@@ -348,6 +368,20 @@ class HotSpotSet:
     def to_geojson(self) -> dict[str, Any]:
         """Return the set as a GeoJSON FeatureCollection."""
         return {"type": "FeatureCollection", "features": [h.to_feature() for h in self]}
+
+
+def _buffered(geometry, metres: float):
+    """Return the geometry grown by `metres`, on a flat projection at its own latitude."""
+    scale = METRES_PER_DEGREE * math.cos(math.radians(geometry.centroid.y))
+
+    def to_metres(xy):
+        return xy * [scale, METRES_PER_DEGREE]
+
+    def to_degrees(xy):
+        return xy / [scale, METRES_PER_DEGREE]
+
+    grown = shapely.transform(geometry, to_metres).buffer(metres)
+    return shapely.transform(grown, to_degrees)
 
 
 def _convex_edges(hot_spots: Sequence[HotSpot], convex: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -73,6 +73,14 @@ SETTINGS: tuple[Setting, ...] = (
         "hot spots containing both pings; the earlier rule, to reproduce its figures).",
     ),
     Setting(
+        "TRACKER_EDGE_TOLERANCE_M",
+        30.0,
+        "With the interpolate rule: a device whose pings step outside a hot spot by at most "
+        "this many metres and come back inside within max_gap_s is taken to have stayed "
+        "(0: off).",
+        float,
+    ),
+    Setting(
         "TRACKER_MAX_SPEED_KMH",
         None,
         "If set, faster spans credit nothing (empty: off).",

@@ -12,11 +12,10 @@ from datetime import datetime
 
 import shapely
 
-from tracker.dosage.geofence import HotSpotSet
+from tracker.dosage.geofence import METRES_PER_DEGREE, HotSpotSet
 from tracker.dosage.pings import Ping
 
 WALK_SPEED_M_S = 1.4
-METRES_PER_DEGREE_LAT = 111_320.0
 
 
 def patrol(
@@ -88,6 +87,6 @@ def _ping(device_id: str, t: float, lat: float, lon: float, rng: random.Random) 
 
 
 def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    dy = (lat2 - lat1) * METRES_PER_DEGREE_LAT
-    dx = (lon2 - lon1) * METRES_PER_DEGREE_LAT * math.cos(math.radians(lat1))
+    dy = (lat2 - lat1) * METRES_PER_DEGREE
+    dx = (lon2 - lon1) * METRES_PER_DEGREE * math.cos(math.radians(lat1))
     return math.hypot(dx, dy)

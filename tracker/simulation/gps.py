@@ -4,17 +4,18 @@ fixes and coverage gaps.
 The error model (GpsErrorModel, all distances in metres):
 
 - each fix is off by a horizontal error drawn from a 2-D normal distribution whose
-  standard deviation per axis is `sigma_m` (8 m: a 68% radius of about 12 m, the
-  5-20 m typical of phones and radios in streets), or `canyon_sigma_m` (18 m) inside
-  the hot spots chosen as urban canyons (`canyon_share` of them, at random);
+  standard deviation per axis is `sigma_m` (5 m: a median error of 5.9 m, a 95% radius
+  of 12 m, the 5-20 m typical of phones and radios in streets), or `canyon_sigma_m`
+  (12 m) inside the hot spots chosen as urban canyons (`canyon_share` 20% of them, at
+  random);
 - successive errors are correlated (AR(1) with `correlation_s` 20 s), as a receiver's
   filtered position drifts rather than jumps;
 - a share `outlier_rate` (1%) of fixes are outliers, off by a further 50-300 m;
 - the reported accuracy is 1.5 x the error's standard deviation times a log-normal
   factor (sigma 0.3), and is wrong for outliers: most (`outlier_hidden` 60%) report an
   ordinary accuracy, the rest 150-400 m (which the dosage rules then ignore);
-- a share `missed_rate` (3%) of fixes is never sent, and coverage gaps (on average one
-  every `gap_every_h` 3 hours, each 2-15 minutes) send nothing at all;
+- a share `missed_rate` (2%) of fixes is never sent, and coverage gaps (on average one
+  every `gap_every_h` 4 hours, each 1-10 minutes) send nothing at all;
 - the fix times jitter by up to `jitter_s` (1 s) around the schedule.
 """
 
@@ -26,10 +27,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from tracker.dosage.geofence import HotSpotSet
+from tracker.dosage.geofence import METRES_PER_DEGREE, HotSpotSet
 from tracker.dosage.pings import ACCURACY_M, DEVICE_ID, LAT, LON, PING_COLUMNS, TIMESTAMP
 from tracker.foundation.clock import US_PER_S
-from tracker.simulation.truth import METRES_PER_DEGREE, Path
+from tracker.simulation.truth import Path
 
 
 @dataclass(frozen=True)

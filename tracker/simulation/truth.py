@@ -31,11 +31,10 @@ from tracker.dosage.engine import (
     DosageResult,
     dosage_from_spans,
 )
-from tracker.dosage.geofence import HotSpotSet
+from tracker.dosage.geofence import METRES_PER_DEGREE, HotSpotSet
 from tracker.foundation.clock import US_PER_S, instant_us
 from tracker.simulation.fleet import point_in
 
-METRES_PER_DEGREE = 111_320.0
 FOOT_SPEED_M_S = (1.2, 1.6)
 VEHICLE_SPEED_M_S = (6.0, 11.0)
 STREET_SPACING_M = 90.0  # routes follow a grid of streets this far apart

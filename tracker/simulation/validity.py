@@ -1,10 +1,12 @@
 """The measurement-validity study: simulated officers' true dosage against what the dosage
-engine measures from their pings, per ping interval, crediting rule and max_gap_s.
+engine measures from their pings, per ping interval, crediting rule (with its edge
+tolerance) and max_gap_s.
 
 For each seed, officers' true paths give the true figures (tracker.simulation.truth);
 each ping interval gives the pings a device would send (tracker.simulation.gps), and each
-rule and max_gap_s the figures the real engine computes from them. Errors are compared
-per hot spot and day (only hot spot-days with any true or measured time) and in total.
+rule, edge tolerance and max_gap_s the figures the real engine computes from them. Errors
+are compared per hot spot and day (only hot spot-days with any true or measured time) and
+in total.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tracker.dosage.engine import (
     CROSSING_RULES,
     DATE,
     HOTSPOT_ID,
+    INTERPOLATE,
     DosageParams,
     compute_dosage,
 )
@@ -35,6 +38,7 @@ SUMMARY_COLUMNS = [
     "gps",
     "interval_s",
     "crossing_rule",
+    "edge_tolerance_m",
     "max_gap_s",
     "figure",
     "size",
@@ -55,6 +59,7 @@ class StudyDesign:
     intervals_s: Sequence[float] = (5, 10, 30, 60, 120)
     max_gaps_s: Sequence[float] = (60, 120, 180, 300, 600)
     rules: Sequence[str] = CROSSING_RULES
+    tolerances_m: Sequence[float] = (0.0, 30.0)  # edge tolerances of the interpolate rule
     seeds: Sequence[int] = (1, 2, 3)
     officers: int = 12
     days: int = 3
@@ -86,24 +91,41 @@ def measurements(hot_spots: HotSpotSet, design: StudyDesign) -> pd.DataFrame:
         for gps, model in design.models:
             for interval in design.intervals_s:
                 pings = sample_pings(paths, hot_spots, interval, model, seed)
-                for rule in design.rules:
-                    for max_gap in design.max_gaps_s:
-                        if max_gap < interval:
-                            continue  # no two pings would ever be close enough
-                        params = replace(design.base, crossing_rule=rule, max_gap_s=max_gap)
-                        measured = _figures(compute_dosage(pings, hot_spots, params).daily)
-                        both = truth.merge(
-                            measured,
-                            how="outer",
-                            left_index=True,
-                            right_index=True,
-                            suffixes=("", "_measured"),
-                        ).fillna(0)
-                        both = both.reset_index()
-                        both["gps"], both["interval_s"], both["seed"] = gps, interval, seed
-                        both["crossing_rule"], both["max_gap_s"] = rule, max_gap
-                        frames.append(both)
+                for rule, tolerance, max_gap in _variants(design, interval):
+                    params = replace(
+                        design.base,
+                        crossing_rule=rule,
+                        edge_tolerance_m=tolerance,
+                        max_gap_s=max_gap,
+                    )
+                    measured = _figures(compute_dosage(pings, hot_spots, params).daily)
+                    both = truth.merge(
+                        measured,
+                        how="outer",
+                        left_index=True,
+                        right_index=True,
+                        suffixes=("", "_measured"),
+                    ).fillna(0)
+                    both = both.reset_index()
+                    both["gps"], both["interval_s"], both["seed"] = gps, interval, seed
+                    both["crossing_rule"], both["max_gap_s"] = rule, max_gap
+                    both["edge_tolerance_m"] = tolerance
+                    frames.append(both)
     return pd.concat(frames, ignore_index=True)
+
+
+def _variants(design: StudyDesign, interval: float):
+    """(rule, edge tolerance, max_gap_s) to measure; the endpoint rule has no tolerance."""
+    for rule in design.rules:
+        for tolerance in design.tolerances_m if rule == INTERPOLATE else (0.0,):
+            for max_gap in design.max_gaps_s:
+                if max_gap >= interval:  # else no two pings would ever be close enough
+                    yield rule, tolerance, max_gap
+
+
+def rule_label(rule: str, tolerance: float) -> str:
+    """How a crediting rule is named in tables and charts: "interpolate, 30 m"."""
+    return f"{rule}, {tolerance:g} m" if rule == INTERPOLATE else rule
 
 
 def _figures(daily: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +141,7 @@ def summarise(rows: pd.DataFrame, sizes: dict[str, str]) -> pd.DataFrame:
     one true visit).
     """
     rows = rows.assign(size=rows[HOTSPOT_ID].map(sizes))
-    keys = ["gps", "interval_s", "crossing_rule", "max_gap_s"]
+    keys = ["gps", "interval_s", "crossing_rule", "edge_tolerance_m", "max_gap_s"]
     out = []
     for size_name, part in [("all", rows), *((s, rows[rows["size"] == s]) for s in SIZE_CLASSES)]:
         for figure in FIGURES:
