@@ -1,4 +1,5 @@
-"""Administration pages: the audit log, the users, and the operation's plan."""
+"""Administration pages: the audit log, the users and their API tokens, and the operation's
+plan."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from tracker.foundation.models import AuditEvent, User
+from tracker.accounts.users import (
+    MAX_TOKEN_NAME,
+    SCOPES,
+    UserError,
+    issue_token,
+    revoke_token_id,
+    tokens_table,
+)
+from tracker.foundation.models import AuditEvent, User, utc_now
 from tracker.plan.models import Operation
 from tracker.plan.reader import parse_plan, require_dosage_tz
 from tracker.plan.storage import find_operation, load_plan, plan_table, stored_plan
@@ -20,6 +29,7 @@ from web.database import get_db
 from web.views import (
     csv_response,
     current_operation,
+    local_time,
     params,
     period,
     table_rows,
@@ -28,6 +38,7 @@ from web.views import (
 
 blueprint = Blueprint("admin", __name__)
 AUDIT_LIMIT = 2000
+MAX_TOKEN_DAYS = 3650
 MAX_PLAN_BYTES = 1024 * 1024
 
 
@@ -108,6 +119,95 @@ def users():
     return render_template("admin_users.html", rows=table_rows(frame))
 
 
+@blueprint.get("/admin/tokens")
+@roles_required("admin")
+def tokens():
+    """API tokens: whose, what they may do, until when, when last used; revoke or issue."""
+    return _tokens_page({}, 200)
+
+
+@blueprint.post("/admin/tokens")
+@roles_required("admin")
+def issue():
+    """Issue a token for a user; it is shown once, on the page this answers with."""
+    form = {k: (request.form.get(k) or "").strip() for k in ("username", "name", "scope", "days")}
+    errors = {}
+    expires_at = None
+    if form["days"]:
+        try:
+            days = int(form["days"])
+        except ValueError:
+            days = 0
+        if not 1 <= days <= MAX_TOKEN_DAYS:
+            errors["days"] = f"a whole number of days from 1 to {MAX_TOKEN_DAYS}, or empty"
+        else:
+            expires_at = utc_now() + timedelta(days=days)
+    if not errors:
+        db = get_db()
+        try:
+            token = issue_token(
+                db,
+                form["username"],
+                form["name"],
+                actor=current_user.audit_name,
+                scope=form["scope"],
+                expires_at=expires_at,
+            )
+        except UserError as exc:
+            db.rollback()
+            errors["form"] = str(exc)
+        else:
+            db.commit()
+            return _tokens_page({}, 201, issued=token, form=form)
+    return _tokens_page(errors, 400, form=form)
+
+
+@blueprint.post("/admin/tokens/<int:token_id>/revoke")
+@roles_required("admin")
+def revoke(token_id: int):
+    """Revoke one token at once: its next request is refused."""
+    db = get_db()
+    if not revoke_token_id(db, token_id, actor=current_user.audit_name):
+        abort(404, f"No token {token_id}, or it is already revoked.")
+    db.commit()
+    flash(f"Token {token_id} is revoked.", "info")
+    return redirect(url_for("admin.tokens"))
+
+
+def _tokens_page(errors: dict, status: int, issued: str | None = None, form: dict | None = None):
+    db = get_db()
+    frame = pd.DataFrame(
+        tokens_table(db),
+        columns=[
+            "id",
+            "username",
+            "name",
+            "scope",
+            "created_at",
+            "expires_at",
+            "last_used",
+            "state",
+        ],
+    )
+    if wants_csv():
+        return csv_response(frame, "tokens.csv")
+    for column in ("created_at", "expires_at", "last_used"):
+        frame[column] = frame[column].map(local_time)
+    usernames = db.scalars(select(User.username).where(User.active).order_by(User.username))
+    page = render_template(
+        "admin_tokens.html",
+        rows=table_rows(frame),
+        usernames=list(usernames),
+        scopes=SCOPES,
+        errors=errors,
+        issued=issued,
+        form=form or {},
+        max_name=MAX_TOKEN_NAME,
+        max_days=MAX_TOKEN_DAYS,
+    )
+    return page, status
+
+
 @blueprint.get("/plan")
 @roles_required(*DOSAGE_READERS)
 def plan():
@@ -138,7 +238,7 @@ def load_plan_file():
         require_dosage_tz(new_plan, tz, source=name)
         existing = db.scalar(select(Operation).where(Operation.name == new_plan.name))
         stamp = existing.updated_at if existing else None
-        operation = load_plan(db, new_plan, actor=current_user.username)
+        operation = load_plan(db, new_plan, actor=current_user.audit_name)
         relink_stops(db, tz)  # stops now fall in other operation dates
     except UnicodeDecodeError:
         return _plan_page([f"{name}: not UTF-8 text"], 400)

@@ -376,7 +376,9 @@ def review(stop_id: int):
     record = visible_stop(db, stop_id)
     changes = {name: request.form[name] for name in REVIEW_FORM_FIELDS if name in request.form}
     try:
-        saved = update_review(db, stop_id, current_user.username, changes)
+        saved = update_review(
+            db, stop_id, current_user.audit_name, changes, reviewer=current_user.username
+        )
     except ReviewError as exc:
         db.rollback()
         return render_stop(db, record, form=request.form, errors=exc.errors, status=400)
@@ -406,7 +408,7 @@ def new_stop():
             created = create_stop(
                 db,
                 values,
-                actor=current_user.username,
+                actor=current_user.audit_name,
                 policy=current_app.config["REVIEW_POLICY"],
                 naive_tz=params().tz,
                 source="form",

@@ -28,13 +28,14 @@ from wtforms.validators import DataRequired, Length
 
 from tracker.accounts.audit import record
 from tracker.accounts.users import (
+    FULL_SCOPE,
     authenticate,
     end_web_session,
     start_web_session,
-    user_for_token,
+    token_user,
     web_session_user,
 )
-from tracker.foundation.models import User
+from tracker.foundation.models import ApiToken, User
 from web.database import get_db
 
 blueprint = Blueprint("auth", __name__)
@@ -44,18 +45,28 @@ limiter = Limiter(key_func=get_remote_address)
 SUPERVISORS = ("supervisor",)
 ANONYMOUS_ACTOR = "(anonymous)"
 DOSAGE_READERS = ("admin", "supervisor", "assurance")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class SignedInUser(UserMixin):
     """The user of this request, detached from the database session."""
 
-    def __init__(self, user: User, via_token: bool = False, web_session_id: str | None = None):
+    def __init__(
+        self, user: User, token: ApiToken | None = None, web_session_id: str | None = None
+    ):
         self.id = user.id
         self.username = user.username
         self.role = user.role
         self.officer_id = user.officer_id
-        self.via_token = via_token
+        self.via_token = token is not None
+        self.token_id = token.id if token else None
+        self.token_scope = token.scope if token else None
         self.web_session_id = web_session_id
+
+    @property
+    def audit_name(self) -> str:
+        """Who did it, as the audit records it: the user, and the token if one was used."""
+        return f"{self.username} (token {self.token_id})" if self.via_token else self.username
 
     def get_id(self) -> str | None:
         # What the session cookie holds: the server-side session, valid until it ends.
@@ -90,12 +101,10 @@ def authenticate_bearer() -> bool:
         return False
     if "_login_user" not in g:  # Flask-Login's per-request user, set here before it loads one
         db = get_db()
-        user = user_for_token(db, header.removeprefix("Bearer ").strip())
-        if user is not None:
+        found = token_user(db, header.removeprefix("Bearer ").strip())
+        if found is not None:
             db.commit()  # last_used
-        g._login_user = (
-            SignedInUser(user, via_token=True) if user else login_manager.anonymous_user()
-        )
+        g._login_user = SignedInUser(*found) if found else login_manager.anonymous_user()
     return bool(getattr(g._login_user, "via_token", False))
 
 
@@ -142,8 +151,14 @@ def _login_key() -> str:
 
 
 def _sign_in_by_token() -> None:
-    """Before any view: a bearer token decides who is asking (the CSRF check asks first)."""
-    authenticate_bearer()
+    """Before any view: a bearer token decides who is asking (the CSRF check asks first),
+    and a read-only token may only read."""
+    if (
+        authenticate_bearer()
+        and current_user.token_scope != FULL_SCOPE
+        and request.method not in SAFE_METHODS
+    ):
+        abort(403, "This API token may only read; an administrator can issue one with full rights.")
 
 
 def _claimed_name() -> str:
@@ -194,7 +209,7 @@ def logout():
     """Sign out (POST with a CSRF token, so a link elsewhere cannot sign anyone out)."""
     if current_user.is_authenticated:
         db = get_db()
-        record(db, current_user.username, "logout", current_user.username)
+        record(db, current_user.audit_name, "logout", current_user.username)
         # Ended on the server: a copied or replayed cookie signs in no one.
         end_web_session(db, current_user.web_session_id)
         db.commit()

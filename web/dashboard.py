@@ -123,7 +123,7 @@ def tracks():
     device_ids = [device_id] if device_id else officer_devices(db, officer_id)
     subject = f"device:{device_id}" if device_id else f"officer:{officer_id}"
     # Viewing someone's movements is itself recorded, whoever looks.
-    record(db, current_user.username, "track.view", subject, None, {"date": day.isoformat()})
+    record(db, current_user.audit_name, "track.view", subject, None, {"date": day.isoformat()})
     db.commit()
     start_us, end_us = local_days_us(day, day, params().zone)
     pings = track(db, device_ids, start_us, end_us)

@@ -81,7 +81,7 @@ def create():
         created = create_stop(
             db,
             json_object(),
-            actor=current_user.username,
+            actor=current_user.audit_name,
             policy=current_app.config["REVIEW_POLICY"],
             source="api",
         )
@@ -100,7 +100,9 @@ def review_api(stop_id: int):
     db = get_db()
     record = visible_stop(db, stop_id)
     try:
-        saved = update_review(db, stop_id, current_user.username, json_object())
+        saved = update_review(
+            db, stop_id, current_user.audit_name, json_object(), reviewer=current_user.username
+        )
     except StopNotFound:
         abort(404, f"no BWV review for stop {stop_id}")
     except ReviewError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import unicodedata
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import quote
 
 import pandas as pd
@@ -30,6 +30,13 @@ def params() -> DosageParams:
 def thresholds() -> RagThresholds:
     """Return the deployment's RAG thresholds."""
     return current_app.config["RAG_THRESHOLDS"]
+
+
+def local_time(moment: datetime | None) -> str | None:
+    """A UTC instant as the operation's local time, to the second, with the zone named."""
+    if moment is None or pd.isna(moment):
+        return None
+    return pd.Timestamp(moment).tz_convert(params().zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def today() -> date:

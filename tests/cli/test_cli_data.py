@@ -14,11 +14,12 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import MetaData, delete, func, select, update
 
-from tracker.accounts.users import authenticate, user_for_token
+from tracker.accounts.users import authenticate, token_user
 from tracker.cli import main
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, schema_is_current, session_factory
 from tracker.foundation.models import (
+    ApiToken,
     Assignment,
     AuditEvent,
     DailyDosage,
@@ -832,8 +833,48 @@ def test_users_list_shows_users_without_password_hashes(database_url, db):
 
 def token_owner(db, token: str) -> str | None:
     with db.begin() as session:
-        user = user_for_token(session, token)
-        return None if user is None else user.username
+        found = token_user(session, token)
+        return None if found is None else found[0].username
+
+
+def test_tokens_are_read_only_unless_issued_full_and_may_expire(database_url, db):
+    create_user(database_url, "bi-reader", "--role", "supervisor")
+    read = ok("tokens", "issue", "bi-reader", "power-bi", "--db", database_url).stdout.strip()
+    full = ok(
+        "tokens",
+        "issue",
+        "bi-reader",
+        "sync",
+        "--scope",
+        "full",
+        "--expires-in-days",
+        "30",
+        "--db",
+        database_url,
+    ).stdout.strip()
+    with db.begin() as session:
+        assert token_user(session, read)[1].scope == "read"
+        assert token_user(session, full)[1].scope == "full"
+
+    listed = json.loads(ok("tokens", "list", "--format", "json", "--db", database_url).stdout)
+
+    by_name = {t["name"]: t for t in listed}
+    assert by_name["power-bi"]["expires_at"] is None
+    expires = datetime.fromisoformat(by_name["sync"]["expires_at"])
+    assert timedelta(days=29, hours=23) < expires - datetime.now(UTC) <= timedelta(days=30)
+    assert {t["state"] for t in listed} == {"active"}
+    assert by_name["power-bi"]["last_used"] is not None  # token_user above used it
+    assert read not in json.dumps(listed) and full not in json.dumps(listed)
+    # An expired token is refused; the list says why.
+    with db.begin() as session:
+        session.execute(
+            update(ApiToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert token_owner(db, full) is None
+    listed = json.loads(ok("tokens", "list", "--format", "json", "--db", database_url).stdout)
+    assert {t["state"] for t in listed} == {"expired"}
+    bad = run("tokens", "issue", "bi-reader", "x", "--scope", "admin", "--db", database_url)
+    assert bad.exit_code == 2 and "'admin' is not one of 'read', 'full'" in bad.stderr
 
 
 def test_tokens_issue_and_revoke(database_url, db):

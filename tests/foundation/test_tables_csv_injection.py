@@ -239,3 +239,19 @@ def test_web_csv_downloads_neutralise_formulas_and_the_api_does_not(app):
     assert "'@SUM(1+9)" in {row["object_of_search"] for row in objects}
     (record,) = client.get("/api/stops").json
     assert {k: record[k] for k in TEXT} == {k: STOP_FIELDS[k] for k in TEXT}
+
+
+def test_a_missing_time_is_null_in_json_and_empty_in_csv():
+    # NaT is a datetime too; its isoformat() would give the string "NaT".
+    frame = pd.DataFrame(
+        {"name": ["a", "b"], "expires_at": [pd.Timestamp("2026-12-07T10:00:00Z"), None]}
+    )
+    out = io.StringIO()
+    write_table(frame, "json", out)
+    assert json.loads(out.getvalue()) == [
+        {"name": "a", "expires_at": "2026-12-07T10:00:00Z"},
+        {"name": "b", "expires_at": None},
+    ]
+    out = io.StringIO()
+    write_table(frame, "csv", out)
+    assert out.getvalue() == "name,expires_at\na,2026-12-07T10:00:00Z\nb,\n"

@@ -73,6 +73,9 @@ ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/admin/audit?format=csv&action=login", frozenset({"admin"})),
     ("GET", "/admin/users", frozenset({"admin"})),
     ("GET", "/admin/users?format=csv", frozenset({"admin"})),
+    ("GET", "/admin/tokens", frozenset({"admin"})),
+    ("POST", "/admin/tokens", frozenset({"admin"})),
+    ("POST", "/admin/tokens/2147483647/revoke", frozenset({"admin"})),
     ("POST", "/logout", ANYONE),
 ]
 # Routes whose success is a redirect rather than a page.
@@ -230,6 +233,11 @@ def test_route_access_by_role(app, demo, signed_in, role, method, path, allowed)
     elif (method, path) == ("POST", "/plan"):
         assert response.status_code == 400  # allowed, but this request holds no file
         assert "Choose a plan file (YAML) to load." in response.text
+    elif (method, path) == ("POST", "/admin/tokens"):
+        assert response.status_code == 400  # allowed, but this request names no user
+        assert "no user" in response.text
+    elif path.endswith("/revoke"):
+        assert response.status_code == 404  # allowed, but there is no such token
     elif (method, path) == ("POST", "/logout"):
         assert response.status_code == 302
         assert location_path(response) == "/login"

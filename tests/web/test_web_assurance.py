@@ -503,7 +503,7 @@ def test_api_with_a_session_needs_the_csrf_token_but_a_bearer_token_does_not(
     assert refused.status_code == 400
     assert refused.json["error"]["title"] == "Form expired or forged"
     with sessions.begin() as session:
-        bearer = issue_token(session, "assurance", "bi")
+        bearer = issue_token(session, "assurance", "bi", scope="full")
     accepted = app.test_client().post(
         "/api/stops",
         headers={"Authorization": f"Bearer {bearer}"},
@@ -595,7 +595,7 @@ def test_review_workflow_through_the_form(as_role, sessions, stop_ids):
 
 def test_review_workflow_through_the_api(app, as_role, sessions):
     with sessions.begin() as session:
-        bearer = issue_token(session, "assurance", "bi")
+        bearer = issue_token(session, "assurance", "bi", scope="full")
     client = app.test_client()
     headers = {"Authorization": f"Bearer {bearer}"}
     bad = client.post(

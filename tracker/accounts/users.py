@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -13,10 +14,13 @@ from zxcvbn import zxcvbn
 from tracker.accounts.audit import record
 from tracker.foundation.models import ApiToken, Officer, User, WebSession, utc_now
 
-ROLES = ("admin", "supervisor", "assurance", "officer")
+ROLES = ("admin", "supervisor", "assurance", "officer", "dispatch")
 MIN_PASSWORD_LENGTH = 12
 MIN_PASSWORD_SCORE = 3  # zxcvbn: 3 is "safely unguessable", 0-2 fall to a guessing attack
 MAX_CHECKED_PASSWORD = 100  # zxcvbn's time grows with length; longer passwords are not weak
+READ_SCOPE, FULL_SCOPE = "read", "full"
+SCOPES = (READ_SCOPE, FULL_SCOPE)
+MAX_TOKEN_NAME = 100  # the api_tokens column
 TOKEN_PREFIX = "hsd_"  # noqa: S105 (a prefix that makes leaked tokens easy to spot)
 # A constant hash to compare against when the user does not exist, so that a log-in for
 # an unknown name costs the same time as a wrong password.
@@ -124,19 +128,41 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     return user
 
 
-def issue_token(session: Session, username: str, name: str, actor: str = "cli") -> str:
-    """Create an API token for a user and return it; only its SHA-256 is stored."""
+def issue_token(
+    session: Session,
+    username: str,
+    name: str,
+    actor: str = "cli",
+    scope: str = READ_SCOPE,
+    expires_at: datetime | None = None,
+) -> str:
+    """Create an API token for a user and return it; only its SHA-256 is stored.
+
+    A "read" token may only read (GET); a "full" one may do whatever the user's role may.
+    """
     user = find_user(session, username)
     if user is None:
         raise UserError(f"no user {username!r}")
+    if scope not in SCOPES:
+        raise UserError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    name = name.strip()
+    if not name or len(name) > MAX_TOKEN_NAME or not name.isprintable():
+        raise UserError(f"a token name is 1-{MAX_TOKEN_NAME} printable characters")
+    if expires_at is not None and expires_at <= utc_now():
+        raise UserError("a token must expire in the future")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, name=name, token_sha256=_digest(token)))
-    record(session, actor, "token.issue", username, None, {"name": name})
+    row = ApiToken(
+        user_id=user.id, name=name, token_sha256=_digest(token), scope=scope, expires_at=expires_at
+    )
+    session.add(row)
+    session.flush()  # its id names it in the audit
+    after = {"token": row.id, "name": name, "scope": scope, "expires_at": _iso(expires_at)}
+    record(session, actor, "token.issue", user.username, None, after)
     return token
 
 
 def revoke_token(session: Session, username: str, name: str, actor: str = "cli") -> int:
-    """Revoke a user's tokens with this name; return how many."""
+    """Revoke a user's unrevoked tokens with this name; return how many."""
     user = find_user(session, username)
     tokens = session.scalars(
         select(ApiToken).where(
@@ -146,22 +172,70 @@ def revoke_token(session: Session, username: str, name: str, actor: str = "cli")
         )
     ).all()
     for token in tokens:
-        token.revoked = True
-    if tokens:
-        record(session, actor, "token.revoke", username, {"name": name}, None)
+        _revoke(session, token, user.username, actor)
     return len(tokens)
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    """Return the active user owning an unrevoked token, or None."""
+def revoke_token_id(session: Session, token_id: int, actor: str) -> bool:
+    """Revoke one token by its id; return False if there is no such unrevoked token."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.revoked:
+        return False
+    _revoke(session, token, session.get(User, token.user_id).username, actor)
+    return True
+
+
+def _revoke(session: Session, token: ApiToken, username: str, actor: str) -> None:
+    token.revoked = True
+    record(session, actor, "token.revoke", username, {"token": token.id, "name": token.name}, None)
+
+
+def tokens_table(session: Session) -> list[dict]:
+    """Every token (never its value): owner, name, scope, dates and state, newest first."""
+    now = utc_now()
+    rows = session.execute(
+        select(ApiToken, User.username)
+        .join(User, User.id == ApiToken.user_id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    ).all()
+    return [
+        {
+            "id": token.id,
+            "username": username,
+            "name": token.name,
+            "scope": token.scope,
+            "created_at": token.created_at,
+            "expires_at": token.expires_at,
+            "last_used": token.last_used,
+            "state": token_state(token, now),
+        }
+        for token, username in rows
+    ]
+
+
+def token_state(token: ApiToken, now: datetime) -> str:
+    if token.revoked:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def token_user(session: Session, token: str) -> tuple[User, ApiToken] | None:
+    """Return the active user owning a token and the token, if it is neither revoked nor
+    expired (and note that it was used), else None."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
-    if row is None or row.revoked:
+    if row is None or token_state(row, utc_now()) != "active":
         return None
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         return None
     row.last_used = utc_now()
-    return user
+    return user, row
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _digest(token: str) -> str:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 
 import click
 import pandas as pd
 from sqlalchemy import select
 
-from tracker.accounts.users import ROLES, UserError, create_user, issue_token, revoke_token
+from tracker.accounts.users import (
+    READ_SCOPE,
+    ROLES,
+    SCOPES,
+    UserError,
+    create_user,
+    issue_token,
+    revoke_token,
+    tokens_table,
+)
 from tracker.cli.options import db_option, format_option, open_database
-from tracker.foundation.models import User
+from tracker.foundation.models import User, utc_now
 from tracker.foundation.tables import write_table
 
 
@@ -73,16 +83,43 @@ def tokens() -> None:
 @tokens.command("issue")
 @click.argument("username")
 @click.argument("name")
+@click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    default=READ_SCOPE,
+    show_default=True,
+    help="read: figures only (GET); full: everything the user's role may do.",
+)
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(1, 3650),
+    default=None,
+    help="The token stops working after this many days (default: until revoked).",
+)
 @db_option
-def tokens_issue(username, name, db_url) -> None:
+def tokens_issue(username, name, scope, expires_in_days, db_url) -> None:
     """Issue a token acting as USERNAME (with that user's role); it is shown once."""
+    expires_at = None
+    if expires_in_days is not None:
+        expires_at = utc_now() + timedelta(days=expires_in_days)
     factory = open_database(db_url)
     try:
         with factory.begin() as session:
-            token = issue_token(session, username, name)
+            token = issue_token(session, username, name, scope=scope, expires_at=expires_at)
     except UserError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(token)
+
+
+@tokens.command("list")
+@db_option
+@format_option
+def tokens_list(db_url, fmt) -> None:
+    """Every token: owner, name, scope, issued, expires, last used, state (never the token)."""
+    factory = open_database(db_url)
+    with factory() as session:
+        frame = pd.DataFrame(tokens_table(session))
+    write_table(frame, fmt, sys.stdout)
 
 
 @tokens.command("revoke")

@@ -265,7 +265,8 @@ class WebSession(Base):
 
 
 class ApiToken(Base):
-    """A bearer token an admin issued for a BI tool; only its SHA-256 is stored."""
+    """A bearer token an admin issued for a BI tool; only its SHA-256 is stored. Tokens
+    issued before scopes existed keep the full rights they had (server default)."""
 
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -275,3 +276,6 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_used: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(default=False)
+    # "read": figures only (GET); "full": everything the user's role may do.
+    scope: Mapped[str] = mapped_column(String(8), default="read", server_default="full")
+    expires_at: Mapped[datetime | None]  # none: until revoked

@@ -30,6 +30,8 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _plain(value: Any, minutes: bool) -> Any:
+    if value is pd.NaT:  # a missing time: NaT is a datetime whose isoformat() is "NaT"
+        return None
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, date):

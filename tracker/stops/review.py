@@ -78,8 +78,11 @@ def update_review(
     changes: Mapping[str, Any],
     *,
     now: datetime | None = None,
+    reviewer: str | None = None,
 ) -> BwvReview:
-    """Apply changes to a stop's BWV review after checking the workflow; audit what changed.
+    """Apply changes to a stop's BWV review after checking the workflow; audit what changed
+    as `actor` (the user, and the API token if one was used; `reviewer` is the user, if
+    different).
 
     pending -> reviewed needs an outcome, all eight GOWISELY answers and a RAG rating;
     pending -> no_footage needs a reason. A completed review can be corrected (or switched
@@ -135,7 +138,7 @@ def update_review(
         return review
     # Changing whether a stop is sampled is not a review: it leaves the reviewer as it was.
     if status in COMPLETED and set(changed) - {"sampled"}:
-        after["reviewer"], after["reviewed_at"] = actor, now or utc_now()
+        after["reviewer"], after["reviewed_at"] = reviewer or actor, now or utc_now()
         changed += ["reviewer", "reviewed_at"]
     for name in changed:
         setattr(review, name, after[name])
