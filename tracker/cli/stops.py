@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
+import pandas as pd
 
-from tracker.cli.options import db_option, format_option, open_database
+from tracker.cli.options import (
+    db_option,
+    format_option,
+    from_option,
+    open_database,
+    to_option,
+)
+from tracker.dosage.store import stored_hot_spots
 from tracker.foundation import settings
 from tracker.foundation.tables import write_table
-from tracker.stops.figures import export_stops
+from tracker.plan.storage import find_operation
+from tracker.plan.targets import PlanError
+from tracker.stops.figures import export_stops, stops_frame
+from tracker.stops.population import PopulationError, load_group_population
 from tracker.stops.records import (
     BadStopRows,
     ReviewPolicy,
     StopFileError,
+    hot_spot_ids,
     import_stops,
     read_stops,
+)
+from tracker.stops.search_figures import (
+    ETHNICITY_COLUMNS,
+    SELF,
+    figures_table,
+    presence_hours,
+    search_figures,
 )
 
 
@@ -90,3 +110,69 @@ def stops_export(db_url, fmt) -> None:
     with open_database(db_url)() as session:
         table = export_stops(session, tz=settings.get("TRACKER_TZ"))
     write_table(table, fmt, sys.stdout)
+
+
+@stops.command("figures")
+@from_option
+@to_option
+@click.option("--operation", default=None, help="Only the searches of this operation (by name).")
+@click.option(
+    "--population",
+    "population_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="group,population CSV of the five broad groups (rates per 1,000 and ratios).",
+)
+@click.option(
+    "--ethnicity",
+    type=click.Choice(list(ETHNICITY_COLUMNS)),
+    default=SELF,
+    show_default=True,
+    help="Self-defined or officer-defined ethnicity.",
+)
+@click.option(
+    "--buffer-m",
+    type=click.FloatRange(0, 1000),
+    default=lambda: settings.get("TRACKER_STOP_BUFFER_M"),
+    help="Link a search outside every hot spot to one within this many metres "
+    "(default TRACKER_STOP_BUFFER_M).",
+)
+@db_option
+@format_option
+def stops_figures(
+    from_day, to_day, operation, population_path, ethnicity, buffer_m, db_url, fmt
+) -> None:
+    """Search figures for a scrutiny panel: outcomes, disproportionality, breakdowns and
+    searches per patrol hour in each hot spot (docs/stops.md)."""
+    population = None
+    if population_path:
+        try:
+            population = load_group_population(population_path)
+        except PopulationError as exc:
+            raise click.ClickException(str(exc)) from exc
+    tz = settings.get("TRACKER_TZ")
+    with open_database(db_url)() as session:
+        operation_id = None
+        if operation is not None:
+            try:
+                operation_id = find_operation(session, operation).id
+            except PlanError as exc:
+                raise click.ClickException(str(exc)) from exc
+        frame = stops_frame(
+            session, tz=tz, operation_id=operation_id, from_day=from_day, to_day=to_day
+        )
+        spots = hot_spot_ids(
+            stored_hot_spots(session), frame["longitude"], frame["latitude"], buffer_m
+        )
+        figures = search_figures(
+            frame,
+            ethnicity=ethnicity,
+            population=population,
+            presence_hours=presence_hours(session, from_day, to_day),
+            hotspot_ids=pd.Series(spots, index=frame.index, dtype=object),
+        )
+    figures["buffer_m"] = buffer_m
+    if fmt == "json":
+        click.echo(json.dumps(figures))
+    else:
+        write_table(figures_table(figures), fmt, sys.stdout)

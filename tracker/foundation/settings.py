@@ -160,6 +160,13 @@ SETTINGS: tuple[Setting, ...] = (
         float,
     ),
     Setting(
+        "TRACKER_STOP_BUFFER_M",
+        0.0,
+        "A stop outside every hot spot is linked to one within this many metres (published "
+        "points are moved to a nearby map point; 0: inside only).",
+        float,
+    ),
+    Setting(
         "TRACKER_POPULATION_FILE",
         "",
         "Optional JSON object {ethnic group: population} for searches per 1,000 people "

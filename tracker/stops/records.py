@@ -33,7 +33,7 @@ from tracker.accounts.audit import record
 from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.pings import BadRow
 from tracker.dosage.store import insert_ignoring_duplicates, stored_hot_spots
-from tracker.foundation import parsing
+from tracker.foundation import parsing, settings
 from tracker.foundation.clock import local_day
 from tracker.foundation.models import Officer, utc_now
 from tracker.stops.models import (
@@ -435,20 +435,34 @@ def is_sampled(key: str, sample_rate: float) -> bool:
 
 
 def hot_spot_ids(
-    hot_spots: HotSpotSet, longitude: Sequence[float | None], latitude: Sequence[float | None]
+    hot_spots: HotSpotSet,
+    longitude: Sequence[float | None],
+    latitude: Sequence[float | None],
+    buffer_m: float | None = None,
 ) -> list[str | None]:
-    """Return, per point, the id of the hot spot it falls in (first by id), or None."""
+    """Return, per point, the id of the hot spot it falls in (first by id), else of one it
+    lies within `buffer_m` metres of (first by id; default TRACKER_STOP_BUFFER_M), or None.
+
+    The buffer is for published points, which police.uk moves to a nearby map point.
+    """
+    if buffer_m is None:
+        buffer_m = settings.get("TRACKER_STOP_BUFFER_M")
     lon = np.array([np.nan if v is None else v for v in longitude], dtype=float)
     lat = np.array([np.nan if v is None else v for v in latitude], dtype=float)
     result = np.full(len(lon), None, dtype=object)
-    point, hot_spot = hot_spots.classify(lon, lat)
-    if len(point):
-        ids = np.array(hot_spots.ids, dtype=object)
-        # Order each point's hot spots by id, then keep the first of each point.
-        order = np.lexsort((ids[hot_spot].astype(str), point))
-        point, hot_spot = point[order], hot_spot[order]
-        first = np.unique(point, return_index=True)[1]
-        result[point[first]] = ids[hot_spot[first]]
+    ids = np.array(hot_spots.ids, dtype=object)
+    pairs = [hot_spots.classify(lon, lat)]
+    if buffer_m > 0:
+        pairs.append(hot_spots.near(lon, lat, buffer_m))
+    for point, hot_spot in pairs:
+        unset = np.array([result[p] is None for p in point], dtype=bool)
+        point, hot_spot = point[unset], hot_spot[unset]
+        if len(point):
+            # Order each point's hot spots by id, then keep the first of each point.
+            order = np.lexsort((ids[hot_spot].astype(str), point))
+            point, hot_spot = point[order], hot_spot[order]
+            first = np.unique(point, return_index=True)[1]
+            result[point[first]] = ids[hot_spot[first]]
     return result.tolist()
 
 
