@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import CheckConstraint, Date, Float, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tracker.foundation.models import Base, utc_now
@@ -17,6 +17,14 @@ REVIEW_STATUSES = ("pending", "reviewed", "no_footage")
 REVIEW_OUTCOMES = ("no_issues", "learning_identified", "referred")
 RAG_RATINGS = ("red", "amber", "green")
 GOWISELY_ANSWERS = ("yes", "partly", "no")
+# Were the grounds objectively reasonable (PACE Code A, 2.2)? Same three answers.
+GROUNDS_ANSWERS = GOWISELY_ANSWERS
+# What the camera recorded of the encounter; anything but "whole" needs a reason.
+CAMERA_COVERAGE = ("whole", "joined_late", "stopped_early", "none")
+# The officer's conduct, each answered yes / partly / no.
+CONDUCT = ("respectful", "explained", "de_escalated")
+GRADES = ("good_practice", "learning", "concern")
+ACTION_STATUSES = ("open", "done")
 # GOWISELY: what an officer must tell the person searched (PACE Code A, 3.8).
 GOWISELY = (
     "grounds",
@@ -101,9 +109,49 @@ class BwvReview(Base):
     rag: Mapped[str | None] = mapped_column(String(8))
     due_date: Mapped[date] = mapped_column(Date, index=True)
     sampled: Mapped[bool] = mapped_column(default=True)
+    grounds_reasonable: Mapped[str | None] = mapped_column(String(8))
+    grounds_note: Mapped[str | None] = mapped_column(Text)
+    camera: Mapped[str | None] = mapped_column(String(16))
+    camera_note: Mapped[str | None] = mapped_column(Text)
+    conduct_respectful: Mapped[str | None] = mapped_column(String(8))
+    conduct_explained: Mapped[str | None] = mapped_column(String(8))
+    conduct_de_escalated: Mapped[str | None] = mapped_column(String(8))
+    grade: Mapped[str | None] = mapped_column(String(16))
+    # The officer has read the findings (cleared when the review is corrected).
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None]
+    # A second reviewer re-grades a reproducible sample of completed reviews.
+    second_sampled: Mapped[bool] = mapped_column(default=False, server_default=false())
+    second_reviewer: Mapped[str | None] = mapped_column(String(64))
+    second_reviewed_at: Mapped[datetime | None]
+    second_grade: Mapped[str | None] = mapped_column(String(16))
+    second_note: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         _one_of("status", REVIEW_STATUSES),
         _one_of("outcome", REVIEW_OUTCOMES),
         _one_of("rag", RAG_RATINGS),
         *(_one_of(column, GOWISELY_ANSWERS) for column in GOWISELY),
+        _one_of("grounds_reasonable", GROUNDS_ANSWERS),
+        _one_of("camera", CAMERA_COVERAGE),
+        *(_one_of(f"conduct_{c}", GOWISELY_ANSWERS) for c in CONDUCT),
+        _one_of("grade", GRADES),
+        _one_of("second_grade", GRADES),
     )
+
+
+class ReviewAction(Base):
+    """Something a review asks to be done (training, a debrief, a referral), with whose it
+    is, by when, and whether it is done."""
+
+    __tablename__ = "review_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stop_id: Mapped[int] = mapped_column(
+        ForeignKey("stop_searches.id", ondelete="CASCADE"), index=True
+    )
+    description: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(200))
+    due_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    done_at: Mapped[datetime | None]
+    __table_args__ = (_one_of("status", ACTION_STATUSES),)
