@@ -78,6 +78,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             settings.get("TRACKER_REVIEW_SAMPLE_RATE"),
             dosage_params.tz,
         ),
+        SECOND_REVIEW_RATE=settings.get("TRACKER_SECOND_REVIEW_RATE"),
         # CSRF is checked in a before_request hook, except for bearer-token API calls.
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,
@@ -97,6 +98,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         errors,
         security,
         stops_api,
+        tasking,
     )
 
     database.init_app(app)
@@ -110,6 +112,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(stops_api.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(assets.blueprint)
+    app.register_blueprint(tasking.blueprint)
     # Lets the layout link to areas only when they are installed.
     app.jinja_env.globals["url_rules"] = app.view_functions
     app.jinja_env.globals["link_for"] = link_for

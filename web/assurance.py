@@ -30,13 +30,16 @@ from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.store import stored_hot_spots
 from tracker.foundation.models import AuditEvent
 from tracker.stops.figures import (
+    action_dict,
     assurance_tables,
     export_stops,
     review_states,
     stops_frame,
 )
 from tracker.stops.models import (
+    CAMERA_COVERAGE,
     GOWISELY_ANSWERS,
+    GRADES,
     RAG_RATINGS,
     REVIEW_OUTCOMES,
     REVIEW_STATUSES,
@@ -54,12 +57,25 @@ from tracker.stops.records import (
     create_stop,
     stop_subject,
 )
-from tracker.stops.review import is_overdue, review_of, update_review
+from tracker.stops.review import (
+    COMPLETED,
+    acknowledge,
+    actions_of,
+    add_action,
+    is_overdue,
+    review_of,
+    second_review,
+    set_action_status,
+    update_review,
+)
 from web import maps
 from web.assurance_labels import (
+    ASSESSMENT_LABELS,
     BREAKDOWN_COLUMNS,
+    CAMERA_LABELS,
     ETHNICITY_COLUMNS,
     GOWISELY_LABELS,
+    GRADE_LABELS,
     MINE_TABLE,
     OUTCOME_LABELS,
     POPULATION_COLUMNS,
@@ -255,6 +271,19 @@ def render_stop(
         outcomes=REVIEW_OUTCOMES,
         outcome_labels=OUTCOME_LABELS,
         rags=RAG_RATINGS,
+        assessment=ASSESSMENT_LABELS,
+        cameras=CAMERA_COVERAGE,
+        camera_labels=CAMERA_LABELS,
+        grades=GRADES,
+        grade_labels=GRADE_LABELS,
+        acknowledged_at=local_time(review.acknowledged_at),
+        may_acknowledge=(
+            role == "officer"
+            and review.status in COMPLETED
+            and review.acknowledged_at is None
+            and stop.officer_id == current_user.officer_id
+        ),
+        actions=[action_dict(a, today()) for a in actions_of(session, stop.id)],
     ), status
 
 
@@ -377,7 +406,12 @@ def review(stop_id: int):
     changes = {name: request.form[name] for name in REVIEW_FORM_FIELDS if name in request.form}
     try:
         saved = update_review(
-            db, stop_id, current_user.audit_name, changes, reviewer=current_user.username
+            db,
+            stop_id,
+            current_user.audit_name,
+            changes,
+            reviewer=current_user.username,
+            second_review_rate=current_app.config["SECOND_REVIEW_RATE"],
         )
     except ReviewError as exc:
         db.rollback()
@@ -434,3 +468,74 @@ def new_stop():
         tz=params().tz,
         latest=datetime.now(params().zone).strftime("%Y-%m-%dT%H:%M"),
     ), (400 if errors else 200)
+
+
+def _stop_action(stop_id: int, act) -> Any:
+    """Run one change to a stop's review from a form; back to the page, or the page again
+    with the problems."""
+    db = get_db()
+    record = visible_stop(db, stop_id)
+    try:
+        act(db)
+    except ReviewError as exc:
+        db.rollback()
+        return render_stop(db, record, form=request.form, errors=exc.errors, status=400)
+    db.commit()
+    return redirect(url_for("assurance.stop", stop_id=stop_id))
+
+
+@blueprint.post("/stops/<int:stop_id>/acknowledge")
+@roles_required("officer")
+def acknowledge_form(stop_id: int):
+    """The officer who made the stop has read the review's findings."""
+    return _stop_action(
+        stop_id,
+        lambda db: acknowledge(db, stop_id, current_user.officer_id, current_user.audit_name),
+    )
+
+
+@blueprint.post("/stops/<int:stop_id>/second-review")
+@roles_required(*REVIEWERS)
+def second_review_form(stop_id: int):
+    """A second reviewer's grade of a review drawn for one."""
+    return _stop_action(
+        stop_id,
+        lambda db: second_review(
+            db,
+            stop_id,
+            current_user.username,
+            request.form.get("second_grade"),
+            request.form.get("second_note"),
+            actor=current_user.audit_name,
+        ),
+    )
+
+
+@blueprint.post("/stops/<int:stop_id>/actions")
+@roles_required(*REVIEWERS)
+def add_action_form(stop_id: int):
+    """Add an action to a stop's review."""
+    return _stop_action(
+        stop_id,
+        lambda db: add_action(
+            db,
+            stop_id,
+            current_user.audit_name,
+            request.form.get("description"),
+            request.form.get("owner"),
+            request.form.get("due_date"),
+        ),
+    )
+
+
+@blueprint.post("/stops/<int:stop_id>/actions/<int:action_id>/done")
+@roles_required(*REVIEWERS)
+def action_done(stop_id: int, action_id: int):
+    """Mark one of a stop's review actions done."""
+    db = get_db()
+    visible_stop(db, stop_id)
+    if action_id not in {a.id for a in actions_of(db, stop_id)}:
+        abort(404, f"no action {action_id} on stop {stop_id}")
+    return _stop_action(
+        stop_id, lambda db: set_action_status(db, action_id, "done", current_user.audit_name)
+    )

@@ -4,7 +4,37 @@ the columns of their tables."""
 from tracker.stops.models import GOWISELY
 
 # What the review form sends: everything update_review accepts except the sampling flag.
-REVIEW_FORM_FIELDS = ("status", "outcome", "no_footage_reason", *GOWISELY, "findings", "rag")
+REVIEW_FORM_FIELDS = (
+    "status",
+    "outcome",
+    "no_footage_reason",
+    *GOWISELY,
+    "grounds_reasonable",
+    "grounds_note",
+    "camera",
+    "camera_note",
+    "conduct_respectful",
+    "conduct_explained",
+    "conduct_de_escalated",
+    "grade",
+    "findings",
+    "rag",
+)
+ASSESSMENT_LABELS = {
+    "grounds_reasonable": "Were the grounds objectively reasonable? (PACE Code A, 2.2)",
+    "camera": "What did the camera record?",
+    "conduct_respectful": "Conduct: respectful",
+    "conduct_explained": "Conduct: explained what was happening and why",
+    "conduct_de_escalated": "Conduct: de-escalated",
+    "grade": "Overall grade",
+}
+CAMERA_LABELS = {
+    "whole": "The whole encounter, from before it began",
+    "joined_late": "Switched on late",
+    "stopped_early": "Switched off early",
+    "none": "None of it",
+}
+GRADE_LABELS = {"good_practice": "Good practice", "learning": "Learning", "concern": "Concern"}
 GOWISELY_LABELS = {
     "grounds": "G – grounds for the search",
     "object": "O – object of the search",

@@ -605,7 +605,16 @@ def test_overdue_means_sampled_pending_and_past_its_due_date():
 
 # --- the review workflow ------------------------------------------------------------------
 
-ALL_YES = dict.fromkeys(GOWISELY, "yes")
+# A complete assessment: every GOWISELY point covered, and the encounter judged.
+ASSESSMENT = {
+    "grounds_reasonable": "yes",
+    "camera": "whole",
+    "conduct_respectful": "yes",
+    "conduct_explained": "yes",
+    "conduct_de_escalated": "yes",
+    "grade": "good_practice",
+}
+ALL_YES = {**dict.fromkeys(GOWISELY, "yes"), **ASSESSMENT}
 REVIEWED_AT = datetime(2019, 6, 10, 9, 0, tzinfo=UTC)
 
 
@@ -730,15 +739,18 @@ def test_no_footage_needs_a_reason_and_takes_no_checklist(db):
             now=REVIEWED_AT,
         )
     ((_, _, before, after),) = audit_trail(db)
+    # No footage is, by definition, a camera that recorded none of the encounter.
     assert before == {
         "status": "pending",
         "no_footage_reason": None,
+        "camera": None,
         "reviewer": None,
         "reviewed_at": None,
     }
     assert after == {
         "status": "no_footage",
         "no_footage_reason": "camera not worn",
+        "camera": "none",
         "reviewer": "lead",
         "reviewed_at": REVIEWED_AT.isoformat(),
     }

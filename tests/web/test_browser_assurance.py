@@ -67,6 +67,13 @@ def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
     page.select_option("#field-outcome", "learning_identified")
     for name in GOWISELY:
         page.select_option(f"#field-{name}", "partly" if name == "warrant_card" else "yes")
+    # The encounter judged: grounds, what the camera caught, conduct, a grade.
+    page.select_option("#field-grounds_reasonable", "yes")
+    page.select_option("#field-camera", "stopped_early")
+    page.fill("#field-camera_note", "Battery ran out before the search ended.")
+    for name in ("respectful", "explained", "de_escalated"):
+        page.select_option(f"#field-conduct_{name}", "yes")
+    page.select_option("#field-grade", "learning")
     page.select_option("#field-rag", "amber")
     page.fill("#field-findings", "Warrant card shown only when asked.")
     page.click("#review-form button[type=submit]")
@@ -87,6 +94,20 @@ def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
         "assurance",
     )
     assert review.findings == "Warrant card shown only when asked."
+    assert (review.camera, review.grade) == ("stopped_early", "learning")
+    assert page.inner_text("#review-camera").startswith("Switched off early: Battery ran out")
+    assert page.inner_text("#review-grade") == "Learning"
+
+    # An action for the officer's supervisor, then marked done.
+    page.fill("#field-description", "Debrief on showing the warrant card")
+    page.fill("#field-owner", "Sgt Patel")
+    page.fill("#field-due_date", "2031-01-31")
+    page.click("#action-form button[type=submit]")
+    page.wait_for_url(f"{live_server}/assurance/stops/{stop_id}")
+    assert "Sgt Patel, due 2031-01-31: open" in page.inner_text("#review-actions")
+    page.click("#review-actions button[type=submit]")
+    page.wait_for_url(f"{live_server}/assurance/stops/{stop_id}")
+    assert ": done" in page.inner_text("#review-actions")
 
     assert requests, "the page made no requests"
     outside = [url for url in requests if not url.startswith("http://127.0.0.1")]

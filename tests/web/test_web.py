@@ -43,6 +43,7 @@ SIGNED_IN = frozenset(ROLES)
 ANYONE = SIGNED_IN | {ANONYMOUS}
 READERS = frozenset({"admin", "supervisor", "assurance"})
 SUPERVISOR = frozenset({"supervisor"})
+TASKING = frozenset({"admin", "supervisor", "officer"})  # and dispatch: test_web_tasking.py
 OFFICER_OF_DEMO_USER = "PC4100"  # tracker.demo links the "officer" user to the first radio
 OTHER_OFFICER = "PC4101"
 
@@ -65,6 +66,8 @@ ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/me", frozenset({"officer"})),
     ("GET", "/api/dosage", READERS),
     ("GET", "/api/hotspots", READERS),
+    ("GET", "/tasking", TASKING),
+    ("GET", "/api/tasking", TASKING),
     ("GET", "/login", ANYONE),
     ("GET", "/plan", READERS),
     ("GET", "/plan?format=csv", READERS),

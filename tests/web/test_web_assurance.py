@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from tests.stops.test_stops import ASSESSMENT
 from tracker.accounts.users import create_user, issue_token
 from tracker.dosage.engine import DosageParams
 from tracker.dosage.geofence import parse_hot_spots
@@ -44,7 +45,7 @@ ASIAN = "Asian/Asian British"
 NFA = "A no further action disposal"
 IN_HS1 = (52.6365, -1.1325)  # (lat, lon)
 IN_HS2 = (52.6365, -1.1225)
-ALL_ANSWERS = dict.fromkeys(GOWISELY, "yes")
+ALL_ANSWERS = {**dict.fromkeys(GOWISELY, "yes"), **ASSESSMENT}
 CSV_TABLES = (
     "summary",
     "queue",

@@ -160,6 +160,12 @@ SETTINGS: tuple[Setting, ...] = (
         float,
     ),
     Setting(
+        "TRACKER_SECOND_REVIEW_RATE",
+        0.1,
+        "Share of completed BWV reviews drawn for a second reviewer (reproducible per stop).",
+        float,
+    ),
+    Setting(
         "TRACKER_STOP_BUFFER_M",
         0.0,
         "A stop outside every hot spot is linked to one within this many metres (published "

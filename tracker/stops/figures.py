@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from tracker.stops.models import (
     GOWISELY,
+    GRADES,
     REVIEW_OUTCOMES,
     BwvReview,
+    ReviewAction,
     StopSearch,
 )
 from tracker.stops.population import population_level
@@ -30,7 +32,13 @@ from tracker.stops.records import (
     WHITE_PREFIX,
     plain_values,
 )
-from tracker.stops.review import COMPLETED, is_overdue, review_state
+from tracker.stops.review import (
+    COMPLETED,
+    CONDUCT_FIELDS,
+    action_is_overdue,
+    is_overdue,
+    review_state,
+)
 
 REVIEW_COLUMNS = {
     "status": "review_status",
@@ -43,7 +51,21 @@ REVIEW_COLUMNS = {
     "rag": "rag",
     "due_date": "due_date",
     "sampled": "sampled",
+    "grounds_reasonable": "grounds_reasonable",
+    "grounds_note": "grounds_note",
+    "camera": "camera",
+    "camera_note": "camera_note",
+    **{name: name for name in CONDUCT_FIELDS},
+    "grade": "grade",
+    "acknowledged_by": "acknowledged_by",
+    "acknowledged_at": "acknowledged_at",
+    "second_sampled": "second_sampled",
+    "second_reviewer": "second_reviewer",
+    "second_reviewed_at": "second_reviewed_at",
+    "second_grade": "second_grade",
+    "second_note": "second_note",
 }
+REVIEW_TIMES = ("reviewed_at", "acknowledged_at", "second_reviewed_at")
 EXPORT_COLUMNS = [
     "id",
     *STOP_FIELDS,
@@ -89,7 +111,7 @@ def stops_frame(
         end = datetime.combine(to_day + timedelta(days=1), datetime.min.time(), zone)
         statement = statement.where(StopSearch.occurred_at < end)
     frame = pd.DataFrame(session.execute(statement).all(), columns=EXPORT_COLUMNS)
-    for column in ("occurred_at", "reviewed_at"):
+    for column in ("occurred_at", *REVIEW_TIMES):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     for column in ("operation_id", "source_line"):
         # Whole numbers or None, not floats with NaN: they are labels, and JSON needs None.
@@ -119,7 +141,7 @@ def export_stops(session: Session, **filters: Any) -> pd.DataFrame:
             dtype=object,
         )
 
-    for column in ("occurred_at", "reviewed_at"):
+    for column in ("occurred_at", *REVIEW_TIMES):
         frame[column] = as_text(column, lambda t: t.isoformat().replace("+00:00", "Z"))
     for column in ("latitude", "longitude"):
         frame[column] = as_text(column, lambda v: repr(float(v)))
@@ -192,6 +214,51 @@ def assurance_summary(frame: pd.DataFrame, today: date) -> dict[str, Any]:
         "arrests": int(_arrests(frame).sum()),
         "arrest_rate_pct": _pct(int(_arrests(frame).sum()), len(frame)),
     }
+
+
+OVERDUE_AGES = ((1, 7, "1-7 days"), (8, 28, "8-28 days"), (29, None, "over 28 days"))
+
+
+def review_quality(frame: pd.DataFrame, actions: pd.DataFrame, today: date) -> dict[str, Any]:
+    """Return how well reviewing is going: coverage of the reviews already due, overdue
+    reviews by how late they are, grades, officers' acknowledgements, the second reviews'
+    agreement, and actions open and overdue (`actions`: actions_frame)."""
+    sampled, status, completed = _status_masks(frame)
+    due = sampled & frame["due_date"].map(lambda d: d is not None and d <= today)
+    late = [
+        (today - d).days
+        for d, pending in zip(frame["due_date"], sampled & status.eq("pending"), strict=True)
+        if pending and d < today
+    ]
+    second = frame["second_sampled"].astype(object).eq(True) & status.eq("reviewed")
+    graded_twice = second & frame["second_grade"].notna()
+    agree = graded_twice & frame["second_grade"].eq(frame["grade"])
+    reviewed = status.eq("reviewed")
+    open_actions = actions["status"].eq("open")
+    return {
+        "due": int(due.sum()),
+        "completed_of_due": int((due & completed).sum()),
+        "coverage_of_due_pct": _pct(int((due & completed).sum()), int(due.sum())),
+        "overdue_by_age": {
+            label: sum(1 for days in late if low <= days and (high is None or days <= high))
+            for low, high, label in OVERDUE_AGES
+        },
+        "grades": {g: int((reviewed & frame["grade"].eq(g)).sum()) for g in GRADES},
+        "acknowledged": int((completed & frame["acknowledged_at"].notna()).sum()),
+        "awaiting_acknowledgement": int((completed & frame["acknowledged_at"].isna()).sum()),
+        "second_reviews_drawn": int(second.sum()),
+        "second_reviews_done": int(graded_twice.sum()),
+        "second_review_agreement_pct": _pct(int(agree.sum()), int(graded_twice.sum())),
+        "actions_open": int(open_actions.sum()),
+        "actions_overdue": int((open_actions & actions["due_date"].lt(today)).sum()),
+    }
+
+
+def actions_frame(session: Session) -> pd.DataFrame:
+    """Return every review action (stop_id, description, owner, due_date, status)."""
+    columns = ["stop_id", "description", "owner", "due_date", "status"]
+    rows = session.execute(select(*(getattr(ReviewAction, c) for c in columns))).all()
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _days_to_review(frame: pd.DataFrame) -> pd.Series:
@@ -389,6 +456,16 @@ def stop_dict(stop: StopSearch, review: BwvReview | None, today: date) -> dict[s
     if review is not None:
         values.update({column: getattr(review, name) for name, column in REVIEW_COLUMNS.items()})
         values["overdue"] = is_overdue(review, today)
+    return plain_values(values)
+
+
+def action_dict(action: ReviewAction, today: date) -> dict[str, Any]:
+    """Return one review action as a JSON-ready dict, with whether it is overdue."""
+    values = {
+        name: getattr(action, name)
+        for name in ("id", "description", "owner", "due_date", "status", "created_at", "done_at")
+    }
+    values["overdue"] = action_is_overdue(action, today)
     return plain_values(values)
 
 
