@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -68,6 +69,7 @@ from tracker.stops.review import (
     set_action_status,
     update_review,
 )
+from tracker.stops.scrutiny import scrutiny_pack
 from web import maps
 from web.assurance_labels import (
     ASSESSMENT_LABELS,
@@ -539,3 +541,24 @@ def action_done(stop_id: int, action_id: int):
     return _stop_action(
         stop_id, lambda db: set_action_status(db, action_id, "done", current_user.audit_name)
     )
+
+
+@blueprint.get("/scrutiny-pack")
+@roles_required(*REVIEWERS)
+def scrutiny_pack_download():
+    """The community scrutiny pack of a month (`month`, `sample`, `seed`) as a ZIP."""
+    try:
+        sample = int(request.args.get("sample", "20"))
+        seed = int(request.args.get("seed", "1"))
+    except ValueError:
+        abort(400, "sample and seed are whole numbers")
+    if not 1 <= sample <= 1000:
+        abort(400, "sample: from 1 to 1,000 encounters")
+    month = request.args.get("month", "")
+    try:
+        pack = scrutiny_pack(get_db(), month, sample, params().tz, seed)
+    except ValueError as exc:
+        abort(400, str(exc))
+    response = Response(pack.zip_bytes(), mimetype="application/zip")
+    response.headers.set("Content-Disposition", "attachment", filename=f"scrutiny-{pack.month}.zip")
+    return response

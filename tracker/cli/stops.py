@@ -30,6 +30,7 @@ from tracker.stops.records import (
     import_stops,
     read_stops,
 )
+from tracker.stops.scrutiny import scrutiny_pack
 from tracker.stops.search_figures import (
     ETHNICITY_COLUMNS,
     SELF,
@@ -176,3 +177,26 @@ def stops_figures(
         click.echo(json.dumps(figures))
     else:
         write_table(figures_table(figures), fmt, sys.stdout)
+
+
+@stops.command("scrutiny-pack")
+@click.option("--month", required=True, help="The month of the searches (YYYY-MM, local).")
+@click.option("--sample", required=True, type=click.IntRange(1, 1000), help="Encounters to draw.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Another seed, another draw.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write."
+)
+@db_option
+def stops_scrutiny_pack(month, sample, seed, out_dir, db_url) -> None:
+    """A random, reproducible sample of a month's reviewed encounters for an external panel,
+    without officer or personal identifiers (encounters.csv, encounters.json, README.txt)."""
+    try:
+        with open_database(db_url)() as session:
+            pack = scrutiny_pack(session, month, sample, settings.get("TRACKER_TZ"), seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--month") from exc
+    files = pack.write(out_dir)
+    click.echo(
+        f"{out_dir}: {len(pack.encounters)} of {pack.reviewed} reviewed encounters of {month} "
+        f"({', '.join(files)})"
+    )
