@@ -29,11 +29,14 @@ from sqlalchemy.orm import Session
 from tracker.accounts.audit import events_about
 from tracker.dosage.geofence import HotSpotSet
 from tracker.dosage.store import stored_hot_spots
+from tracker.foundation import settings
 from tracker.foundation.models import AuditEvent
 from tracker.stops.figures import (
     action_dict,
+    actions_frame,
     assurance_tables,
     export_stops,
+    review_quality,
     review_states,
     stops_frame,
 )
@@ -47,7 +50,7 @@ from tracker.stops.models import (
     BwvReview,
     StopSearch,
 )
-from tracker.stops.population import PopulationError, load_population
+from tracker.stops.population import PopulationError, load_group_population, load_population
 from tracker.stops.records import (
     LABELS,
     SEARCH_TYPES,
@@ -70,12 +73,12 @@ from tracker.stops.review import (
     update_review,
 )
 from tracker.stops.scrutiny import scrutiny_pack
+from tracker.stops.search_figures import SMALL_NUMBER, panel_tables, presence_hours
 from web import maps
 from web.assurance_labels import (
     ASSESSMENT_LABELS,
     BREAKDOWN_COLUMNS,
     CAMERA_LABELS,
-    ETHNICITY_COLUMNS,
     GOWISELY_LABELS,
     GRADE_LABELS,
     MINE_TABLE,
@@ -308,15 +311,12 @@ def queue():
             export_stops(db, tz=tz, from_day=from_day, to_day=to_day),
             f"stops{_period_suffix(from_day, to_day)}.csv",
         )
-    population, population_problem = None, None
-    if current_app.config.get("POPULATION_FILE"):
-        try:
-            population = load_population(current_app.config["POPULATION_FILE"])
-        except PopulationError as exc:
-            current_app.logger.warning("%s", exc)
-            population_problem = str(exc)
+    population, groups, population_problem = _population()
     frame = stops_frame(db, tz=tz, from_day=from_day, to_day=to_day)
     tables = assurance_tables(frame, on, population)
+    tables.update(
+        panel_tables(frame, population=groups, presence_hours=presence_hours(db, from_day, to_day))
+    )
     if wants_csv():
         name = request.args.get("table", "")
         if name not in tables:
@@ -327,10 +327,9 @@ def queue():
     tables["hotspots"].insert(
         1, "hotspot_name", [hot_spot_names.get(i, "") for i in tables["hotspots"]["hotspot_id"]]
     )
-    with_population = {
-        "ethnicity": "population" in tables["ethnicity"],
-        "ethnic-groups": "population" in tables["ethnic-groups"],
-    }
+    tables["patrol-hours"].insert(
+        1, "hotspot_name", [hot_spot_names.get(i, "") for i in tables["patrol-hours"]["hotspot_id"]]
+    )
     rows = {name: table_rows(table) for name, table in tables.items() if name != "queue"}
     return render_template(
         "assurance_queue.html",
@@ -341,10 +340,14 @@ def queue():
         rows=rows,
         queue_columns=QUEUE_TABLE,
         breakdown_columns=BREAKDOWN_COLUMNS,
-        ethnicity_columns=ETHNICITY_COLUMNS,
         population_columns=POPULATION_COLUMNS,
-        with_population=with_population,
+        with_population="population" in tables["ethnicity"],
+        groups_population=groups is not None,
         population_problem=population_problem,
+        search=rows["search-figures"][0],
+        quality=review_quality(frame, actions_frame(db), on),
+        small_number=SMALL_NUMBER,
+        buffer_m=settings.get("TRACKER_STOP_BUFFER_M"),
         map=stops_map(hot_spots, frame, on),
         state_colours=REVIEW_STATE_COLOURS,
         from_day=from_day,
@@ -356,6 +359,21 @@ def queue():
         may_create=current_user.role in REVIEWERS,
         csv_args={k: v.isoformat() for k, v in (("from", from_day), ("to", to_day)) if v},
     )
+
+
+def _population() -> tuple[dict | None, dict | None, str | None]:
+    """The population file (TRACKER_POPULATION_FILE): a group,population CSV of the five
+    broad groups, or the older JSON by self-defined ethnicity; and what is wrong with it."""
+    path = current_app.config.get("POPULATION_FILE")
+    if not path:
+        return None, None, None
+    try:
+        if str(path).lower().endswith(".csv"):
+            return None, load_group_population(path), None
+        return load_population(path), None, None
+    except PopulationError as exc:
+        current_app.logger.warning("%s", exc)
+        return None, None, str(exc)
 
 
 def _period_suffix(from_day: date | None, to_day: date | None) -> str:

@@ -121,7 +121,6 @@ BREAKDOWN_COLUMNS = [
     ("review_coverage_pct", "Reviewed %"),
     ("referred", "Referred"),
 ]
-ETHNICITY_COLUMNS = [("ratio_to_white", "Ratio to White")]
 POPULATION_COLUMNS = [
     ("population", "Population"),
     ("searches_per_1000", "Per 1,000"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -55,7 +54,11 @@ CSV_TABLES = (
     "officers",
     "objects",
     "ethnicity",
-    "ethnic-groups",
+    "disproportionality",
+    "search-figures",
+    "breakdowns",
+    "trend",
+    "patrol-hours",
     "stops",
 )
 
@@ -569,10 +572,14 @@ def test_review_workflow_through_the_form(as_role, sessions, stop_ids):
     )
 
     trail = Tables(page.text).tables["audit-trail"]
-    assert [row["What"] for row in trail] == ["stop.create", "bwv_review.update"]
+    # Actions, fields and coded values as words, not identifiers.
+    assert [row["What"] for row in trail] == ["Stop and search recorded", "BWV review saved"]
     assert trail[1]["Who"] == "assurance"
-    assert "status: pending → reviewed" in trail[1]["Changes (before → after)"]
-    assert "station: – → partly" in trail[1]["Changes (before → after)"]
+    assert "Status: Pending → Reviewed" in trail[1]["Changes (before → after)"]
+    assert "Outcome: – → Learning identified" in trail[1]["Changes (before → after)"]
+    assert (
+        "S – station the officer is attached to: – → partly" in trail[1]["Changes (before → after)"]
+    )
 
     # Saving the same again changes nothing and audits nothing.
     client.post(
@@ -684,7 +691,7 @@ def test_review_workflow_through_the_api(app, as_role, sessions):
     assert events[1].after["no_footage_reason"] == "camera faulty"
     page = as_role("supervisor").get(f"/assurance/stops/{stop_id}")
     trail = Tables(page.text).tables["audit-trail"]
-    assert "status: pending → no_footage" in trail[-1]["Changes (before → after)"]
+    assert "Status: Pending → No footage" in trail[-1]["Changes (before → after)"]
 
 
 def test_api_lists_by_local_dates(as_role):
@@ -792,53 +799,70 @@ def test_dashboard_figures(as_role, stop_ids):
     assert (officers["PC2"]["Searches"], officers["PC2"]["Arrest rate %"]) == ("4", "50.00")
     assert by(tables["objects"], "Object of search")["Controlled drugs"]["Searches"] == "4"
 
-    # Ratio to White: searches over the 2 searches of the White groups.
-    groups = by(tables["ethnic-groups"], "Broad group")
-    assert {g: row["Ratio to White"] for g, row in groups.items()} == {
-        "White": "1.00",
-        BLACK: "1.50",
-        ASIAN: "0.50",
-        "(not recorded)": "0.50",
+    # The five broad groups, self-defined: White S1 S2, Black S3 S4 S7, Asian S5; S6 gave
+    # none. No population configured: no rate and no ratio, and the page says what to load.
+    own = {row["Group"]: row for row in tables["disproportionality-self"]}
+    assert {g: row["Searches"] for g, row in own.items()} == {
+        "Asian": "1",
+        "Black": "3",
+        "Mixed": "0",
+        "White": "2",
+        "Other": "0",
     }
+    assert {row["Ratio to White"] for row in own.values()} == {"–"}
+    assert 'id="population-needed"' in html and "group,population" in html
+    officer = {row["Group"]: row["Searches"] for row in tables["disproportionality-officer"]}
+    assert set(officer.values()) == {"0"}  # no officer-defined ethnicity in these records
+    assert "1 self-defined and 7 officer-defined" in " ".join(html.split())
     detailed = by(tables["ethnicity"], "Self-defined ethnicity")
-    assert detailed[BLACK_CARIBBEAN]["Ratio to White"] == "1.00"
-    assert detailed[BLACK_AFRICAN]["Ratio to White"] == "0.50"
-    assert "Per 1,000" not in tables["ethnic-groups"][0]  # no population table configured
+    assert detailed[BLACK_CARIBBEAN]["Searches"] == "2"
+    assert "Ratio to White" not in detailed[BLACK_CARIBBEAN]
+    # Positive outcomes: S1 S3 S7 arrested, S4 community resolution; 4 of 7.
+    assert figure(html, "positive-rate") == "57.1%"
+    assert by(tables["breakdown-age"], "Age range")["18-24"]["Searches"] == "7"
+    assert by(tables["trend"], "Month")  # at least one month
 
     outcomes = {
         (row["Status"], row["Outcome"]): row["Reviews"] for row in tables["review-outcomes"]
     }
-    assert outcomes[("pending", "–")] == "4"
-    assert outcomes[("reviewed", "no_issues")] == "1"
-    assert outcomes[("reviewed", "referred")] == "1"
-    assert outcomes[("no_footage", "–")] == "1"
+    assert outcomes[("Pending", "–")] == "4"
+    assert outcomes[("Reviewed", "No issues")] == "1"
+    assert outcomes[("Reviewed", "Referred")] == "1"
+    assert outcomes[("No footage", "–")] == "1"
     assert by(tables["search-outcomes"], "Outcome")["Arrest"]["Searches"] == "3"
     # The map draws the six stops with a location over the two hot spots.
     assert html.count("L.circleMarker(") == 6
     assert "Market Street" in html
 
 
-def test_population_table_gives_rates_per_1000(database_url, stop_ids, tmp_path):
-    population = tmp_path / "population.json"
-    population.write_text(json.dumps({"White": 1000, BLACK: 200, ASIAN: 500}))
+def test_a_population_file_gives_rates_and_ratios_with_small_numbers_flagged(
+    database_url, stop_ids, tmp_path
+):
+    population = tmp_path / "population.csv"
+    population.write_text(
+        "group,population\nAsian,500\nBlack,200\nMixed,100\nWhite,1000\nOther,100\n"
+    )
     app = make_app(database_url, POPULATION_FILE=str(population))
     html = login(app, "supervisor").get("/assurance/").text
-    groups = by(Tables(html).tables["ethnic-groups"], "Broad group")
-    # White: 2 per 1,000; Black: 3 of 200 = 15 per 1,000, 7.5 times the White rate.
-    assert (groups["White"]["Per 1,000"], groups["White"]["Rate ratio to White"]) == (
-        "2.00",
-        "1.00",
-    )
-    assert (groups[BLACK]["Per 1,000"], groups[BLACK]["Rate ratio to White"]) == ("15.00", "7.50")
-    assert (groups[ASIAN]["Per 1,000"], groups[ASIAN]["Rate ratio to White"]) == ("2.00", "1.00")
-    assert groups["(not recorded)"]["Per 1,000"] == "–"
-    exported = by(
-        csv_rows(login(app, "supervisor").get("/assurance/?format=csv&table=ethnic-groups")),
-        "self_defined_ethnic_group",
-    )
-    assert float(exported[BLACK]["disproportionality_ratio"]) == pytest.approx(7.5)
+    groups = {row["Group"]: row for row in Tables(html).tables["disproportionality-self"]}
+    # White: 2 of 1,000 = 2 per 1,000; Black: 3 of 200 = 15 per 1,000, 7.5 times the White
+    # rate. Every group here has fewer than 10 searches: the ratio is flagged.
+    assert (groups["White"]["Per 1,000"], groups["White"]["Ratio to White"]) == ("2.00", "1.00 *")
+    assert (groups["Black"]["Per 1,000"], groups["Black"]["Ratio to White"]) == ("15.00", "7.50 *")
+    assert (groups["Asian"]["Per 1,000"], groups["Asian"]["Ratio to White"]) == ("2.00", "1.00 *")
+    assert 'id="population-needed"' not in html
+    exported = [
+        row
+        for row in csv_rows(
+            login(app, "supervisor").get("/assurance/?format=csv&table=disproportionality")
+        )
+        if row["definition"] == "self"
+    ]
+    black = next(row for row in exported if row["group"] == "Black")
+    assert float(black["ratio_to_white"]) == pytest.approx(7.5)
+    assert black["small_number"] == "True"
 
-    population.write_text(json.dumps({"White": "many"}))
+    population.write_text("group,population\nWhite,many\n")
     html = login(app, "supervisor").get("/assurance/").text
     assert "Population table not used" in html and "positive number" in html
 
@@ -869,9 +893,12 @@ def test_every_table_exports_as_csv(as_role, table):
     elif table == "stops":
         assert sorted(row["reference"] for row in rows) == sorted(CRAFTED)
         assert {row["review_status"] for row in rows} == {"pending", "reviewed", "no_footage"}
-    elif table == "ethnic-groups":
-        ratios = {row["self_defined_ethnic_group"]: float(row["ratio_to_white"]) for row in rows}
-        assert ratios[BLACK] == 1.5 and ratios["White"] == 1.0
+    elif table == "disproportionality":
+        searches = {(r["definition"], r["group"]): r["searches"] for r in rows}
+        assert searches[("self", "Black")] == "3" and searches[("officer", "Black")] == "0"
+        assert {r["ratio_to_white"] for r in rows} == {""}  # no population configured
+    elif table == "patrol-hours":
+        assert {r["hotspot_id"]: r["searches"] for r in rows} == {"HS1": "3", "HS2": "3"}
 
 
 def test_csv_of_an_unknown_table_is_a_400(as_role):

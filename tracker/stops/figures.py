@@ -87,8 +87,7 @@ def stops_frame(
 ) -> pd.DataFrame:
     """Return stops with their reviews, one row each (EXPORT_COLUMNS), oldest first.
 
-    Derived columns help the figures: `stop_date` and `review_date`, local dates, and
-    `self_defined_ethnic_group`, the broad group (the part before " - ", e.g. "White").
+    Derived columns help the figures: `stop_date` and `review_date`, local dates.
     `from_day` and `to_day` are local dates, inclusive.
     """
     stop_columns = [
@@ -120,9 +119,6 @@ def stops_frame(
         )
     frame["stop_date"] = frame["occurred_at"].dt.tz_convert(zone).dt.date
     frame["review_date"] = frame["reviewed_at"].dt.tz_convert(zone).dt.date
-    frame["self_defined_ethnic_group"] = frame["self_defined_ethnicity"].map(
-        broad_ethnic_group, na_action="ignore"
-    )
     return frame
 
 
@@ -146,11 +142,6 @@ def export_stops(session: Session, **filters: Any) -> pd.DataFrame:
     for column in ("latitude", "longitude"):
         frame[column] = as_text(column, lambda v: repr(float(v)))
     return frame
-
-
-def broad_ethnic_group(self_defined_ethnicity: str) -> str:
-    """Return the broad census group of a self-defined ethnicity ("White - Irish" -> "White")."""
-    return self_defined_ethnicity.split(" - ", 1)[0].strip()
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -349,7 +340,6 @@ BREAKDOWNS = (
     "officer_id",
     "object_of_search",
     "self_defined_ethnicity",
-    "self_defined_ethnic_group",
     "officer_defined_ethnicity",
     "operation_id",
 )
@@ -408,31 +398,20 @@ def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
 
 
 def ethnicity_breakdown(
-    frame: pd.DataFrame,
-    population: Mapping[str, float] | None = None,
-    *,
-    by: str = "self_defined_ethnicity",
+    frame: pd.DataFrame, population: Mapping[str, float] | None = None
 ) -> pd.DataFrame:
-    """Return the breakdown by self-defined ethnicity with its ratios to the White group.
+    """Return the breakdown by full self-defined ethnicity ("White - Irish").
 
-    `ratio_to_white` is the group's searches over the searches of all groups whose name
-    starts with "White". Given a population per group (keys as in the `by` column; use
-    `by="self_defined_ethnic_group"` for census-style broad groups), also
-    `searches_per_1000` and `disproportionality_ratio`: the group's rate per 1,000 over the
-    White groups' combined rate.
+    Given a population per ethnicity (keys as in the column), also `searches_per_1000` and
+    `disproportionality_ratio`: the group's rate per 1,000 over the White groups' combined
+    rate. Without one there is no ratio: searches alone do not allow for the size of each
+    group (tracker.stops.search_figures has the five broad groups).
     """
-    if by not in ("self_defined_ethnicity", "self_defined_ethnic_group"):
-        raise ValueError(
-            f"ethnicity breakdowns are by self_defined_ethnicity or "
-            f"self_defined_ethnic_group, not {by!r}"
-        )
+    by = "self_defined_ethnicity"
     table = breakdown(frame, by)
-    white = table[by].str.startswith(WHITE_PREFIX)
-    white_searches = int(table.loc[white, "searches"].sum())
-    table["ratio_to_white"] = [
-        s / white_searches if white_searches else None for s in table["searches"]
-    ]
     if population is not None:
+        white = table[by].str.startswith(WHITE_PREFIX)
+        white_searches = int(table.loc[white, "searches"].sum())
         table["population"] = [population.get(group) for group in table[by]]
         table["searches_per_1000"] = [
             1000.0 * s / p if p else None
@@ -472,7 +451,8 @@ def action_dict(action: ReviewAction, today: date) -> dict[str, Any]:
 def assurance_tables(
     frame: pd.DataFrame, on: date, population: Mapping[str, float] | None
 ) -> dict[str, pd.DataFrame]:
-    """Return every table of the dashboard by its CSV name."""
+    """Return every table of the dashboard by its CSV name (`population`: the detailed
+    table's, keyed by full self-defined ethnicity)."""
     level = population_level(population) if population else None
     return {
         "summary": pd.DataFrame([assurance_summary(frame, on)]),
@@ -484,10 +464,5 @@ def assurance_tables(
         "objects": breakdown(frame, "object_of_search"),
         "ethnicity": ethnicity_breakdown(
             frame, population if level == "self_defined_ethnicity" else None
-        ),
-        "ethnic-groups": ethnicity_breakdown(
-            frame,
-            population if level == "self_defined_ethnic_group" else None,
-            by="self_defined_ethnic_group",
         ),
     }

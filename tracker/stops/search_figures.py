@@ -204,3 +204,72 @@ def figures_table(figures: Mapping[str, Any]) -> pd.DataFrame:
         else:
             rows.append(("summary", "", key, value))
     return pd.DataFrame(rows, columns=["table", "value", "measure", "number"])
+
+
+def monthly_trend(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return per local month: searches, positive outcomes and their rate, and review coverage
+    (completed reviews of the sampled ones), oldest month first."""
+    columns = ["month", "searches", "positive_outcomes", "positive_outcome_rate", "sampled"]
+    columns += ["reviews_completed", "review_coverage"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    sampled = frame["sampled"].astype(object).eq(True)
+    completed = sampled & frame["review_status"].isin(("reviewed", "no_footage"))
+    parts = pd.DataFrame(
+        {
+            "month": [d.strftime("%Y-%m") for d in frame["stop_date"]],
+            "searches": 1,
+            "positive_outcomes": positive_outcomes(frame["outcome"]).astype(int),
+            "sampled": sampled.astype(int),
+            "reviews_completed": completed.astype(int),
+        }
+    )
+    table = parts.groupby("month", sort=True).sum().reset_index()
+    table["positive_outcome_rate"] = [
+        _pct(p, n) for p, n in zip(table["positive_outcomes"], table["searches"], strict=True)
+    ]
+    table["review_coverage"] = [
+        _pct(c, s) for c, s in zip(table["reviews_completed"], table["sampled"], strict=True)
+    ]
+    return table[columns]
+
+
+def panel_tables(
+    frame: pd.DataFrame,
+    *,
+    population: Mapping[str, float] | None = None,
+    presence_hours: Mapping[str, float] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Return the search figures as the assurance dashboard's tables (and CSVs): both
+    definitions of ethnicity side by side, the not-stated counts, the breakdowns, the
+    monthly trend and searches per patrol hour."""
+    by_definition = {
+        d: search_figures(frame, ethnicity=d, population=population, presence_hours=presence_hours)
+        for d in ETHNICITY_COLUMNS
+    }
+    both = by_definition[SELF]
+    disproportionality = pd.DataFrame(
+        [{"definition": d, **row} for d, f in by_definition.items() for row in f["ethnicity"]]
+    )
+    headline = {k: v for k, v in both.items() if not isinstance(v, list)}
+    headline.pop("ethnicity_definition")
+    headline["not_stated"] = both["not_stated"]
+    headline["not_stated_officer"] = by_definition[OFFICER]["not_stated"]
+    breakdowns = pd.DataFrame(
+        [
+            {"breakdown": key.removeprefix("by_"), **row}
+            for key in BREAKDOWN_COLUMNS
+            for row in both[key]
+        ],
+        columns=["breakdown", "value", "searches", "positive_outcomes"],
+    )
+    return {
+        "search-figures": pd.DataFrame([headline]),
+        "disproportionality": disproportionality,
+        "breakdowns": breakdowns,
+        "trend": monthly_trend(frame),
+        "patrol-hours": pd.DataFrame(
+            both["by_hotspot"],
+            columns=["hotspot_id", "searches", "presence_hours", "searches_per_patrol_hour"],
+        ),
+    }
