@@ -138,6 +138,24 @@ SETTINGS: tuple[Setting, ...] = (
         float,
     ),
     Setting(
+        "TRACKER_INGEST_METRICS_PORT",
+        0,
+        "Port of the ingester's Prometheus metrics and health checks (/metrics, /healthz, "
+        "/readyz); 0: none.",
+        int,
+    ),
+    Setting(
+        "TRACKER_INGEST_METRICS_ADDRESS",
+        "127.0.0.1",
+        "Address the ingester's metrics listen on (0.0.0.0: every interface).",
+    ),
+    Setting(
+        "TRACKER_METRICS_TOKEN",
+        "",
+        "Bearer token for the web app's /metrics; empty: only requests made on this machine, "
+        "not through a proxy.",
+    ),
+    Setting(
         "TRACKER_RETENTION_DAYS",
         0,
         "Raw pings older than this are purged (aggregates stay); 0 keeps them.",
@@ -175,8 +193,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "TRACKER_POPULATION_FILE",
         "",
-        "Optional JSON object {ethnic group: population} for searches per 1,000 people "
-        "and disproportionality ratios on the assurance dashboard.",
+        "Optional population for rates per 1,000 and disproportionality ratios on the "
+        "assurance dashboard: a group,population CSV of the five broad groups (or a JSON "
+        "object by full self-defined ethnicity, for the detailed table).",
     ),
     Setting(
         "TRACKER_SECRET_KEY",
