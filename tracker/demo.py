@@ -1,8 +1,9 @@
 """`make demo`: the whole product on embedded defaults, with a simulated fleet.
 
-A fresh SQLite database in the instance folder gets the demo hot spots, plan, devices,
-users, two weeks of patrol history and stop-and-search records; then the embedded broker,
-the ingester, a live simulated fleet and the web app run until Ctrl-C.
+A fresh SQLite database in the instance folder gets the demo hot spots, devices, users, a
+12-month plan whose operation began two weeks ago, patrol history for every day of it so
+far, and stop-and-search records; then the embedded broker, the ingester, a live simulated
+fleet and the web app run until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import random
 import secrets
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -28,9 +30,11 @@ from tracker.foundation import settings
 from tracker.foundation.database import make_engine, session_factory, upgrade
 from tracker.plan.reader import read_plan
 from tracker.plan.storage import load_plan
-from tracker.simulation.fleet import fleet, patrol, point_in
-from tracker.stops.models import GOWISELY, StopSearch
-from tracker.stops.records import import_stops, validate_stop
+from tracker.plan.targets import Plan
+from tracker.plan.tasking import tasking
+from tracker.simulation.fleet import TaskedFleet, patrol, point_in
+from tracker.stops.models import CONDUCT, GOWISELY, StopSearch
+from tracker.stops.records import ReviewPolicy, import_key, import_stops, validate_stop
 from tracker.stops.review import update_review
 
 log = logging.getLogger("tracker.demo")
@@ -38,8 +42,14 @@ GEOFENCES = settings.PROJECT_ROOT / "geofences"
 DEMO_HOT_SPOTS = GEOFENCES / "leicestershire_demo.geojson"
 DEMO_PLAN = GEOFENCES / "demo_plan.yaml"
 DEVICES = 12
+# The operation began this many days before today, and history is simulated for every one of
+# them: starting it earlier would leave days without patrols, and every "to date" figure red.
 HISTORY_DAYS = 14
-SHIFT_HOURS = (8, 16)  # local start hours of the two daily shifts
+# Local start hours of the two daily shifts: the late one runs to 01:00, into the night-time
+# windows of the plan, which a shift ending at 23:00 would leave red.
+SHIFT_HOURS = (10, 18)
+SHIFT_LENGTH = timedelta(hours=7)
+TASKING_EVERY_S = 180  # how often the live fleet reads the tasking list
 
 
 def device_name(n: int) -> str:
@@ -59,6 +69,9 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
     factory = session_factory(engine)
     hot_spots = load_hot_spots(DEMO_HOT_SPOTS)
     now = datetime.now(UTC)
+    zone = params.zone
+    local_today = now.astimezone(zone).date()
+    first_day = local_today - timedelta(days=HISTORY_DAYS)
     with factory.begin() as session:
         replace_hot_spots(session, hot_spots, params)
         load_assignments(
@@ -76,7 +89,7 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
             ],
             actor="demo",
         )
-        _load_plan(session)
+        load_plan(session, demo_plan(first_day), actor="demo")
     passwords = {}
     with factory.begin() as session:
         for username, role, officer in (
@@ -87,14 +100,12 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
         ):
             passwords[username] = secrets.token_urlsafe(12)
             create_user(session, username, role, passwords[username], officer, actor="demo")
-    log.info("simulating %d days of patrols by %d devices...", HISTORY_DAYS, DEVICES)
-    zone = params.zone
-    local_today = now.astimezone(zone).date()
+    log.info("simulating %d days of patrols by %d devices...", HISTORY_DAYS + 1, DEVICES)
     for days_ago in range(HISTORY_DAYS, -1, -1):
         day = local_today - timedelta(days=days_ago)
         for shift, start_hour in enumerate(SHIFT_HOURS):
             start = datetime(day.year, day.month, day.day, start_hour, tzinfo=zone)
-            end = min(start + timedelta(hours=7), now - timedelta(minutes=5))
+            end = min(start + SHIFT_LENGTH, now - timedelta(minutes=5))
             if end <= start:
                 continue
             hours = (end - start).total_seconds() / 3600
@@ -105,16 +116,40 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
                 for p in patrol(hot_spots, device_name(n), start, hours, seed=seed + days_ago)
             ]
             with factory.begin() as session:
+                # Loaded history, not live traffic: the ingest-health rate leaves it out.
                 store_pings(session, pings, params, source="import")
     bring_up_to_date(factory.begin, hot_spots, params)
     with factory.begin() as session:
-        _load_stops(session, hot_spots, now, random.Random(seed))  # noqa: S311 (demo data)
+        rng = random.Random(seed)  # noqa: S311 (demo data)
+        _load_stops(session, hot_spots, first_day, now, params, rng)
     engine.dispose()
     return passwords
 
 
-def _load_plan(session) -> None:
-    load_plan(session, read_plan(DEMO_PLAN), actor="demo")
+def demo_plan(first_day: date) -> Plan:
+    """Return the demo plan moved to start on `first_day`, still 12 months long.
+
+    Every date of the file moves by the same number of days, so the phases keep their
+    lengths and order, except that the last day becomes the day before the start's
+    anniversary (the file's year has no 29 February; the moved one may).
+    """
+    plan = read_plan(DEMO_PLAN)
+    shift = first_day - plan.start_date
+    end = _anniversary(first_day) - timedelta(days=1)
+
+    def moved(day: date) -> date:
+        return end if day == plan.end_date else day + shift
+
+    phases = tuple(replace(p, starts=moved(p.starts), ends=moved(p.ends)) for p in plan.phases)
+    return replace(plan, start_date=first_day, end_date=end, phases=phases)
+
+
+def _anniversary(day: date) -> date:
+    """The same date a year on; 1 March for 29 February."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:
+        return date(day.year + 1, 3, 1)
 
 
 DEMO_STOPS = 80
@@ -143,12 +178,20 @@ def _pick(rng: random.Random, options):
     return rng.choices(options, weights=[o[-1] for o in options])[0]
 
 
-def _load_stops(session, hot_spots, now: datetime, rng: random.Random) -> None:
-    """Invent stop-and-search records over six weeks, mostly in hot spots, some reviewed."""
+def _load_stops(
+    session,
+    hot_spots,
+    first_day: date,
+    now: datetime,
+    params: DosageParams,
+    rng: random.Random,
+) -> None:
+    """Invent the operation's stop-and-search records, mostly in hot spots, during the shifts
+    of its days so far, and review most of those more than a couple of days old."""
     spots = list(hot_spots)
     records = []
     for n in range(DEMO_STOPS):
-        occurred = now - timedelta(days=rng.uniform(0.2, 42), hours=rng.uniform(0, 6))
+        occurred = _during_a_shift(first_day, now, params.zone, rng)
         lon, lat = (
             point_in(rng.choice(spots), rng)
             if rng.random() < 0.85
@@ -185,44 +228,79 @@ def _load_stops(session, hot_spots, now: datetime, rng: random.Random) -> None:
         )
         if errors:
             raise ValueError(f"demo stop {n}: {errors}")
-        records.append(record)
-    import_stops(session, records, actor="demo", source="demo")
+        # Stored stops are told apart by their import key, which a file import derives from
+        # the row's values and its occurrence among identical rows: each demo record has its
+        # own reference, so it is the first and only row with its values.
+        records.append(replace(record, import_key=import_key(record, 1)))
+    import_stops(session, records, actor="demo", source="demo", policy=ReviewPolicy(tz=params.tz))
     session.flush()
     stops = session.scalars(select(StopSearch).order_by(StopSearch.occurred_at)).all()
-    answers = ("yes", "yes", "yes", "partly", "no")
     for stop in stops:
         age_days = (now - stop.occurred_at).days
-        if age_days < 10 or rng.random() < 0.3:
-            continue  # recent ones are pending; some older ones are overdue
+        if age_days < 2 or rng.random() < 0.25:
+            continue  # the last two days' are pending, and a quarter of the older ones
         if not stop.bwv_recorded:
-            update_review(
-                session,
-                stop.id,
-                "assurance",
-                {"status": "no_footage", "no_footage_reason": "Camera not activated"},
-            )
-            continue
-        checklist = {name: rng.choice(answers) for name in GOWISELY}
-        update_review(
-            session,
-            stop.id,
-            "assurance",
-            {
-                "status": "reviewed",
-                **checklist,
-                "outcome": rng.choice(
-                    ("no_issues", "no_issues", "learning_identified", "referred")
-                ),
-                "rag": rng.choice(("green", "green", "amber", "red")),
-                "findings": "Demonstration review.",
-            },
-        )
+            changes = {"status": "no_footage", "no_footage_reason": "Camera not activated"}
+        else:
+            changes = _demo_review(rng)
+        update_review(session, stop.id, "assurance", changes)
+
+
+# A review's outcome, RAG rating and grade go together: (outcome, rag, grade, weight).
+REVIEW_VERDICTS = (
+    ("no_issues", "green", "good_practice", 60),
+    ("learning_identified", "amber", "learning", 30),
+    ("referred", "red", "concern", 10),
+)
+ANSWERS = (("yes", 80), ("partly", 15), ("no", 5))
+CAMERA = (("whole", 80), ("joined_late", 12), ("stopped_early", 8))
+
+
+def _demo_review(rng: random.Random) -> dict[str, str]:
+    """Return a completed review of footage: checklist answers, assessment and verdict."""
+    outcome, rag, grade, _ = _pick(rng, REVIEW_VERDICTS)
+    changes = {
+        "status": "reviewed",
+        **{name: _pick(rng, ANSWERS)[0] for name in GOWISELY},
+        **{f"conduct_{name}": _pick(rng, ANSWERS)[0] for name in CONDUCT},
+        "grounds_reasonable": _pick(rng, ANSWERS)[0],
+        "camera": _pick(rng, CAMERA)[0],
+        "outcome": outcome,
+        "rag": rag,
+        "grade": grade,
+        "findings": "Demonstration review.",
+    }
+    if changes["grounds_reasonable"] != "yes":
+        changes["grounds_note"] = "The recorded grounds do not say what was seen or smelt."
+    if changes["camera"] != "whole":
+        changes["camera_note"] = "The camera was not recording for the whole encounter."
+    return changes
+
+
+def _during_a_shift(first_day: date, now: datetime, zone, rng: random.Random) -> datetime:
+    """Return a random instant of a patrol shift on a day from `first_day`, before `now`."""
+    days = (now.astimezone(zone).date() - first_day).days + 1
+    while True:
+        day = first_day + timedelta(days=rng.randrange(days))
+        start = datetime(day.year, day.month, day.day, rng.choice(SHIFT_HOURS), tzinfo=zone)
+        occurred = start + SHIFT_LENGTH * rng.random()
+        if occurred < now - timedelta(minutes=30):
+            return occurred
+
+
+def most_needed(sessions, params: DosageParams) -> list[str]:
+    """Return the hot spot ids of the tasking list now, most needed first, leaving out those
+    whose maximum is reached (the list says to send no one there)."""
+    with sessions() as session:
+        items = tasking(session, params).items
+    return [item.need.hotspot_id for item in items if not item.need.over_max]
 
 
 class LiveFleet:
-    """Publishes the simulated fleet's current positions to the broker in real time."""
+    """Publishes the simulated fleet's positions to the broker in real time; every few
+    minutes it reads the tasking list and sends an idle officer to the top of it."""
 
-    def __init__(self, broker_url: str, hot_spots, devices: int):
+    def __init__(self, broker_url: str, hot_spots, devices: int, db_url: str, params):
         import paho.mqtt.client as mqtt
 
         self._client = mqtt.Client(
@@ -231,8 +309,17 @@ class LiveFleet:
         host, port = broker_url.removeprefix("mqtt://").split(":")
         self._client.connect(host, int(port))
         self._client.loop_start()
-        self._hot_spots = hot_spots
-        self._devices = devices
+        self._engine = make_engine(db_url)
+        self._sessions = session_factory(self._engine)
+        self._params = params
+        self._fleet = TaskedFleet(
+            hot_spots,
+            devices,
+            datetime.now(UTC),
+            self._most_needed,
+            every_s=TASKING_EVERY_S,
+            seed=int(time.time()),
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-fleet", daemon=True)
 
@@ -240,10 +327,15 @@ class LiveFleet:
         self._thread.start()
         return self
 
+    def _most_needed(self, _moment: datetime) -> list[str]:
+        try:
+            return most_needed(self._sessions, self._params)
+        except Exception:  # the fleet keeps patrolling; the log says why
+            log.exception("could not read the tasking list; no one sent this time")
+            return []
+
     def _run(self) -> None:
-        start = datetime.now(UTC)
-        pings = fleet(self._hot_spots, self._devices, start, hours=24, seed=int(time.time()))
-        for ping in pings:
+        for ping in self._fleet.pings():
             delay = ping.t_us / 1e6 - time.time()
             if delay > 0 and self._stop.wait(delay):
                 return
@@ -260,6 +352,7 @@ class LiveFleet:
         self._thread.join(timeout=5)
         self._client.disconnect()
         self._client.loop_stop()
+        self._engine.dispose()
 
 
 def run(host: str = "127.0.0.1", port: int = 5000) -> None:
@@ -294,7 +387,7 @@ def run(host: str = "127.0.0.1", port: int = 5000) -> None:
     ingest_thread = threading.Thread(target=ingester.run, name="ingester", daemon=True)
     ingest_thread.start()
     ingester.wait_connected(10)
-    live = LiveFleet(broker.url, hot_spots, DEVICES).start()
+    live = LiveFleet(broker.url, hot_spots, DEVICES, url, params).start()
     app = create_app({"DATABASE_URL": url})
     server = create_server(app, host=host, port=port, threads=8)
     print(
