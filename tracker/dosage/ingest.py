@@ -7,13 +7,15 @@ only after the transaction that holds this batch has committed.
 from __future__ import annotations
 
 import codecs
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import DosageParams
+from tracker.dosage.monitoring import dead_letter_class
 from tracker.dosage.payloads import Limits, decode_message
 from tracker.dosage.store import MAX_DEAD_LETTER_PAYLOAD, store_dead_letters, store_pings
 
@@ -50,6 +52,17 @@ class BatchOutcome:
     pings: int = 0
     dead_letters: int = 0
     ignored: int = 0
+    # Dead letters by class of reason (tracker.dosage.monitoring), for the ingester's metrics.
+    reasons: Counter[str] = field(default_factory=Counter, compare=False)
+
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        return BatchOutcome(
+            self.messages + other.messages,
+            self.pings + other.pings,
+            self.dead_letters + other.dead_letters,
+            self.ignored + other.ignored,
+            self.reasons + other.reasons,
+        )
 
 
 def store_messages(
@@ -81,6 +94,7 @@ def store_messages(
     store_pings(session, pings, params, source=SOURCE)
     store_dead_letters(session, SOURCE, letters)
     outcome.pings, outcome.dead_letters = len(pings), len(letters)
+    outcome.reasons.update(dead_letter_class(reason) for _topic, reason, _payload in letters)
     return outcome
 
 

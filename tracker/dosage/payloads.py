@@ -16,6 +16,8 @@ from tracker.foundation.clock import US_PER_S
 
 NATIVE_PREFIX = "patrol"
 OWNTRACKS_PREFIX = "owntracks"
+# The field of a native payload that may name its device; if it does, it must be the topic's.
+DEVICE_FIELD = "device_id"
 # Where the OwnTracks apps publish their other messages (transition, waypoint, status...),
 # which a subscription to owntracks/# receives; they carry no position to credit.
 OWNTRACKS_SUBTOPICS = frozenset(
@@ -106,6 +108,8 @@ def decode_message(
             decoded.errors.append("OwnTracks payload has no _type")
         elif body["_type"] != "location":
             decoded.ignored = True  # transition, waypoint, card, lwt...: not positions
+        elif (mismatch := _owntracks_mismatch(body, topic)) is not None:
+            decoded.errors.append(mismatch)
         else:
             _accept(decoded, device_id, _owntracks_fields(body), now_us, limits, where="")
         return decoded
@@ -118,8 +122,41 @@ def decode_message(
         if not isinstance(item, dict):
             decoded.errors.append(f"{where}expected a JSON object with ts, lat, lon")
             continue
+        claimed = item.get(DEVICE_FIELD)
+        if claimed not in (None, "") and claimed != device_id:
+            # The broker lets a device publish only on its own topic (its ACL): a payload
+            # naming another device is misconfigured or forged, and credits nobody.
+            decoded.errors.append(
+                f"{where}{DEVICE_FIELD} {_shorten(claimed)} in the payload is not "
+                f"the topic's device {device_id!r}"
+            )
+            continue
         _accept(decoded, device_id, _native_fields(item), now_us, limits, where)
     return decoded
+
+
+def owntracks_base(topic: str) -> str:
+    """Return owntracks/<user>/<device> of an OwnTracks topic, without any sub-topic."""
+    return "/".join(topic.split("/")[:3])
+
+
+def _owntracks_mismatch(body: dict[str, Any], topic: str) -> str | None:
+    """The dead letter reason when an OwnTracks payload's `topic` field (which the apps add to
+    location messages) names another device than its topic; None when it names none or the
+    same one, sub-topics aside."""
+    claimed = body.get("topic")
+    if claimed in (None, "") or (
+        isinstance(claimed, str) and owntracks_base(claimed) == owntracks_base(topic)
+    ):
+        return None
+    base = owntracks_base(topic)
+    return f"topic {_shorten(claimed)} in the payload is not the topic's device {base!r}"
+
+
+def _shorten(value: Any) -> str:
+    """The value as a dead letter reason quotes it: repr, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _native_fields(item: dict[str, Any]) -> dict[str, Any]:

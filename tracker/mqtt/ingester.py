@@ -38,6 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tracker.foundation import settings
+from tracker.mqtt.metrics import IngestMetrics, MetricsServer, Readiness
 
 log = logging.getLogger("tracker.ingest")
 
@@ -144,6 +145,8 @@ class IngestConfig:
     log_every_s: float = 10.0
     recompute_every_s: float = 2.0
     db_url: str | None = None  # None: TRACKER_DATABASE_URL, then embedded SQLite
+    metrics_port: int = 0  # 0: no metrics server
+    metrics_address: str = "127.0.0.1"
     # Checked here, before a message is queued; the writer is given the same limit.
     max_payload_bytes: int = field(
         default_factory=lambda: settings.get("TRACKER_MAX_PAYLOAD_BYTES")
@@ -172,9 +175,9 @@ class _Stats:
     max_lag_s: float = 0.0
     since: float = field(default_factory=time.monotonic)
 
-    def add(self, counts: dict[str, int], lag_s: float) -> None:
-        for name, value in counts.items():
-            setattr(self, name, getattr(self, name) + value)
+    def add(self, counts: dict, lag_s: float) -> None:
+        for name in ("messages", "pings", "dead_letters", "ignored"):
+            setattr(self, name, getattr(self, name) + counts[name])
         self.max_lag_s = max(self.max_lag_s, lag_s)
 
 
@@ -231,6 +234,11 @@ class _Inbox:
             self._bytes += size
             self._not_empty.notify()
         return True
+
+    def oldest_arrival(self) -> float | None:
+        """The arrival (time.monotonic()) of the oldest item, or None when empty."""
+        with self._not_empty:
+            return self._items[0][3] if self._items else None
 
     def get(self, timeout: float = 0.0) -> tuple | None:
         """Take the oldest item, waiting up to `timeout` seconds for one; None if none came."""
@@ -343,8 +351,15 @@ class Ingester:
         self.totals = _Stats()
         self._window = _Stats()
         self._writer_failed = False
+        self._database_reachable = True  # the writer says when this changes
         self._pending_subscriptions: dict[int, list[str]] = {}
         self.client = self._make_client()
+        self.metrics = IngestMetrics(
+            lambda: len(self._inbox),
+            self.oldest_unacknowledged_s,
+            self.readiness,
+            alive=lambda: not self._writer_failed,
+        )
 
     def _make_client(self) -> mqtt.Client:
         config = self.config
@@ -469,6 +484,21 @@ class Ingester:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
+    def readiness(self) -> Readiness:
+        """Connected to the broker, and the database answering the writer."""
+        return Readiness(
+            self._connected.is_set(), self._database_reachable and not self._writer_failed
+        )
+
+    def oldest_unacknowledged_s(self) -> float:
+        """How long the oldest message received and not yet acknowledged has waited."""
+        arrivals = []
+        with contextlib.suppress(IndexError):  # the acknowledging thread may empty it now
+            arrivals.append(self._sent[0].first_arrival)
+        if (arrival := self._inbox.oldest_arrival()) is not None:
+            arrivals.append(arrival)
+        return max(0.0, time.monotonic() - min(arrivals)) if arrivals else 0.0
+
     def run(self) -> int:
         """Ingest until stopped; return the process exit code.
 
@@ -476,6 +506,16 @@ class Ingester:
         open the database.
         """
         writer = _WriterProcess(self.config)
+        server: MetricsServer | None = None
+        if self.config.metrics_port:
+            try:
+                server = self.metrics.serve(self.config.metrics_address, self.config.metrics_port)
+            except OSError as exc:
+                writer.finish()
+                raise WriterError(
+                    f"cannot serve metrics on {self.config.metrics_address}:"
+                    f"{self.config.metrics_port}: {exc}"
+                ) from None
         self.connect()
         acknowledger = threading.Thread(
             target=self._acknowledge, args=(writer,), name="acknowledge", daemon=True
@@ -486,6 +526,7 @@ class Ingester:
             with quiet_collector():
                 while not self._stop.is_set():
                     if batch := self._next_batch():
+                        self.metrics.received.inc(len(batch))
                         self._send(writer, batch)
                     if time.monotonic() >= next_log:
                         self._log_status(self._take_window())
@@ -501,6 +542,8 @@ class Ingester:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            if server is not None:
+                server.close()
             self._log_status(self.totals, final=True)
         return 1 if self._writer_failed else 0
 
@@ -564,6 +607,12 @@ class Ingester:
                 return
             if reply[0] == "finished":
                 return
+            if reply[0] == "figures":
+                self.metrics.figures.update(reply[1])
+                continue
+            if reply[0] == "database":
+                self._database_reachable = reply[1]
+                continue
             batch = self._sent.popleft()
             if reply[0] == "stored":
                 for mid, qos in batch.acks:
@@ -573,6 +622,7 @@ class Ingester:
                 with self._stats_lock:
                     self.totals.add(reply[1], lag_s)
                     self._window.add(reply[1], lag_s)
+                self.metrics.record_batch(reply[1], lag_s)
             self._slots.release()
 
     def _take_window(self) -> _Stats:

@@ -38,6 +38,8 @@ def build_config(
     ca_file: str | None,
     protocol: str,
     db_url: str | None,
+    metrics_port: int | None = None,
+    metrics_address: str | None = None,
 ) -> IngestConfig:
     """Return the ingester configuration: flags first, then TRACKER_ settings."""
     try:
@@ -58,6 +60,12 @@ def build_config(
             log_every_s=settings.get("TRACKER_INGEST_LOG_S"),
             recompute_every_s=settings.get("TRACKER_RECOMPUTE_S"),
             db_url=db_url,
+            metrics_port=(
+                metrics_port
+                if metrics_port is not None
+                else settings.get("TRACKER_INGEST_METRICS_PORT")
+            ),
+            metrics_address=metrics_address or settings.get("TRACKER_INGEST_METRICS_ADDRESS"),
         )
         config.subscriptions()  # validates the shared group against the protocol
     except (ValueError, settings.SettingsError) as exc:
@@ -92,7 +100,29 @@ def build_config(
     default=None,
     help="MQTT version (default 5; 3.1.1 with the embedded broker).",
 )
-def main(mqtt_url, db_url, client_id, topics, shared_group, ca_file, protocol) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /metrics, /healthz and /readyz on this port (TRACKER_INGEST_METRICS_PORT; "
+    "0: none).",
+)
+@click.option(
+    "--metrics-address",
+    default=None,
+    help="Address of the metrics server (TRACKER_INGEST_METRICS_ADDRESS, 127.0.0.1).",
+)
+def main(
+    mqtt_url,
+    db_url,
+    client_id,
+    topics,
+    shared_group,
+    ca_file,
+    protocol,
+    metrics_port,
+    metrics_address,
+) -> None:
     """Ingest officers' positions from MQTT into the database and keep dosage current."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     mqtt_url = mqtt_url or settings.get("TRACKER_MQTT_URL")
@@ -115,7 +145,15 @@ def main(mqtt_url, db_url, client_id, topics, shared_group, ca_file, protocol) -
             "/".join(EMBEDDED_BROKER_MQTT_VERSIONS),
         )
     config = build_config(
-        mqtt_url, client_id, topics, shared_group, ca_file, protocol or "5", db_url
+        mqtt_url,
+        client_id,
+        topics,
+        shared_group,
+        ca_file,
+        protocol or "5",
+        db_url,
+        metrics_port,
+        metrics_address,
     )
     ingester = Ingester(config)
     install_signal_handlers(ingester)

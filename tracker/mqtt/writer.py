@@ -9,9 +9,13 @@ the answer arrives. Two processes rather than two threads: paho's decoding of in
 packets and this process's decoding, storing and dosage passes each need most of a core,
 and under one GIL they could only take turns.
 
-Replies, one per batch and in batch order: ("stored", counts) once committed, or
-("not stored",) when the receiver stopped while the database was unavailable. Before
-the first batch: ("ready",) or ("error", message); after the final `None`: ("finished",).
+Replies, one per batch and in batch order: ("stored", counts) once committed (`reply_counts`:
+the outcome, dead letters by class of reason and the commit's seconds), or ("not stored",)
+when the receiver stopped while the database was unavailable. Before the first batch:
+("ready",) or ("error", message); after the final `None`: ("finished",). Between them, for
+the receiver's metrics and readiness (tracker.mqtt.metrics): ("figures", samples) from the
+database every FIGURES_EVERY_S, and ("database", reachable) when reaching it fails or
+works again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import asdict, astuple, replace
+from collections import Counter
+from dataclasses import replace
 from multiprocessing.connection import Connection
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
@@ -34,6 +39,7 @@ from tracker.dosage.ingest import (
     dead_letter_payload,
     store_messages,
 )
+from tracker.dosage.monitoring import ingest_figures
 from tracker.dosage.payloads import Limits, configured_limits
 from tracker.dosage.recompute import rebuild_device_days, rebuild_hot_spot_days
 from tracker.dosage.store import (
@@ -51,6 +57,7 @@ log = logging.getLogger("tracker.ingest")
 PURGE_EVERY_S = 3600
 RECOMPUTE_SHARE = 0.25  # the most of this process's time that dosage passes may take
 RECOMPUTE_MAX_DEFER = 15  # while backlogged, a pass at least every this many intervals
+FIGURES_EVERY_S = 10.0  # queue depths and ping ages for the metrics: three small queries
 # Errors in the data, not in reaching the database: retrying the same batch cannot help.
 DATA_ERRORS = (DataError, IntegrityError)
 
@@ -114,8 +121,13 @@ class Writer:
         self.stop = stop
         self._next_purge = 0.0
         self._hot_spots = self._load_hot_spots()  # (fingerprint, set), refreshed by _recompute
+        self.last_commit_s = 0.0  # how long the last batch stored took to commit
+        self._replies: Connection | None = None  # set by serve
+        self._database_reachable = True
+        self._next_figures = 0.0
 
     def serve(self, batches: Connection, replies: Connection) -> None:
+        self._replies = replies
         next_recompute = time.monotonic() + self.recompute_every_s
         last_recompute = time.monotonic()
         while True:
@@ -124,7 +136,11 @@ class Writer:
                 if batch is None:
                     break
                 outcome = self._commit(batch)
-                replies.send(("not stored",) if outcome is None else ("stored", asdict(outcome)))
+                replies.send(
+                    ("not stored",)
+                    if outcome is None
+                    else ("stored", reply_counts(outcome, self.last_commit_s))
+                )
             now = time.monotonic()
             # While a batch is already waiting, ingest is behind the broker: the pass
             # waits (at most RECOMPUTE_MAX_DEFER intervals), so that a burst is acknowledged
@@ -160,8 +176,13 @@ class Writer:
         delay_s = 0.5
         while True:
             try:
-                return self._store(messages)
+                started = time.perf_counter()
+                outcome = self._store(messages)
+                self.last_commit_s = time.perf_counter() - started
+                self._database(reachable=True)
+                return outcome
             except SQLAlchemyError as exc:
+                self._database(reachable=False)
                 # Not acknowledged: the broker keeps the messages until a commit succeeds.
                 log.error(
                     "database error, batch of %d not acknowledged, retrying in %.1f s: %s",
@@ -206,7 +227,7 @@ class Writer:
                 raise  # the database is unavailable: the caller retries the batch
             except Exception as exc:
                 outcome = self._dead_letter(message, exc)
-            total = BatchOutcome(*map(sum, zip(astuple(total), astuple(outcome), strict=True)))
+            total += outcome
         return total
 
     def _dead_letter(self, message: Message, exc: Exception) -> BatchOutcome:
@@ -217,7 +238,7 @@ class Writer:
             store_dead_letters(
                 session, SOURCE, [(message.topic, reason, dead_letter_payload(message))]
             )
-        return BatchOutcome(messages=1, dead_letters=1)
+        return BatchOutcome(messages=1, dead_letters=1, reasons=Counter(unprocessable=1))
 
     def _store_together(self, messages: list[Message]) -> BatchOutcome:
         with self.factory.begin() as session:
@@ -247,8 +268,37 @@ class Writer:
                     purged = purge_pings(session, retention_days, self.params)
                 log.info("purged %d pings older than %d days", purged, retention_days)
                 self._next_purge = time.monotonic() + PURGE_EVERY_S
+            if time.monotonic() >= self._next_figures:
+                with self.factory() as session:
+                    samples = ingest_figures(session).samples()
+                self._send(("figures", samples))
+                self._next_figures = time.monotonic() + FIGURES_EVERY_S
+            self._database(reachable=True)
         except SQLAlchemyError as exc:
             log.error("dosage recompute failed, will retry: %s", exc)
+            self._database(reachable=False)
+
+    def _database(self, reachable: bool) -> None:
+        """Tell the receiver when the database stops or starts answering (its readiness)."""
+        if reachable != self._database_reachable:
+            self._database_reachable = reachable
+            self._send(("database", reachable))
+
+    def _send(self, report: tuple) -> None:
+        if self._replies is not None:  # not when driven without a receiver (tests)
+            self._replies.send(report)
+
+
+def reply_counts(outcome: BatchOutcome, commit_s: float) -> dict:
+    """The counts of a stored batch as the receiver reads them (plain types, picklable)."""
+    return {
+        "messages": outcome.messages,
+        "pings": outcome.pings,
+        "dead_letters": outcome.dead_letters,
+        "ignored": outcome.ignored,
+        "reasons": dict(outcome.reasons),
+        "commit_s": commit_s,
+    }
 
 
 def _message(record: tuple) -> Message:
