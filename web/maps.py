@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import folium
+import shapely
+from branca.element import MacroElement
+from folium.template import Template
 from markupsafe import Markup
 
 from web.assets import LEAFLET_CSS, LEAFLET_JS
@@ -62,11 +65,15 @@ def add_hot_spots(
     colour_of: Mapping[str, str],
     tooltip_fields: Sequence[str],
     aliases: Sequence[str],
+    links: Mapping[str, str] | None = None,
+    labelled: bool = False,
 ) -> None:
     """Draw hot spot polygons coloured by status, with tooltips.
 
     Only the id and the tooltip fields reach the page, each as `map_text`: folium's
-    GeoJSON tooltip sets them as HTML.
+    GeoJSON tooltip sets them as HTML. With `labelled`, each polygon carries its id as a
+    label (also `map_text`) at a point inside it; with `links` (hot spot id -> a path on
+    this site), clicking a polygon opens that page.
     """
     fields = list(tooltip_fields)
     shown = []
@@ -81,6 +88,12 @@ def add_hot_spots(
             "weight": 2,
             "fillOpacity": 0.45,
         }
+        if labelled:
+            inside = shapely.geometry.shape(feature["geometry"]).representative_point()
+            shown_properties["label"] = map_text(properties["id"])
+            shown_properties["label_at"] = list(latlon(inside.x, inside.y))
+        if links and properties["id"] in links:
+            shown_properties["href"] = _site_path(links[properties["id"]])
         shown.append(
             {"type": "Feature", "geometry": feature["geometry"], "properties": shown_properties}
         )
@@ -91,7 +104,62 @@ def add_hot_spots(
             fields=fields, aliases=[map_text(alias) for alias in aliases], sticky=True
         ),
     )
+    if labelled or links:
+        _HotSpotLabelsAndLinks().add_to(layer)
     layer.add_to(fmap)
+
+
+class _HotSpotLabelsAndLinks(MacroElement):
+    """The script that labels each polygon of its GeoJSON layer with `properties.label` (a
+    `map_text`), hides labels that would overlap one already shown (they come back on
+    zooming in), thickens outlines while polygons are a few pixels across (so each can be
+    seen and clicked at the opening zoom), and opens `properties.href` on a click."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        (function (layer, map) {
+            var labels = [];
+            layer.eachLayer(function (polygon) {
+                var properties = polygon.feature.properties;
+                if (properties.label !== undefined) {
+                    labels.push(L.marker(properties.label_at, {
+                        icon: L.divIcon({className: "hot-spot-label", iconSize: [0, 0],
+                                         html: "<span>" + properties.label + "</span>"}),
+                        interactive: false, keyboard: false
+                    }).addTo(map));
+                }
+                if (properties.href) {
+                    polygon.on("click", function () { window.location.assign(properties.href); });
+                }
+            });
+            function fit() {
+                var weight = map.getZoom() < 13 ? 8 : 2;
+                layer.eachLayer(function (polygon) { polygon.setStyle({weight: weight}); });
+                var placed = [];
+                labels.forEach(function (label) {
+                    var box = label.getElement().firstChild.getBoundingClientRect();
+                    var clear = placed.every(function (other) {
+                        return box.right < other.left || box.left > other.right
+                            || box.bottom < other.top || box.top > other.bottom;
+                    });
+                    label.getElement().style.visibility = clear ? "" : "hidden";
+                    if (clear) placed.push(box);
+                });
+            }
+            map.on("zoomend", fit);
+            fit();
+        })({{ this._parent.get_name() }}, {{ this._parent._parent.get_name() }});
+        {% endmacro %}
+        """
+    )
+
+
+def _site_path(href: str) -> str:
+    """Return a link target only if it is a path on this site (a map never links away)."""
+    if not href.startswith("/") or href.startswith("//") or "\\" in href:
+        raise ValueError(f"not a path on this site: {href!r}")
+    return href
 
 
 def add_track(

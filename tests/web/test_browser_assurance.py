@@ -83,7 +83,7 @@ def test_review_a_pending_stop_in_the_browser(chromium, live_server, database):
     assert page.inner_text("#review-status").startswith("Reviewed")
     assert page.inner_text("#review-reviewer").startswith("assurance")
     assert "saved: reviewed (learning identified)" in page.inner_text(".flash")
-    assert "pending → reviewed" in page.inner_text("#audit-trail")
+    assert "Pending → Reviewed" in page.inner_text("#audit-trail")
     with sessions() as session:
         review = session.scalar(select(BwvReview).where(BwvReview.stop_id == stop_id))
     assert (review.status, review.outcome, review.rag, review.warrant_card, review.reviewer) == (

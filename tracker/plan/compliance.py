@@ -13,6 +13,9 @@ date (see tracker.plan.targets for the layering of targets and the meaning of wi
 - Targets: the phase's presence target on each day that has one; visits_per_day likewise.
   Days no phase covers have no target, and nothing counts towards one on them.
 - Over-max: the day's whole presence exceeds the phase's max_presence_minutes_per_day.
+- Status: OVER when the presence of the row's days that have a maximum exceeds the sum of
+  those maxima (for one day: the day is over its maximum), whatever the compliance;
+  otherwise green, amber or red by compliance, or none without a target.
 - Compliance is actual / target of the figures as shown (minutes to 2 decimals), to
   4 decimals, so anyone dividing the shown columns gets the shown ratio; NaN without target.
 
@@ -21,6 +24,7 @@ Every table the web pages, exports and API show comes from the functions here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -28,19 +32,34 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, case, extract, func, literal_column, select, union_all
+from sqlalchemy import (
+    bindparam,
+    case,
+    extract,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import HOTSPOT_ID, DosageParams, rounded_minutes
 from tracker.dosage.patrols import fetch_columns, visits_table
 from tracker.foundation import settings
 from tracker.foundation.clock import US_PER_HOUR, US_PER_MINUTE, US_PER_S, local_today
-from tracker.foundation.models import DailyDosage, HotSpotRow, HourlyPresence, Visit
+from tracker.foundation.models import (
+    CreditedSpan,
+    DailyDosage,
+    HotSpotRow,
+    HourlyPresence,
+    Visit,
+)
 from tracker.plan.models import Operation
 from tracker.plan.storage import stored_plan
 from tracker.plan.targets import HOURS_AFTER_OPENING, Plan, PlanError
 
-GREEN, AMBER, RED, NO_TARGET = "green", "amber", "red", "none"
+GREEN, AMBER, RED, OVER, NO_TARGET = "green", "amber", "red", "over", "none"
 UP, DOWN, FLAT = "up", "down", "flat"
 PERIODS = ("day", "week", "previous_week", "month", "operation")
 
@@ -52,7 +71,7 @@ FIGURE_COLUMNS = [
     "counted_presence_minutes",  # presence that counts towards the target (windows applied)
     "target_presence_minutes",
     "presence_compliance",  # counted / target, NaN without a target
-    "presence_status",  # green, amber, red, or none without a target
+    "presence_status",  # over (above the maximum), green, amber, red, or none without a target
     "qualifying_visits",  # visits of at least min_visit_minutes (in the windows, if any)
     "target_visits",
     "visits_compliance",
@@ -91,6 +110,22 @@ CUMULATIVE_COLUMNS = [
     "cumulative_compliance",
 ]
 OVERVIEW_PERIODS = ("day", "week", "operation")
+LAST_7_DAYS = "last_7_days"  # the reference date and the six days before it
+# The periods whose whole presence figures the overview page shows besides the overview.
+OVERVIEW_PAGE_PERIODS = ("day", "week", LAST_7_DAYS, "previous_week")
+PERIOD_FIGURE_COLUMNS = [
+    HOTSPOT_ID,
+    "period",
+    "period_start",
+    "period_end",
+    "days",
+    "presence_minutes",
+    "counted_presence_minutes",
+    "target_presence_minutes",
+    "presence_compliance",
+    "presence_status",
+    "days_over_max",
+]
 OVERVIEW_COLUMNS = [
     HOTSPOT_ID,
     "hotspot_name",
@@ -131,13 +166,16 @@ def configured_thresholds() -> RagThresholds:
         raise settings.SettingsError(f"configuration: {exc}") from exc
 
 
-def rag_status(compliance, thresholds: RagThresholds) -> np.ndarray:
-    """Return green/amber/red per compliance value, and none where it is NaN."""
+def rag_status(compliance, thresholds: RagThresholds, over=None) -> np.ndarray:
+    """Return green/amber/red per compliance value, and none where it is NaN; OVER wherever
+    `over` (presence above the maximum) is true, whatever the compliance."""
     ratio = np.asarray(compliance, dtype=float)
     status = np.where(
         ratio >= thresholds.green, GREEN, np.where(ratio >= thresholds.amber, AMBER, RED)
     ).astype(object)
     status[np.isnan(ratio)] = NO_TARGET
+    if over is not None:
+        status[np.asarray(over, dtype=bool)] = OVER
     return status
 
 
@@ -193,6 +231,13 @@ class _Grid:
                 for p in phases
             ]
             + [np.nan]
+        )
+        # The maximum in whole µs, floored: an integer presence exceeds the maximum exactly
+        # when it exceeds this, and sums of it are exact in any order.
+        self.has_max = ~np.isnan(self.max_minutes)
+        self.max_us = np.array(
+            [math.floor(m * US_PER_MINUTE) if m == m else 0 for m in self.max_minutes],
+            dtype=np.int64,
         )
         self.runs = [
             [_runs(self.hours[p, weekday]) for weekday in range(7)] for p in range(len(phases) + 1)
@@ -254,29 +299,48 @@ class _Grid:
     def target_sums(self, first: int, last: int) -> np.ndarray:
         """Return target_presence_minutes summed per hot spot over days first..last, exactly
         as _load_days's frame sums it (the same values, in the same order, the same sum)."""
+        return self._target_frame(first, last)["target_presence_minutes"]
+
+    def target_visit_sums(self, first: int, last: int) -> np.ndarray:
+        """Return target_visits summed per hot spot over days first..last, likewise."""
+        return self._target_frame(first, last)["target_visits"]
+
+    def _target_frame(self, first: int, last: int) -> dict[str, np.ndarray]:
         return self.cached(
             ("target_sums", first, last), lambda: self._make_target_sums(first, last)
         )
 
-    def _make_target_sums(self, first: int, last: int) -> np.ndarray:
+    def _make_target_sums(self, first: int, last: int) -> dict[str, np.ndarray]:
         n = len(self.hotspot_ids)
         n_days = max(last - first + 1, 0)
         hotspot = np.repeat(np.arange(n), n_days)
         ordinal = np.tile(np.arange(first, first + n_days), n)
         phase = self.phase(hotspot, ordinal)
         target_day = self.target_weekday[phase, _weekday(ordinal)]
+        targets = ["target_presence_minutes", "target_visits"]
         frame = pd.DataFrame(
             {
                 "hotspot": hotspot,
                 "target_presence_minutes": np.where(target_day, self.target_minutes[phase], 0.0),
+                "target_visits": np.where(
+                    target_day, np.nan_to_num(self.visits_per_day[phase]), 0.0
+                ),
             }
         )
-        sums = (
-            frame.groupby("hotspot")[["target_presence_minutes"]]
-            .sum()
-            .reindex(range(n), fill_value=0)
-        )
-        return sums["target_presence_minutes"].to_numpy()
+        sums = frame.groupby("hotspot")[targets].sum().reindex(range(n), fill_value=0)
+        return {column: sums[column].to_numpy() for column in targets}
+
+    def max_sums(self, first: int, last: int) -> np.ndarray:
+        """Return max_presence_us summed per hot spot over days first..last (0 for days
+        without a maximum), as _load_days's frame sums it."""
+        return self.cached(("max_sums", first, last), lambda: self._make_max_sums(first, last))
+
+    def _make_max_sums(self, first: int, last: int) -> np.ndarray:
+        n = len(self.hotspot_ids)
+        n_days = max(last - first + 1, 0)
+        hotspot = np.repeat(np.arange(n), n_days)
+        ordinal = np.tile(np.arange(first, first + n_days), n)
+        return _sum_by(hotspot, self.max_us[self.phase(hotspot, ordinal)], n)
 
     def phase(self, hotspot: np.ndarray, ordinal: np.ndarray) -> np.ndarray:
         column = ordinal - self.lo
@@ -544,6 +608,7 @@ def _load_days(
         grid.has_windows[phase], owned_us, np.maximum(presence_us - claimed_us, 0)
     )
     max_minutes = grid.max_minutes[phase]
+    has_max = grid.has_max[phase]
     frame = pd.DataFrame(
         {
             "hotspot": hotspot,
@@ -557,6 +622,9 @@ def _load_days(
             "target_visits": np.where(target_day, np.nan_to_num(grid.visits_per_day[phase]), 0.0),
             "max_presence_minutes_per_day": max_minutes,
             "over_max": presence_us > np.nan_to_num(max_minutes, nan=np.inf) * US_PER_MINUTE,
+            # For the OVER status of a period: its days' maxima and their presence, summed.
+            "max_presence_us": grid.max_us[phase],
+            "presence_with_max_us": np.where(has_max, presence_us, 0),
         }
     )
     names = dict(
@@ -707,22 +775,27 @@ def _figures(frame: pd.DataFrame, thresholds: RagThresholds) -> pd.DataFrame:
     )
 
 
-def _figure_columns(frame: pd.DataFrame, thresholds: RagThresholds) -> dict[str, np.ndarray]:
-    """Return FIGURE_COLUMNS as arrays, in order (see _figures)."""
-    counted = rounded_minutes(frame["counted_presence_us"].to_numpy())
-    target = np.round(frame["target_presence_minutes"].to_numpy(dtype=float), 2)
-    target_visits = np.round(frame["target_visits"].to_numpy(dtype=float), 2)
+def _figure_columns(frame, thresholds: RagThresholds) -> dict[str, np.ndarray]:
+    """Return FIGURE_COLUMNS as arrays, in order (see _figures), from summed columns (a frame,
+    or a mapping of arrays)."""
+    counted = rounded_minutes(np.asarray(frame["counted_presence_us"]))
+    target = np.round(np.asarray(frame["target_presence_minutes"], dtype=float), 2)
+    target_visits = np.round(np.asarray(frame["target_visits"], dtype=float), 2)
     presence_compliance = compliance_ratio(counted, target)
     visits_compliance = compliance_ratio(frame["qualifying_visits"], target_visits)
     return {
-        "presence_minutes": rounded_minutes(frame["presence_us"].to_numpy()),
-        "officer_minutes": rounded_minutes(frame["officer_us"].to_numpy()),
-        "visits": frame["visits"].to_numpy(dtype=np.int64),
+        "presence_minutes": rounded_minutes(np.asarray(frame["presence_us"])),
+        "officer_minutes": rounded_minutes(np.asarray(frame["officer_us"])),
+        "visits": np.asarray(frame["visits"], dtype=np.int64),
         "counted_presence_minutes": counted,
         "target_presence_minutes": target,
         "presence_compliance": presence_compliance,
-        "presence_status": rag_status(presence_compliance, thresholds),
-        "qualifying_visits": frame["qualifying_visits"].to_numpy(dtype=np.int64),
+        "presence_status": rag_status(
+            presence_compliance,
+            thresholds,
+            over=np.asarray(frame["presence_with_max_us"]) > np.asarray(frame["max_presence_us"]),
+        ),
+        "qualifying_visits": np.asarray(frame["qualifying_visits"], dtype=np.int64),
         "target_visits": target_visits,
         "visits_compliance": visits_compliance,
         "visits_status": rag_status(visits_compliance, thresholds),
@@ -788,6 +861,8 @@ SUMMED = [
     "qualifying_visits",
     "target_visits",
     "over_max",
+    "max_presence_us",
+    "presence_with_max_us",
 ]
 
 
@@ -834,13 +909,12 @@ def _period_part(
     """Return the rows of one period of compliance_table (without the trend); without
     `gaps`, longest_gap_hours is left NaN. `sums` (SUMMED per hot spot) replaces the sums
     of the frame's days."""
-    grid, frame = days.grid, days.frame
+    grid = days.grid
     n = len(grid.hotspot_ids)
     low, high = first.toordinal(), last.toordinal()
     if sums is None:
-        inside = frame[(frame["ordinal"] >= low) & (frame["ordinal"] <= high)]
-        sums = inside.groupby("hotspot")[SUMMED].sum().reindex(range(n), fill_value=0)
-    days_over_max = sums["over_max"].to_numpy(dtype=np.int64)
+        sums = _summed_days(days, low, high)
+    days_over_max = np.asarray(sums["over_max"], dtype=np.int64)
     return pd.DataFrame(
         {  # one constructor: several times faster than adding columns
             HOTSPOT_ID: grid.hotspot_ids,
@@ -866,10 +940,37 @@ def _period_part(
     )
 
 
+def _summed_days(days: _Days, low: int, high: int) -> dict[str, np.ndarray]:
+    """Return SUMMED per hot spot over the frame's days low..high, as
+    `frame[inside].groupby("hotspot")[SUMMED].sum()` gives them, at less cost per call.
+
+    The frame holds each hot spot's days in order, hot spot by hot spot, so a period is a
+    block of columns once it is laid out as (hot spot, day): whole numbers are summed there,
+    exactly. The targets, which depend on the plan alone, are the grid's sums over the same
+    days: the same values, in the same order, by the same pandas sum (and kept between
+    requests).
+    """
+    frame, grid = days.frame, days.grid
+    n = len(grid.hotspot_ids)
+    n_days = len(frame) // n if n else 0
+    first = int(frame["ordinal"].iat[0]) if n_days else low
+    low, high = max(low, first), min(high, first + n_days - 1)
+    sums = {
+        "target_presence_minutes": grid.target_sums(low, high),
+        "target_visits": grid.target_visit_sums(low, high),
+    }
+    for column in SUMMED:
+        if column not in sums:
+            values = frame[column].to_numpy().reshape(n, n_days)[:, low - first : high - first + 1]
+            sums[column] = values.sum(axis=1, dtype=np.int64)
+    return sums
+
+
 def _operation_presence_sums(session: Session, days: _Days, first: int, last: int) -> pd.DataFrame:
     """Return SUMMED per hot spot for days first..last (the operation up to the reference),
-    with counted_presence_us and target_presence_minutes exactly as the sums of _load_days's
-    frame would be, and the other columns 0 (the overview does not show them).
+    with counted_presence_us, target_presence_minutes and the two columns of the OVER status
+    (max_presence_us, presence_with_max_us) exactly as the sums of _load_days's frame would
+    be, and the other columns 0 (the overview does not show them).
 
     Targets depend on the plan alone. Counted presence is summed by the database over runs
     of days ("segments") whose own and previous day's phases are the same, so that which
@@ -880,19 +981,25 @@ def _operation_presence_sums(session: Session, days: _Days, first: int, last: in
     - a day in a phase without windows counts its presence, less the hours a window of the
       day before claimed, but not below 0: only the first day after a phase with windows can
       have such hours; it is a segment of its own, so that is done per day.
+
+    The presence of the days that have a maximum is the daily presence of the segments whose
+    phase has one.
     """
     grid = days.grid
     n = len(grid.hotspot_ids)
     counted = np.zeros(n, dtype=np.int64)
+    with_max = np.zeros(n, dtype=np.int64)
     if last >= first and n:
         segments = grid.segments(first, last)
         no_windows = (
             segments["in_cur"] & (segments["p_cur"] >= 0) & ~grid.has_windows[segments["p_cur"]]
         )
+        capped = segments["in_cur"] & grid.has_max[segments["p_cur"]]
         claims = no_windows & grid.has_windows[segments["p_prev"]]
         presence, positive = _segment_sums(
-            session, DailyDosage, grid, segments, np.flatnonzero(no_windows), first, last
+            session, DailyDosage, grid, segments, np.flatnonzero(no_windows | capped), first, last
         )
+        with_max = _sum_by(segments["row"][capped], presence[capped], n)
         plain = no_windows & ~claims
         counted += _sum_by(segments["row"][plain], positive[plain], n)
         windowed = np.flatnonzero(
@@ -929,6 +1036,8 @@ def _operation_presence_sums(session: Session, days: _Days, first: int, last: in
     sums = pd.DataFrame({c: np.zeros(n, dtype=np.int64) for c in SUMMED})
     sums["counted_presence_us"] = counted
     sums["target_presence_minutes"] = grid.target_sums(first, last)
+    sums["max_presence_us"] = grid.max_sums(first, last)
+    sums["presence_with_max_us"] = with_max
     sums["target_visits"] = 0.0
     return sums
 
@@ -1045,9 +1154,18 @@ def _longest_gap_hours(days: _Days, hotspot: int, first: int, last: int) -> floa
 
 
 def _trends(table: pd.DataFrame, thresholds: RagThresholds) -> list[str | None]:
-    by_spot = table.set_index([HOTSPOT_ID, "period"])["presence_compliance"]
+    hotspot_ids = table[HOTSPOT_ID].tolist()
+    # (hot spot, period) -> presence compliance; a plain dict: indexing pandas 50 times a
+    # request cost more than the rest of this function.
+    by_spot = dict(
+        zip(
+            zip(hotspot_ids, table["period"].tolist(), strict=True),
+            table["presence_compliance"].tolist(),
+            strict=True,
+        )
+    )
     trends = {}
-    for hotspot_id in table[HOTSPOT_ID].unique():
+    for hotspot_id in dict.fromkeys(hotspot_ids):
         change = by_spot.get((hotspot_id, "week"), np.nan) - by_spot.get(
             (hotspot_id, "previous_week"), np.nan
         )
@@ -1056,7 +1174,7 @@ def _trends(table: pd.DataFrame, thresholds: RagThresholds) -> list[str | None]:
             if np.isnan(change)
             else (FLAT if abs(change) <= thresholds.trend_tolerance else UP if change > 0 else DOWN)
         )
-    return [trends[h] for h in table[HOTSPOT_ID]]
+    return [trends[h] for h in hotspot_ids]
 
 
 def hot_spot_overview(table: pd.DataFrame) -> pd.DataFrame:
@@ -1109,9 +1227,44 @@ def overview_table(
     """
     thresholds = thresholds or configured_thresholds()
     reference = reference_date or local_today(operation.tz)
+    return hot_spot_overview(_overview_periods(session, operation, reference, thresholds, ()))
+
+
+def overview_with_periods(
+    session: Session,
+    operation: Operation,
+    reference_date: date | None = None,
+    thresholds: RagThresholds | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return overview_table(...) and PERIOD_FIGURE_COLUMNS per hot spot and period of
+    OVERVIEW_PAGE_PERIODS: the day, the week, the last 7 days and the previous week.
+
+    The last 7 days are the reference date and the six days before it, within the
+    operation (its figures are summed exactly as compliance_table sums a period's); the
+    other rows are compliance_table's. All come from the days the overview reads anyway.
+    """
+    thresholds = thresholds or configured_thresholds()
+    reference = reference_date or local_today(operation.tz)
+    table = _overview_periods(session, operation, reference, thresholds, (LAST_7_DAYS,))
+    chosen = table[table["period"].isin(OVERVIEW_PAGE_PERIODS)]
+    return hot_spot_overview(table), chosen[PERIOD_FIGURE_COLUMNS].reset_index(drop=True)
+
+
+def _overview_periods(
+    session: Session,
+    operation: Operation,
+    reference: date,
+    thresholds: RagThresholds,
+    extra: tuple[str, ...],
+) -> pd.DataFrame:
+    """Return compliance_table's rows of the periods day, week, previous week and operation
+    (and those of `extra`), with only the figures the overview shows filled in for the
+    operation: the figures of hot_spot_overview are exact, the operation's other sums 0."""
     bounds = period_bounds(operation, reference)
+    if LAST_7_DAYS in extra:
+        bounds[LAST_7_DAYS] = last_days_bounds(operation, reference, 7)
     week_first, week_last = bounds["week"]
-    recent = ("day", "week", "previous_week")
+    recent = ("day", "week", "previous_week", *extra)
     # Each day of this and last week from the stored figures; the operation's sums from sums
     # the database makes (only its presence compliance is shown).
     days = _load_days(
@@ -1154,7 +1307,56 @@ def overview_table(
             )
     table = pd.concat(parts, ignore_index=True)
     table["trend"] = _trends(table, thresholds)
-    return hot_spot_overview(table)
+    return table
+
+
+def last_days_bounds(operation: Operation, reference: date, n: int) -> tuple[date, date]:
+    """Return the first and last day of the `n` days ending on the reference date, within
+    the operation (the first after the last before the operation starts)."""
+    first = max(reference - timedelta(days=n - 1), operation.start_date)
+    return first, min(reference, operation.end_date)
+
+
+def last_presence_ends(
+    session: Session, hotspot_ids: list[str], at_us: int, longest_us: int
+) -> dict[str, int]:
+    """Return when presence last ended at or before `at_us`, per hot spot with any: the
+    latest end of its stored credited spans starting by then, cut at `at_us`.
+
+    No stored span is longer than `longest_us`, so only the spans starting up to that long
+    before the latest start are read (one indexed range per hot spot, in one statement).
+    """
+    ends = {}
+    for statement in _last_presence_statements(tuple(hotspot_ids)) if hotspot_ids else []:
+        parameters = {"at": at_us, "longest": longest_us}
+        for hotspot_id, end_us in session.connection().execute(statement, parameters):
+            if end_us is not None:  # no span starts by then
+                ends[hotspot_id] = min(int(end_us), at_us)
+    return ends
+
+
+@lru_cache(maxsize=32)
+def _last_presence_statements(hotspot_ids: tuple[str, ...]) -> list:
+    """The latest end of a credited span starting by :at, per hot spot."""
+
+    def latest(h: str):
+        started = (CreditedSpan.hotspot_id == h, CreditedSpan.start_us <= bindparam("at"))
+        last_start = (
+            select(CreditedSpan.start_us)
+            .where(*started)
+            .order_by(CreditedSpan.start_us.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        return select(literal(h).label("hotspot_id"), func.max(CreditedSpan.end_us)).where(
+            *started, CreditedSpan.start_us >= last_start - bindparam("longest")
+        )
+
+    statements = [latest(h) for h in hotspot_ids]
+    return [
+        union_all(*statements[i : i + _UNION_CHUNK])
+        for i in range(0, len(statements), _UNION_CHUNK)
+    ]
 
 
 def cumulative_series(
