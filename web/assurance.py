@@ -14,7 +14,6 @@ from typing import Any
 import pandas as pd
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -96,6 +95,7 @@ from web.database import get_db
 from web.security import script_nonce
 from web.views import (
     csv_response,
+    download_response,
     hot_spot_bounds,
     params,
     period,
@@ -577,6 +577,4 @@ def scrutiny_pack_download():
         pack = scrutiny_pack(get_db(), month, sample, params().tz, seed)
     except ValueError as exc:
         abort(400, str(exc))
-    response = Response(pack.zip_bytes(), mimetype="application/zip")
-    response.headers.set("Content-Disposition", "attachment", filename=f"scrutiny-{pack.month}.zip")
-    return response
+    return download_response(pack.zip_bytes(), f"scrutiny-{pack.month}.zip", "application/zip")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, request
+from flask import Flask, abort, current_app, g, request
 from flask_wtf.csrf import CSRFProtect
 
 from web.auth import authenticate_bearer
@@ -63,7 +63,22 @@ def _check_csrf() -> None:
     csrf.protect()
 
 
+def _refuse_nul() -> None:
+    """Refuse a NUL character anywhere in the path, query or form: no user types one, and
+    PostgreSQL cannot compare or store text holding it (a 500 otherwise, before any view
+    could say what is wrong)."""
+    if request.routing_exception is not None:
+        return  # no such page: its plain 404 says enough
+    parts = [request.path, *request.args.keys(), *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        parts += [*request.form.keys(), *request.form.values()]
+    if any("\x00" in part for part in parts):
+        abort(400, "A NUL character (U+0000) is not accepted in an address or a form.")
+
+
 def init_app(app: Flask) -> None:
+    # First of all the checks before a view: the others may already query the database.
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_nul)
     csrf.init_app(app)
     app.before_request(_check_csrf)
     app.after_request(_headers)

@@ -222,7 +222,7 @@ def _boolean(value: Any, label: str) -> bool | None:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ValueError(f"{label} {value!r} must be True, False or blank")
+    raise ValueError(f"{label} {parsing.shortened(value)} must be True, False or blank")
 
 
 def clean_text(value: Any, label: str, max_length: int | None) -> str | None:
@@ -247,7 +247,7 @@ def _coordinate(value: Any, label: str, limit: float) -> float | None:
     if is_blank(value):
         return None
     if isinstance(value, bool):
-        raise ValueError(f"{label} {value!r} is not a number")
+        raise ValueError(f"{label} {parsing.shortened(value)} is not a number")
     shown = parsing.shortened(value)
     try:
         number = float(value)
@@ -271,23 +271,25 @@ def _occurred_at(value: Any, naive_tz: str | None, now: datetime) -> datetime:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(
-                f"bad {label} {value!r}: expected ISO-8601 such as 2019-06-01T14:30:00+01:00"
+                f"bad {label} {parsing.shortened(value)}: "
+                "expected ISO-8601 such as 2019-06-01T14:30:00+01:00"
             ) from None
     else:
-        raise ValueError(f"bad {label} {value!r}: not a date and time")
+        raise ValueError(f"bad {label} {parsing.shortened(value)}: not a date and time")
     if moment.tzinfo is None or moment.utcoffset() is None:
         if naive_tz is None:
             raise ValueError(
-                f"bad {label} {value!r}: no UTC offset, so it is ambiguous; add 'Z' or '+01:00'"
+                f"bad {label} {parsing.shortened(value)}: "
+                "no UTC offset, so it is ambiguous; add 'Z' or '+01:00'"
             )
         moment = moment.replace(tzinfo=ZoneInfo(naive_tz))
     moment = moment.astimezone(UTC)
     if moment > now + MAX_FUTURE:
-        raise ValueError(f"bad {label} {value!r}: it is in the future")
+        raise ValueError(f"bad {label} {parsing.shortened(value)}: it is in the future")
     try:
         parsing.check_day(moment.date())
     except ValueError as exc:
-        raise ValueError(f"bad {label} {value!r}: {exc}") from None
+        raise ValueError(f"bad {label} {parsing.shortened(value)}: {exc}") from None
     return moment
 
 
@@ -307,7 +309,7 @@ def validate_stop(
     errors: dict[str, str] = {}
     unknown = sorted(set(values) - set(STOP_FIELDS))
     for name in unknown:
-        errors[name] = f"unknown field {name!r}"
+        errors[name] = f"unknown field {parsing.shortened(name)}"
     parsed: dict[str, Any] = {}
 
     def check(name: str, parse) -> None:
@@ -341,7 +343,9 @@ def _search_type(value: Any) -> str:
         raise ValueError("missing Type")
     text = str(value).strip()
     if text not in SEARCH_TYPES:
-        raise ValueError(f"unknown Type {text!r} (expected {', '.join(SEARCH_TYPES)})")
+        raise ValueError(
+            f"unknown Type {parsing.shortened(text)} (expected {', '.join(SEARCH_TYPES)})"
+        )
     return text
 
 

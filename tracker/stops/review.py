@@ -82,20 +82,22 @@ def _choice(value: Any, allowed: tuple[str, ...], label: str) -> str | None:
     if is_blank(value):
         return None
     if value not in allowed:
-        raise ValueError(f"{label} {value!r} must be one of {', '.join(allowed)}")
+        raise ValueError(f"{label} {parsing.shortened(value)} must be one of {', '.join(allowed)}")
     return value
 
 
 def _parse_change(name: str, value: Any) -> Any:
     if name == "status":
         if value not in REVIEW_STATUSES:
-            raise ValueError(f"status {value!r} must be one of {', '.join(REVIEW_STATUSES)}")
+            raise ValueError(
+                f"status {parsing.shortened(value)} must be one of {', '.join(REVIEW_STATUSES)}"
+            )
         return value
     if name in CHOICES:
         return _choice(value, *CHOICES[name])
     if name == "sampled":
         if not isinstance(value, bool):
-            raise ValueError(f"sampled {value!r} must be true or false")
+            raise ValueError(f"sampled {parsing.shortened(value)} must be true or false")
         return value
     return clean_text(value, name.replace("_", " "), None)
 
@@ -128,7 +130,7 @@ def update_review(
     parsed: dict[str, Any] = {}
     for name, value in changes.items():
         if name not in REVIEW_FIELDS:
-            errors[name] = f"{name!r} is not a field of a review"
+            errors[name] = f"{parsing.shortened(name)} is not a field of a review"
             continue
         try:
             parsed[name] = _parse_change(name, value)
@@ -302,9 +304,13 @@ def add_action(
                 errors[name] = f"{name}: required"
     try:
         day = due_date if isinstance(due_date, date) else date.fromisoformat(str(due_date))
-        values["due_date"] = parsing.check_day(day)
-    except ValueError as exc:
-        errors["due_date"] = f"due date {parsing.shortened(due_date)}: {exc}"
+    except ValueError:
+        errors["due_date"] = f"due date {parsing.shortened(due_date)} is not YYYY-MM-DD"
+    else:
+        try:
+            values["due_date"] = parsing.check_day(day)
+        except ValueError as exc:
+            errors["due_date"] = f"due date: {exc}"
     if errors:
         raise ReviewError(errors)
     action = ReviewAction(stop_id=stop_id, status="open", **values)
