@@ -3,12 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PDF_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 
 .PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
+	# WeasyPrint (the board report's PDF) needs Pango and a font: Debian's packages, if missing.
+	dpkg -s $(PDF_PACKAGES) >/dev/null 2>&1 || apt-get install -y $(PDF_PACKAGES) \
+		|| (apt-get update && apt-get install -y $(PDF_PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -28,6 +28,9 @@ from tracker.dosage.recompute import bring_up_to_date, replace_hot_spots
 from tracker.dosage.store import store_pings
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, session_factory, upgrade
+from tracker.harm.evaluate import add_months
+from tracker.harm.synthetic import HistorySettings, store_synthetic_history
+from tracker.partnership.demo_plans import DEMO_PARTNER_AGENCY, seed_demo_plans
 from tracker.plan.reader import read_plan
 from tracker.plan.storage import load_plan
 from tracker.plan.targets import Plan
@@ -90,6 +93,7 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
             actor="demo",
         )
         load_plan(session, demo_plan(first_day), actor="demo")
+    _load_crime_history(factory, hot_spots, local_today)
     passwords = {}
     with factory.begin() as session:
         for username, role, officer in (
@@ -97,9 +101,15 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
             ("supervisor", "supervisor", None),
             ("assurance", "assurance", None),
             ("officer", "officer", officer_of(0)),
+            ("dispatch", "dispatch", None),
+            ("partner", "partner", None),
         ):
             passwords[username] = secrets.token_urlsafe(12)
-            create_user(session, username, role, passwords[username], officer, actor="demo")
+            agency = DEMO_PARTNER_AGENCY if role == "partner" else None
+            create_user(
+                session, username, role, passwords[username], officer, actor="demo", agency=agency
+            )
+        seed_demo_plans(session, [h.id for h in hot_spots], first_day, params.tz)
     log.info("simulating %d days of patrols by %d devices...", HISTORY_DAYS + 1, DEVICES)
     for days_ago in range(HISTORY_DAYS, -1, -1):
         day = local_today - timedelta(days=days_ago)
@@ -124,6 +134,26 @@ def prepare(db_path: Path, params: DosageParams, seed: int = 7) -> dict[str, str
         _load_stops(session, hot_spots, first_day, now, params, rng)
     engine.dispose()
     return passwords
+
+
+def _load_crime_history(factory, hot_spots, local_today: date) -> None:
+    """Three years of generated recorded crime, and a finished 12-month pilot operation on
+    the same hot spots (its harm fell by a planted quarter), so that the harm page has an
+    operation it can judge: the demo's own began two weeks ago."""
+    this_month = local_today.replace(day=1)
+    pilot = demo_plan(add_months(this_month, -12))  # the 12 months up to last month
+    pilot = replace(pilot, name="Operation Guardian pilot (DEMONSTRATION)")
+    with factory.begin() as session:
+        load_plan(session, pilot, actor="demo")
+        store_synthetic_history(
+            session,
+            hot_spots,
+            add_months(this_month, -36),
+            add_months(this_month, -1),
+            pilot.start_date,
+            pilot.end_date,
+            HistorySettings(background_per_month=1_500),
+        )
 
 
 def demo_plan(first_day: date) -> Plan:

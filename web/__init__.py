@@ -93,9 +93,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         assets,
         assurance,
         auth,
+        board,
         dashboard,
         database,
         errors,
+        harm,
+        metrics,
+        partners,
+        sara,
         security,
         stops_api,
         tasking,
@@ -105,6 +110,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(api.blueprint)
@@ -113,6 +119,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(assets.blueprint)
     app.register_blueprint(tasking.blueprint)
+    app.register_blueprint(harm.blueprint)
+    app.register_blueprint(sara.blueprint)
+    app.register_blueprint(partners.blueprint)
+    app.register_blueprint(board.blueprint)
     # Lets the layout link to areas only when they are installed.
     app.jinja_env.globals["url_rules"] = app.view_functions
     app.jinja_env.globals["link_for"] = link_for

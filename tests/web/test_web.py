@@ -71,6 +71,7 @@ ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/login", ANYONE),
     ("GET", "/plan", READERS),
     ("GET", "/plan?format=csv", READERS),
+    ("GET", "/harm", frozenset({"admin", "supervisor"})),
     ("POST", "/plan", frozenset({"admin"})),
     ("GET", "/admin/audit", frozenset({"admin"})),
     ("GET", "/admin/audit?format=csv&action=login", frozenset({"admin"})),
@@ -79,6 +80,23 @@ ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/admin/tokens", frozenset({"admin"})),
     ("POST", "/admin/tokens", frozenset({"admin"})),
     ("POST", "/admin/tokens/2147483647/revoke", frozenset({"admin"})),
+    # The partners' view (the partner role itself: tests/web/test_web_partners.py).
+    ("GET", "/partners", READERS),
+    ("GET", "/partners?format=csv&table=hotspots", READERS),
+    ("GET", "/partners?format=csv&table=stops", READERS),
+    ("GET", "/partners/hotspots/LE01", READERS),
+    ("GET", "/partners/hotspots/LE01?format=csv&table=dosage", READERS),
+    ("POST", "/partners/hotspots/LE01", frozenset()),
+    ("GET", "/api/partners/hotspots", READERS),
+    ("GET", "/api/partners/dosage", READERS),
+    ("GET", "/api/partners/stops", READERS),
+    ("GET", "/api/partners/harm", READERS),
+    ("GET", "/api/partners/sara", READERS),
+    ("POST", "/api/partners/hotspots/LE01/actions", frozenset()),
+    ("GET", "/hotspots/LE01/sara", READERS),
+    ("POST", "/hotspots/LE01/sara", SUPERVISOR),  # nothing sent: the page, saying so
+    ("GET", "/board", frozenset({"admin", "supervisor"})),
+    ("GET", "/board/report", frozenset({"admin", "supervisor"})),
     ("POST", "/logout", ANYONE),
 ]
 # Routes whose success is a redirect rather than a page.
@@ -86,6 +104,12 @@ REDIRECTS = {("GET", "/"), ("POST", "/logout")}
 # Endpoints anyone may use without a role test of their own: static files, Leaflet, and the
 # log-in form's POST (tested below for CSRF and the rate limit).
 PUBLIC_ENDPOINTS = {("static", "GET"), ("vendor.leaflet_file", "GET"), ("auth.login", "POST")}
+# Health checks and Prometheus's /metrics (its own access rule): tests/web/test_metrics.py.
+PUBLIC_ENDPOINTS |= {
+    ("metrics.healthz", "GET"),
+    ("metrics.readyz", "GET"),
+    ("metrics.metrics", "GET"),
+}
 # Covered by the stop-and-search tests.
 ROUTES_TESTED_ELSEWHERE = ("/assurance", "/api/stops")
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -473,9 +497,11 @@ def test_without_a_plan_only_an_administrator_sees_the_plan_page_to_load_one(dat
 def test_loading_the_same_plan_again_says_nothing_changed_and_audits_nothing(own_demo):
     client = sign_in(make_app(own_demo), own_demo, "admin")
     engine = make_engine(own_demo.url)
+    # The demo holds its plan moved to start two weeks ago; the file's dates replace it once.
+    assert upload_plan(client, DEMO_PLAN_TEXT).status_code == 302
     before = plan_loads(session_factory(engine))
 
-    response = upload_plan(client, DEMO_PLAN_TEXT)  # the plan the demo database holds
+    response = upload_plan(client, DEMO_PLAN_TEXT)  # the plan the database now holds
 
     assert response.status_code == 302
     assert "is already this one; nothing changed." in client.get("/plan").text
@@ -616,8 +642,9 @@ def test_production_refuses_debug_mode(production, demo):
 
 
 def test_rag_thresholds_come_from_the_settings(demo, week, monkeypatch):
-    """With green at 0 every hot spot with a target today is green on the overview; a pair
-    that is not 0 <= amber <= green stops the app from starting."""
+    """With green at 0 every hot spot with a target today is green on the overview, unless
+    it is over its maximum (OVER whatever the thresholds); a pair that is not
+    0 <= amber <= green stops the app from starting."""
     url = f"/overview?format=csv&date={week[1].isoformat()}"
 
     def statuses() -> list[str]:
@@ -628,7 +655,7 @@ def test_rag_thresholds_come_from_the_settings(demo, week, monkeypatch):
     assert {"red", "amber"} & set(default)
     monkeypatch.setenv("TRACKER_RAG_GREEN", "0")
     monkeypatch.setenv("TRACKER_RAG_AMBER", "0")
-    assert statuses() == ["none" if s == "none" else "green" for s in default]
+    assert statuses() == [s if s in ("none", "over") else "green" for s in default]
     monkeypatch.setenv("TRACKER_RAG_AMBER", "0.5")
     with pytest.raises(ConfigurationError, match="amber <= green"):
         make_app(demo)

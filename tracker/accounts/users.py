@@ -12,9 +12,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
 
 from tracker.accounts.audit import record
+from tracker.foundation import parsing
 from tracker.foundation.models import ApiToken, Officer, User, WebSession, utc_now
 
-ROLES = ("admin", "supervisor", "assurance", "officer", "dispatch")
+ROLES = ("admin", "supervisor", "assurance", "officer", "dispatch", "partner")
+PARTNER = "partner"  # another agency's user: aggregate figures and its own actions only
+MAX_AGENCY = 200  # the users column
 MIN_PASSWORD_LENGTH = 12
 MIN_PASSWORD_SCORE = 3  # zxcvbn: 3 is "safely unguessable", 0-2 fall to a guessing attack
 MAX_CHECKED_PASSWORD = 100  # zxcvbn's time grows with length; longer passwords are not weak
@@ -38,8 +41,10 @@ def create_user(
     password: str,
     officer_id: str | None = None,
     actor: str = "cli",
+    agency: str | None = None,
 ) -> User:
-    """Create a user with a hashed password (scrypt); officers must be linked to an officer."""
+    """Create a user with a hashed password (scrypt); officers must be linked to an officer,
+    partners must name their agency."""
     username = username.strip()
     if (
         not username
@@ -58,15 +63,24 @@ def create_user(
             raise UserError("an officer user needs --officer ID (their collar or staff number)")
         if session.get(Officer, officer_id) is None:
             session.add(Officer(id=officer_id, name=username))
+    agency = (agency or "").strip() or None
+    if role == PARTNER and agency is None:
+        raise UserError("a partner user needs --agency NAME (their organisation)")
+    if agency is not None and (len(agency) > MAX_AGENCY or not agency.isprintable()):
+        raise UserError(f"an agency is 1-{MAX_AGENCY} printable characters")
     user = User(
         username=username,
         role=role,
         officer_id=officer_id if role == "officer" else None,
+        agency=agency if role == PARTNER else None,
         password_hash=generate_password_hash(password),
     )
     session.add(user)
     session.flush()
-    record(session, actor, "user.create", username, None, {"role": role, "officer_id": officer_id})
+    after = {"role": role, "officer_id": officer_id}
+    if user.agency is not None:
+        after["agency"] = user.agency
+    record(session, actor, "user.create", username, None, after)
     return user
 
 
@@ -142,9 +156,9 @@ def issue_token(
     """
     user = find_user(session, username)
     if user is None:
-        raise UserError(f"no user {username!r}")
+        raise UserError(f"no user {parsing.shortened(username)}")
     if scope not in SCOPES:
-        raise UserError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+        raise UserError(f"scope must be one of {', '.join(SCOPES)}, not {parsing.shortened(scope)}")
     name = name.strip()
     if not name or len(name) > MAX_TOKEN_NAME or not name.isprintable():
         raise UserError(f"a token name is 1-{MAX_TOKEN_NAME} printable characters")

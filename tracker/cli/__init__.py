@@ -10,7 +10,7 @@ import gc
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracker.cli import dosage, plan, stops, users, validity
+from tracker.cli import broker, dosage, harm, partnership, plan, stops, users, validity
 from tracker.cli.options import db_option, open_database
 from tracker.foundation import settings
 from tracker.foundation.database import make_engine, upgrade
@@ -77,7 +77,7 @@ for command in (
     dosage.devices,
     dosage.pings,
     dosage.recompute,
-    dosage.report,
+    partnership.report_group(dosage.report),
     dosage.dead_letters,
     dosage.purge,
     plan.plan,
@@ -85,5 +85,10 @@ for command in (
     users.users,
     users.tokens,
     validity.validity,
+    broker.broker,
+    harm.crimes,
+    harm.hotspots,
+    harm.harm,
+    partnership.sara,
 ):
     main.add_command(command)

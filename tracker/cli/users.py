@@ -39,12 +39,18 @@ def users() -> None:
     help="The officer's collar or staff number (required for --role officer).",
 )
 @click.option(
+    "--agency",
+    default=None,
+    help="The partner's organisation (required for --role partner); it may update the "
+    "problem-solving actions this agency owns.",
+)
+@click.option(
     "--password-stdin",
     is_flag=True,
     help="Read the password from the first line of standard input.",
 )
 @db_option
-def users_create(username, role, officer_id, password_stdin, db_url) -> None:
+def users_create(username, role, officer_id, agency, password_stdin, db_url) -> None:
     """Create a user; the password comes from a prompt or stdin, never the command line."""
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -53,7 +59,7 @@ def users_create(username, role, officer_id, password_stdin, db_url) -> None:
     factory = open_database(db_url)
     try:
         with factory.begin() as session:
-            create_user(session, username, role, password, officer_id)
+            create_user(session, username, role, password, officer_id, agency=agency)
     except UserError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"created {role} {username}")

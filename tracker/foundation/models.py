@@ -248,6 +248,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     officer_id: Mapped[str | None] = mapped_column(ForeignKey("officers.id"))
+    agency: Mapped[str | None] = mapped_column(String(200))  # a partner's organisation
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     last_login: Mapped[datetime | None]

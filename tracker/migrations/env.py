@@ -2,6 +2,8 @@
 
 from alembic import context
 
+import tracker.harm.models
+import tracker.partnership.models
 import tracker.plan.models
 import tracker.stops.models  # noqa: F401  (registers the stop-and-search tables)
 from tracker.foundation.models import Base
