@@ -12,7 +12,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -68,6 +68,17 @@ class BadRow:
 
     def __str__(self) -> str:
         return f"{self.unit} {self.line}: {self.reason}"
+
+
+class BadRows(ValueError):
+    """A file with bad rows, imported all-or-nothing: nothing was imported."""
+
+    def __init__(self, source: str, read: int, bad_rows: Sequence[BadRow]):
+        self.source, self.read, self.bad_rows = source, read, tuple(bad_rows)
+        super().__init__(
+            f"{source}: {len(self.bad_rows)} of {read} rows are bad; nothing "
+            "imported (fix them, or import the rest skipping invalid rows)"
+        )
 
 
 def parse_timestamp(value: Any) -> int:

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tracker.accounts.audit import record
-from tracker.dosage.pings import BadRow
+from tracker.dosage.pings import BadRow, BadRows
 from tracker.dosage.store import insert_ignoring_duplicates
 from tracker.foundation import parsing
 from tracker.foundation.models import utc_now
@@ -78,15 +78,8 @@ class CrimeFileError(ValueError):
     """A crime file that cannot be read at all (unreadable, empty, unknown header)."""
 
 
-class BadCrimeRows(ValueError):
-    """A file with bad rows, imported all-or-nothing: nothing was imported."""
-
-    def __init__(self, source: str, read: int, bad_rows: Sequence[BadRow]):
-        self.source, self.read, self.bad_rows = source, read, tuple(bad_rows)
-        super().__init__(
-            f"{source}: {len(self.bad_rows)} of {read} rows are bad; nothing imported "
-            "(fix them, or import the rest skipping invalid rows)"
-        )
+class BadCrimeRows(BadRows):
+    """A crime file with bad rows, imported all-or-nothing: nothing was imported."""
 
 
 @dataclass(frozen=True)

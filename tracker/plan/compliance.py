@@ -382,7 +382,7 @@ class _Grid:
 
 
 @lru_cache(maxsize=32)
-def _cached_grid(plan: Plan, hotspot_ids: tuple[str, ...]) -> _Grid:
+def cached_grid(plan: Plan, hotspot_ids: tuple[str, ...]) -> _Grid:
     """Return the grid of a plan, shared between requests (keyed by the plan's own content,
     so a changed plan gets a new grid; its patrol intervals are then computed only once)."""
     return _Grid(plan, list(hotspot_ids))
@@ -500,7 +500,7 @@ def _load_days(
     """
     plan = stored_plan(session, operation)
     ids = [h for h in plan.hotspot_ids if hotspot_ids is None or h in hotspot_ids]
-    grid = _cached_grid(plan, tuple(ids))
+    grid = cached_grid(plan, tuple(ids))
     cells = _Cells(
         max(grid.first, since or grid.first), min(reference.toordinal(), grid.last), len(ids)
     )

@@ -57,7 +57,7 @@ from tracker.foundation.clock import (
 )
 from tracker.foundation.models import DailyDosage, HotSpotRow, PingRow
 from tracker.foundation.parsing import check_day, shortened
-from tracker.plan.compliance import _cached_grid
+from tracker.plan.compliance import cached_grid
 from tracker.plan.models import Operation
 from tracker.plan.storage import find_operation, stored_plan
 from tracker.plan.targets import HOURS_AFTER_OPENING, Phase, Plan, PlanError
@@ -435,7 +435,7 @@ def _with_plan(
 ) -> Need:
     """Return one hot spot's need under the plan (row: its index in plan.hotspot_ids)."""
     hotspot_id = figures["hotspot_id"]
-    grid = _cached_grid(plan, plan.hotspot_ids)
+    grid = cached_grid(plan, plan.hotspot_ids)
     hour = datetime.fromtimestamp(at_us / US_PER_S, tz=zone).hour
 
     # The day in progress is the one that owns this clock hour (a window opened yesterday

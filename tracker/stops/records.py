@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from tracker.accounts.audit import record
 from tracker.dosage.geofence import HotSpotSet
-from tracker.dosage.pings import BadRow
+from tracker.dosage.pings import BadRow, BadRows
 from tracker.dosage.store import insert_ignoring_duplicates, stored_hot_spots
 from tracker.foundation import parsing, settings
 from tracker.foundation.clock import local_day
@@ -100,15 +100,8 @@ class StopFileError(ValueError):
     """A stop-and-search file that cannot be read at all (unreadable, empty, wrong header)."""
 
 
-class BadStopRows(ValueError):
-    """A file with bad rows, imported all-or-nothing: nothing was imported."""
-
-    def __init__(self, source: str, read: int, bad_rows: Sequence[BadRow]):
-        self.source, self.read, self.bad_rows = source, read, tuple(bad_rows)
-        super().__init__(
-            f"{source}: {len(self.bad_rows)} of {read} rows are bad; nothing "
-            "imported (fix them, or import the rest skipping invalid rows)"
-        )
+class BadStopRows(BadRows):
+    """A stop-and-search file with bad rows, imported all-or-nothing: nothing was imported."""
 
 
 class StopValidationError(ValueError):

@@ -71,25 +71,31 @@ class ScrutinyPack:
             "fully.\n"
         )
 
+    def files(self) -> dict[str, str]:
+        """encounters.csv, encounters.json and README.txt, by name."""
+        files = {}
+        for fmt in ("csv", "json"):
+            stream = io.StringIO()
+            write_table(self.encounters, fmt, stream)
+            files[f"encounters.{fmt}"] = stream.getvalue()
+        files["README.txt"] = self.readme()
+        return files
+
     def write(self, folder) -> list[str]:
-        """Write encounters.csv, encounters.json and README.txt into `folder`."""
+        """Write the files into `folder`; return their names."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        for fmt in ("csv", "json"):
-            with (out / f"encounters.{fmt}").open("w", encoding="utf-8", newline="") as stream:
-                write_table(self.encounters, fmt, stream)
-        (out / "README.txt").write_text(self.readme(), encoding="utf-8")
-        return ["encounters.csv", "encounters.json", "README.txt"]
+        files = self.files()
+        for name, text in files.items():
+            (out / name).write_text(text, encoding="utf-8", newline="")
+        return list(files)
 
     def zip_bytes(self) -> bytes:
-        """The same three files as one ZIP archive (the dashboard's download)."""
+        """The same files as one ZIP archive (the dashboard's download)."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for fmt in ("csv", "json"):
-                stream = io.StringIO()
-                write_table(self.encounters, fmt, stream)
-                archive.writestr(f"encounters.{fmt}", stream.getvalue())
-            archive.writestr("README.txt", self.readme())
+            for name, text in self.files().items():
+                archive.writestr(name, text)
         return buffer.getvalue()
 
 

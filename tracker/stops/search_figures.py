@@ -247,19 +247,18 @@ def panel_tables(
         d: search_figures(frame, ethnicity=d, population=population, presence_hours=presence_hours)
         for d in ETHNICITY_COLUMNS
     }
-    both = by_definition[SELF]
+    own = by_definition[SELF]
     disproportionality = pd.DataFrame(
         [{"definition": d, **row} for d, f in by_definition.items() for row in f["ethnicity"]]
     )
-    headline = {k: v for k, v in both.items() if not isinstance(v, list)}
+    headline = {k: v for k, v in own.items() if not isinstance(v, list)}
     headline.pop("ethnicity_definition")
-    headline["not_stated"] = both["not_stated"]
     headline["not_stated_officer"] = by_definition[OFFICER]["not_stated"]
     breakdowns = pd.DataFrame(
         [
             {"breakdown": key.removeprefix("by_"), **row}
             for key in BREAKDOWN_COLUMNS
-            for row in both[key]
+            for row in own[key]
         ],
         columns=["breakdown", "value", "searches", "positive_outcomes"],
     )
@@ -269,7 +268,7 @@ def panel_tables(
         "breakdowns": breakdowns,
         "trend": monthly_trend(frame),
         "patrol-hours": pd.DataFrame(
-            both["by_hotspot"],
+            own["by_hotspot"],
             columns=["hotspot_id", "searches", "presence_hours", "searches_per_patrol_hour"],
         ),
     }
