@@ -22,7 +22,14 @@ from tests.builders import (
     ON_HOLE_EDGE,
     OUTSIDE,
 )
-from tracker.dosage.engine import DosageParams, DosageResult, compute_dosage
+from tracker.dosage.engine import (
+    DosageParams,
+    DosageResult,
+    compute_dosage,
+    credited_spans,
+    dosage_from_spans,
+    presence_from_spans,
+)
 from tracker.dosage.pings import Ping, parse_timestamp, pings_frame
 
 PROPERTY_SETTINGS = settings(max_examples=50, deadline=None)
@@ -165,3 +172,15 @@ def test_presence_is_at_most_officer_time_and_at_most_the_local_day(spots_a_b_h,
     officer = daily.set_index(["hotspot_id", "date"])["officer_minutes"]
     slack = result.device_daily.groupby(["hotspot_id", "date"]).size() * 0.005 + 1e-9
     assert ((officer - per_device).abs() <= slack).all()
+
+
+@PROPERTY_SETTINGS
+@given(pings=ping_lists(), params=dosage_params)
+def test_presence_alone_is_the_presence_of_the_full_tables(spots_a_b_h, pings, params):
+    # Tasking computes presence without devices or visits; it must be the same presence.
+    spans, _ = credited_spans(pings_frame(pings), spots_a_b_h, params)
+    full = dosage_from_spans(spans, params)
+    daily, hourly = presence_from_spans(spans.drop(columns="device_id"), params)
+    expected = full.daily.loc[full.daily["presence_us"] > 0, ["hotspot_id", "date", "presence_us"]]
+    pd.testing.assert_frame_equal(daily, expected.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(hourly, full.hourly, check_dtype=False)

@@ -198,6 +198,32 @@ def dosage_from_spans(spans: pd.DataFrame, params: DosageParams) -> DosageResult
     return DosageResult(daily, device_daily, visit_table, device_visit_table, hourly, counts)
 
 
+def presence_from_spans(
+    spans: pd.DataFrame, params: DosageParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return presence alone (rules 4-5), as `dosage_from_spans` gives it in `daily` and
+    `hourly`: per hot spot and local day (hotspot_id, date, presence_us) and per local clock
+    hour (hotspot_id, date, hour, presence_us). Devices are not needed: presence is the union."""
+    hot_spot, ids = pd.factorize(spans[HOTSPOT_ID].to_numpy(dtype=object), sort=True)
+    hot_spot, ids = hot_spot.astype(np.int64), np.asarray(ids, dtype=object)
+    start_us = spans["start_us"].to_numpy(dtype=np.int64)
+    end_us = spans["end_us"].to_numpy(dtype=np.int64)
+    union = _merge_runs(hot_spot, start_us, end_us, gap_us=0)
+    group = hot_spot[union.first]
+    days = LocalBins.days(union.start_us, union.end_us, params.zone)
+    presence = days.split_sum(group, union.start_us, union.end_us)
+    presence = presence[presence > 0]
+    code, day = _index_arrays(presence.to_frame())
+    daily = pd.DataFrame(
+        {
+            HOTSPOT_ID: ids[code],
+            DATE: [days.labels[d] for d in day],
+            "presence_us": presence.to_numpy(dtype=np.int64),
+        }
+    )
+    return daily, _hourly_table(group, union.start_us, union.end_us, ids, params.zone)
+
+
 def device_daily_from_spans(spans: pd.DataFrame, params: DosageParams) -> pd.DataFrame:
     """Return `dosage_from_spans(spans, params).device_daily` without the hot spot tables."""
     return _device_figures(_CodedSpans.of(spans, params), params)[0]

@@ -84,45 +84,55 @@ def spans_in_period(
     hotspot_id: str | None = None,
     device_ids: list[str] | None = None,
     longest_us: int | None = None,
+    hotspot_ids: list[str] | None = None,
+    with_devices: bool = True,
 ) -> pd.DataFrame:
-    """Return stored credited spans overlapping [start_us, end_us).
+    """Return stored credited spans overlapping [start_us, end_us), of one hot spot, of some
+    (`hotspot_ids`: the index on hot spot and start then serves them) or of all; without
+    the `device_id` column if not `with_devices` (presence alone needs no devices).
 
     With `longest_us` (no stored span is longer) only spans starting from
     start_us - longest_us are looked at, so the index does not walk every span since the
     first one.
     """
     # With one hot spot, its id is not read back for every span.
-    columns = [CreditedSpan.device_id, CreditedSpan.start_us, CreditedSpan.end_us]
-    if hotspot_id is None:
-        columns.insert(0, CreditedSpan.hotspot_id)
+    names = [n for n in SPAN_COLUMNS if with_devices or n != DEVICE_ID]
+    columns = [getattr(CreditedSpan, n) for n in names if hotspot_id is None or n != HOTSPOT_ID]
     statement = select(*columns).where(
         CreditedSpan.start_us < end_us, CreditedSpan.end_us > start_us
     )
     if hotspot_id is not None:
         statement = statement.where(CreditedSpan.hotspot_id == hotspot_id)
+    if hotspot_ids is not None:
+        statement = statement.where(CreditedSpan.hotspot_id.in_(hotspot_ids))
     if device_ids is not None:
         statement = statement.where(CreditedSpan.device_id.in_(device_ids))
     if longest_us is not None:
         statement = statement.where(CreditedSpan.start_us >= start_us - longest_us)
-    values = fetch_columns(session.connection().execute(statement), len(columns))
+    values = fetch_columns(session.connection().execute(statement), len(columns), plain=True)
     if not values[0]:
-        return pd.DataFrame([], columns=SPAN_COLUMNS)
+        return pd.DataFrame([], columns=names)
     if hotspot_id is not None:
         values.insert(0, [hotspot_id] * len(values[0]))
     # Column by column: much faster than from row objects, with the same dtypes.
-    return pd.DataFrame(dict(zip(SPAN_COLUMNS, values, strict=True)), columns=SPAN_COLUMNS)
+    return pd.DataFrame(dict(zip(names, values, strict=True)), columns=names)
 
 
-def fetch_columns(result, width: int, chunk: int = 1000) -> list[list]:
+def fetch_columns(result, width: int, chunk: int = 1000, plain: bool = False) -> list[list]:
     """Return the rows of a Core result as column lists, fetched a chunk at a time.
 
     Holding tens of thousands of row objects at once makes Python's full garbage
-    collection run (tens of ms) every other request; a chunk at a time does not.
+    collection run (tens of ms) every other request; a chunk at a time does not. With
+    `plain` (every column a string or an integer, which no dialect converts) the rows come
+    straight from the database driver's cursor, without SQLAlchemy's row objects.
     """
     columns: list[list] = [[] for _ in range(width)]
-    for rows in result.partitions(chunk):
+    fetch = result.cursor.fetchmany if plain else None
+    chunks = iter(lambda: fetch(chunk), []) if plain else result.partitions(chunk)
+    for rows in chunks:
         for column, values in zip(columns, zip(*rows, strict=True), strict=True):
             column.extend(values)
+    result.close()
     return columns
 
 

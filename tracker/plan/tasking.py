@@ -42,8 +42,8 @@ from tracker.dosage.engine import (
     DATE,
     HOTSPOT_ID,
     DosageParams,
-    dosage_from_spans,
     great_circle_km,
+    presence_from_spans,
     rounded_minutes,
 )
 from tracker.dosage.patrols import OFFICER_ID, assignments_frame, spans_in_period
@@ -232,11 +232,14 @@ def tasking(
     names = dict(
         session.execute(select(HotSpotRow.id, HotSpotRow.name).where(HotSpotRow.id.in_(ids))).all()
     )
-    recent = _RecentPresence.read(session, ids, today, at_us, params)
-    last_end = {
-        **_earlier_presence_ends(session, ids, today - timedelta(days=1), params),
-        **recent.last_end_us,
-    }
+    hour = datetime.fromtimestamp(at_us / US_PER_S, tz=zone).hour
+    plan_days = _plan_days(plan, today, hour) if plan else [today] * len(ids)
+    # Spans are read from the earliest plan day in progress (yesterday's while a window
+    # opened then is open), and earlier days only for hot spots without presence since.
+    first = min(plan_days, default=today)
+    recent = _RecentPresence.read(session, ids, first, at_us, params)
+    earlier = [h for h in ids if h not in recent.last_end_us]
+    last_end = {**_earlier_presence_ends(session, earlier, first, params), **recent.last_end_us}
     monday = today - timedelta(days=today.weekday())
     week = _stored_presence(session, ids, monday, today - timedelta(days=1))
     needs = []
@@ -256,7 +259,9 @@ def tasking(
         if plan is None:
             needs.append(_without_plan(today, figures))
         else:
-            needs.append(_with_plan(plan, row, today, at_us, recent, week, monday, figures, zone))
+            needs.append(
+                _with_plan(plan, row, plan_days[row], today, at_us, recent, week, figures, zone)
+            )
     position = distances = None
     if officer_id is not None:
         position = officer_position(session, officer_id, at_us, params.max_accuracy_m)
@@ -326,7 +331,7 @@ def _longest_span_us(params: DosageParams) -> int:
 
 @dataclass(frozen=True)
 class _RecentPresence:
-    """Presence from yesterday's local midnight to the moment, spans cut at the moment."""
+    """Presence from a day's local midnight to the moment, spans cut at the moment."""
 
     last_end_us: dict[str, int]  # per hot spot with presence in those days
     daily_us: dict[tuple[str, date], int]  # (hot spot, local day) -> presence
@@ -334,19 +339,25 @@ class _RecentPresence:
 
     @classmethod
     def read(
-        cls, session: Session, ids: list[str], today: date, at_us: int, params: DosageParams
+        cls, session: Session, ids: list[str], first: date, at_us: int, params: DosageParams
     ) -> _RecentPresence:
-        since_us = local_midnight_us(today - timedelta(days=1), params.zone)
-        spans = spans_in_period(session, since_us, at_us, longest_us=_longest_span_us(params))
-        spans = spans[spans[HOTSPOT_ID].isin(ids)].copy()
+        since_us = local_midnight_us(first, params.zone)
+        spans = spans_in_period(
+            session,
+            since_us,
+            at_us,
+            longest_us=_longest_span_us(params),
+            hotspot_ids=ids,
+            with_devices=False,
+        )
         # Only presence up to the moment counts: a span still running then ends there.
         spans["end_us"] = np.minimum(spans["end_us"].to_numpy(dtype=np.int64), at_us)
-        result = dosage_from_spans(spans, params)
+        daily, hourly = presence_from_spans(spans, params)
         last_end = spans.groupby(HOTSPOT_ID)["end_us"].max()
         return cls(
             {h: int(t) for h, t in last_end.items()},
-            _us_by_key(result.daily, [HOTSPOT_ID, DATE]),
-            _us_by_key(result.hourly, [HOTSPOT_ID, DATE, "hour"]),
+            _us_by_key(daily, [HOTSPOT_ID, DATE]),
+            _us_by_key(hourly, [HOTSPOT_ID, DATE, "hour"]),
         )
 
 
@@ -363,6 +374,8 @@ def _earlier_presence_ends(
 ) -> dict[str, int]:
     """Return when presence last ended on a day before `before`, per hot spot with any: the
     latest such day from `daily_dosage`, then the latest end of its credited spans."""
+    if not ids:
+        return {}
     latest_days = session.execute(
         select(DailyDosage.hotspot_id, func.max(DailyDosage.day))
         .where(
@@ -422,26 +435,32 @@ def _phase_on(plan: Plan, hotspot_id: str, day: date) -> Phase | None:
     )
 
 
+def _plan_days(plan: Plan, today: date, hour: int) -> list[date]:
+    """Return each hot spot's plan day in progress at this clock hour of today: the day
+    that owns the hour (a window opened yesterday and still open owns it), else today."""
+    grid = cached_grid(plan, plan.hotspot_ids)
+    n = len(plan.hotspot_ids)
+    owners, _, _ = grid.owner(np.arange(n), np.full(n, today.toordinal()), np.full(n, hour))
+    return [date.fromordinal(int(o)) if o >= 0 else today for o in owners]
+
+
 def _with_plan(
     plan: Plan,
     row: int,
+    plan_day: date,
     today: date,
     at_us: int,
     recent: _RecentPresence,
     week: dict[tuple[str, date], int],
-    monday: date,
     figures: dict[str, Any],
     zone: ZoneInfo,
 ) -> Need:
-    """Return one hot spot's need under the plan (row: its index in plan.hotspot_ids)."""
+    """Return one hot spot's need under the plan (row: its index in plan.hotspot_ids) on
+    its plan day in progress."""
     hotspot_id = figures["hotspot_id"]
     grid = cached_grid(plan, plan.hotspot_ids)
     hour = datetime.fromtimestamp(at_us / US_PER_S, tz=zone).hour
-
-    # The day in progress is the one that owns this clock hour (a window opened yesterday
-    # and still open owns it), else today.
-    owner, _, _ = grid.owner(np.array([row]), np.array([today.toordinal()]), np.array([hour]))
-    plan_day = date.fromordinal(int(owner[0])) if owner[0] >= 0 else today
+    monday = today - timedelta(days=today.weekday())
     phase = _phase_on(plan, hotspot_id, plan_day)
     has_target = phase is not None and plan_day.weekday() in phase.target_weekdays()
     target = round(phase.presence_target_minutes(), 2) if has_target else 0.0
