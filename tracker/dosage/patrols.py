@@ -11,7 +11,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Date, Enum, Float, Integer, String, TypeDecorator, select
 from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import (
@@ -109,7 +109,7 @@ def spans_in_period(
         statement = statement.where(CreditedSpan.device_id.in_(device_ids))
     if longest_us is not None:
         statement = statement.where(CreditedSpan.start_us >= start_us - longest_us)
-    values = fetch_columns(session.connection().execute(statement), len(columns), plain=True)
+    _, values = read_columns(session, statement)
     if not values[0]:
         return pd.DataFrame([], columns=names)
     if hotspot_id is not None:
@@ -118,22 +118,39 @@ def spans_in_period(
     return pd.DataFrame(dict(zip(names, values, strict=True)), columns=names)
 
 
-def fetch_columns(result, width: int, chunk: int = 1000, plain: bool = False) -> list[list]:
-    """Return the rows of a Core result as column lists, fetched a chunk at a time.
+def read_columns(
+    session: Session, statement, parameters: dict | None = None
+) -> tuple[list[str], list[list]]:
+    """Run a Core select; return its column names and its rows as column lists, fetched a
+    chunk at a time.
 
     Holding tens of thousands of row objects at once makes Python's full garbage
-    collection run (tens of ms) every other request; a chunk at a time does not. With
-    `plain` (every column a string or an integer, which no dialect converts) the rows come
-    straight from the database driver's cursor, without SQLAlchemy's row objects.
+    collection run (tens of ms) every other request; a chunk at a time does not. When every
+    column is a string, a number or a date, the rows come straight from the driver's cursor,
+    without SQLAlchemy's row objects (most of the time of a large read), and dates the
+    driver gives as ISO text (SQLite) are parsed here.
     """
-    columns: list[list] = [[] for _ in range(width)]
-    fetch = result.cursor.fetchmany if plain else None
-    chunks = iter(lambda: fetch(chunk), []) if plain else result.partitions(chunk)
+    kinds = [_plain_kind(column.type) for column in statement.selected_columns]
+    result = session.connection().execute(statement, parameters)
+    columns: list[list] = [[] for _ in kinds]
+    plain = None not in kinds
+    chunks = iter(lambda: result.cursor.fetchmany(1000), []) if plain else result.partitions(1000)
     for rows in chunks:
         for column, values in zip(columns, zip(*rows, strict=True), strict=True):
             column.extend(values)
     result.close()
-    return columns
+    for i, kind in enumerate(kinds):
+        if kind is Date and columns[i] and isinstance(columns[i][0], str):
+            columns[i] = [None if v is None else date.fromisoformat(v) for v in columns[i]]
+    return list(result.keys()), columns
+
+
+def _plain_kind(type_) -> type | None:
+    """Return the kind of a column type whose values no dialect converts (Date: parsed from
+    ISO text where the driver gives text), or None for any other type."""
+    if isinstance(type_, TypeDecorator | Enum):
+        return None
+    return next((k for k in (String, Integer, Float, Date) if isinstance(type_, k)), None)
 
 
 def officer_figures(

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import HOTSPOT_ID, DosageParams, rounded_minutes
-from tracker.dosage.patrols import fetch_columns, visits_table
+from tracker.dosage.patrols import read_columns, visits_table
 from tracker.foundation import settings
 from tracker.foundation.clock import US_PER_HOUR, US_PER_MINUTE, US_PER_S, local_today
 from tracker.foundation.models import (
@@ -756,9 +756,7 @@ def _union_frame(
 
 def _frame(session: Session, statement, parameters: dict | None = None) -> pd.DataFrame:
     """Return the rows of a Core select as columns (a year of hourly rows is ~200 000)."""
-    result = session.connection().execute(statement, parameters)
-    names = list(result.keys())
-    columns = fetch_columns(result, len(names))
+    names, columns = read_columns(session, statement, parameters)
     if not columns[0]:
         columns = [()] * len(names)
     return pd.DataFrame(dict(zip(names, columns, strict=True)))
@@ -1384,11 +1382,13 @@ def hot_spot_tables(
     # day up to the reference, or to the reference.
     low = operation.start_date - timedelta(days=1)
     high = max(min(reference, operation.end_date) + timedelta(days=1), reference)
-    rows = session.execute(
+    _, columns = read_columns(
+        session,
         select(Visit.day, Visit.start_us, Visit.end_us, Visit.presence_us, Visit.devices)
         .where(Visit.hotspot_id == hotspot_id, Visit.device_id == "", Visit.day.between(low, high))
-        .order_by(Visit.start_us)
-    ).all()
+        .order_by(Visit.start_us),
+    )
+    rows = list(zip(*columns, strict=True))
     days = _load_days(
         session,
         operation,
