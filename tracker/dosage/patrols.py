@@ -114,8 +114,14 @@ def spans_in_period(
         return pd.DataFrame([], columns=names)
     if hotspot_id is not None:
         values.insert(0, [hotspot_id] * len(values[0]))
-    # Column by column: much faster than from row objects, with the same dtypes.
-    return pd.DataFrame(dict(zip(names, values, strict=True)), columns=names)
+    # Column by column, the instants as int64 arrays: no type guessing per value.
+    return pd.DataFrame(
+        {
+            name: np.array(column, dtype=np.int64 if name.endswith("_us") else object)
+            for name, column in zip(names, values, strict=True)
+        },
+        columns=names,
+    )
 
 
 def read_columns(

@@ -12,9 +12,10 @@ gets the figures a sergeant needs to choose where the next patrol goes, and a ra
   so at 01:00 inside Friday's 18:00-02:00 window the day in progress is Friday);
 - whether today's maximum, or this week's so far, is already reached.
 
-Only presence up to `at` counts. The credited spans of that day and the day before are cut
-at `at` and put through the dosage engine, so their figures are those the stored tables
-would hold had the data stopped at `at`; earlier days are read from `daily_dosage`.
+Only presence up to `at` counts. The credited spans from the earliest plan day in progress
+(today, or yesterday while a window opened then is open) are cut at `at` and their presence
+worked out as the dosage engine does, so their figures are those the stored tables would
+hold had the data stopped at `at`; earlier days are read from `daily_dosage`.
 
 Ranking (`ranking_key`): over the maximum last; then window open before closed; then the
 most minutes short; then the longest since presence, never first; then the hot spot id.
