@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from tracker.dosage.engine import configured_params
@@ -79,12 +80,20 @@ def create_app(test_config: dict | None = None) -> Flask:
             dosage_params.tz,
         ),
         SECOND_REVIEW_RATE=settings.get("TRACKER_SECOND_REVIEW_RATE"),
+        PROXY_HOPS=settings.get("TRACKER_PROXY_HOPS"),
         # CSRF is checked in a before_request hook, except for bearer-token API calls.
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,
     )
     if test_config:
         app.config.update(test_config)
+    hops = app.config["PROXY_HOPS"]
+    if hops < 0:
+        raise ConfigurationError(f"TRACKER_PROXY_HOPS must be 0 or more, not {hops}")
+    if hops:
+        # Behind a proxy every request comes from the proxy: the client's address (which
+        # the log-in rate limit counts by) and scheme are in the headers the proxy sets.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.extensions["tracker.sessions"] = session_factory(make_engine(app.config["DATABASE_URL"]))
 
     from web import (

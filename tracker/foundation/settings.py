@@ -156,6 +156,13 @@ SETTINGS: tuple[Setting, ...] = (
         "not through a proxy.",
     ),
     Setting(
+        "TRACKER_PROXY_HOPS",
+        0,
+        "Reverse proxies in front of the web app whose X-Forwarded-For and X-Forwarded-Proto "
+        "are believed (1 behind deploy/'s nginx); 0 believes none, as any client can send them.",
+        int,
+    ),
+    Setting(
         "TRACKER_RETENTION_DAYS",
         0,
         "Raw pings older than this are purged (aggregates stay); 0 keeps them.",
