@@ -1,5 +1,6 @@
 """Scale-out (issue 14, item 6): one backlog drained by the counting subscriber, by one
-ingester and by two ingesters in a shared group, into PostgreSQL, in one run.
+ingester, by two ingesters in a shared group and by two sharded ingesters, into PostgreSQL,
+in one run.
 
     .venv/bin/python bench/bench_scaleout.py [--messages 200000] [--devices 500] [--runs 3]
 
@@ -17,14 +18,18 @@ included:
   (c) two ingesters, each with its own client id, in one shared group (`--shared-group`,
       `$share/<group>/patrol/+/location`), into one fresh schema. Mosquitto hands the
       group's messages to its members' sessions in turn, so while both are away each
-      session queues half of the backlog, and each ingester drains its own half.
+      session queues half of the backlog, and each ingester drains its own half;
+  (d) two sharded ingesters (`--shard K --shards 2`, the devices registered in the devices
+      table first): each subscribed by name to its half of the devices' topics, each
+      session queues its devices' messages.
 
 "Last commit" is the first database poll (every 50 ms) that sees every ping; then each
 consumer is stopped with SIGTERM and its session resumed by a checking client, which must
 receive nothing (nothing left unacknowledged), and the pings table must hold exactly the
-messages, with no dead letter. Also reported: the consumers' CPU per message, and the
-machine's CPU use over the drain (from /proc/stat, all processes: broker, PostgreSQL and
-anything else running), which says whether the cores were the limit.
+messages, with no dead letter. Also reported: the consumers' CPU per message, the broker's
+and PostgreSQL's (every `postgres` process of the machine, so also other work on that
+server) over the drain, and the machine's CPU use over the drain (from /proc/stat, all
+processes), which says whether the cores were the limit.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class Drain:
     cpu_s: float
     peak_rss_mb: float
     machine_busy: float  # share of all cores' time spent busy during the drain
+    servers_cpu_s: tuple[float, float]  # (broker, PostgreSQL) CPU seconds during the drain
     exits: tuple[int | None, ...]
     load: tuple
     notes: list[str]
@@ -92,19 +98,68 @@ class MachineCpu:
         return 1 - (idle - self._idle) / spent if spent else float("nan")
 
 
-def drain_subscriber(scenario: ingest.Scenario) -> Drain:
+def process_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far (/proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+class ServersCpu:
+    """CPU seconds of the broker and of PostgreSQL between start() and stop()."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
+
+    def _read(self) -> tuple[float, dict[int, float]]:
+        return process_cpu_s([self.broker_pid]), {p: process_cpu_s([p]) for p in postgres_pids()}
+
+    def start(self) -> None:
+        self._broker, self._postgres = self._read()
+
+    def stop(self) -> tuple[float, float]:
+        broker, postgres = self._read()
+        # Backends come and go: count what each one present at the end used since the start.
+        return broker - self._broker, sum(
+            v - self._postgres.get(p, 0.0) for p, v in postgres.items()
+        )
+
+
+def drain_subscriber(scenario: ingest.Scenario, broker_pid: int) -> Drain:
     """(a): bench_ingest.py's counting subscriber in --backlog mode."""
     cpu = MachineCpu()
+    servers = ServersCpu(broker_pid)
     # run_subscriber restarts the subscriber after publishing: measure the machine from then.
     original = scenario.publish_backlog
 
     def publish_then_measure(result) -> None:
         original(result)
         cpu.start()
+        servers.start()
 
     scenario.publish_backlog = publish_then_measure
     result = scenario.run_subscriber()
     busy = cpu.stop()
+    servers_cpu = servers.stop()
     return Drain(
         "subscriber",
         result.messages,
@@ -115,19 +170,27 @@ def drain_subscriber(scenario: ingest.Scenario) -> Drain:
         result.cpu_s,
         result.peak_rss_mb,
         busy,
+        servers_cpu,
         (result.exit_code,),
         result.load,
         result.notes,
     )
 
 
-def drain_ingesters(scenario: ingest.Scenario, count: int) -> Drain:
-    """(b) and (c): `count` ingesters in one shared group into one fresh PostgreSQL schema."""
-    from tracker.foundation.database import make_engine
+def drain_ingesters(
+    scenario: ingest.Scenario, count: int, broker_pid: int, sharded: bool = False
+) -> Drain:
+    """(b), (c) and (d): `count` ingesters, in one shared group or sharded, into one fresh
+    PostgreSQL schema."""
+    from tracker.foundation.database import make_engine, session_factory
+    from tracker.foundation.models import Device
 
     args = scenario.args
     db = ingest.make_database("postgresql", scenario.workdir, args.pg_url, hot_spots=True)
     engine = make_engine(db.url)
+    if sharded:  # as `tracker devices load` does: a sharded ingester subscribes to these
+        with session_factory(engine).begin() as session:
+            session.add_all(Device(id=device_id) for device_id in scenario.devices)
     group = f"bench-{scenario.tag}"
     client_ids = [f"benchscale-{scenario.tag}-{n}" for n in range(1, count + 1)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
@@ -144,6 +207,8 @@ def drain_ingesters(scenario: ingest.Scenario, count: int) -> Drain:
             "--client-id",
             client_id,
         ]
+        if sharded:
+            return [*command, "--shard", client_id.rsplit("-", 1)[1], "--shards", str(count)]
         return [*command, "--shared-group", group] if count > 1 else command
 
     def start_all() -> list[ingest.Child]:
@@ -154,7 +219,7 @@ def drain_ingesters(scenario: ingest.Scenario, count: int) -> Drain:
             child.proc.send_signal(signal.SIGTERM)
         return tuple(child.wait() for child in children)
 
-    result = ingest.Result(f"ingesters x{count}", scenario.n)
+    result = ingest.Result(f"{'sharded' if sharded else 'ingesters'} x{count}", scenario.n)
     first = start_all()
     deadline = time.monotonic() + 60
     while not all(any("subscribed to" in line for line in c.stderr) for c in first):
@@ -167,6 +232,8 @@ def drain_ingesters(scenario: ingest.Scenario, count: int) -> Drain:
     load_before = os.getloadavg()
     cpu = MachineCpu()
     cpu.start()
+    servers = ServersCpu(broker_pid)
+    servers.start()
     started = time.time()
     children = start_all()
     notes: list[str] = []
@@ -185,6 +252,7 @@ def drain_ingesters(scenario: ingest.Scenario, count: int) -> Drain:
                 break
             time.sleep(args.poll_s)
         busy = cpu.stop()
+        servers_cpu = servers.stop()
         load = (load_before, os.getloadavg())
     finally:
         exits = stop_all(children)
@@ -208,6 +276,7 @@ def drain_ingesters(scenario: ingest.Scenario, count: int) -> Drain:
         sum(c.cpu_s for c in children),
         sum(c.peak_rss_mb for c in children),
         busy,
+        servers_cpu,
         exits,
         load,
         notes,
@@ -222,15 +291,16 @@ LABELS = {
     "subscriber": "(a) counting subscriber (baseline)",
     "ingesters x1": "(b) one ingester -> PostgreSQL",
     "ingesters x2": "(c) two ingesters, shared group -> PostgreSQL",
+    "sharded x2": "(d) two ingesters, sharded -> PostgreSQL",
 }
 
 
 def summarise(runs: list[dict[str, Drain]]) -> str:
     lines = [
         "| Consumer | Rate (msg/s) | Ratio to (a) | Ratio to (b) | Start -> last commit (s) "
-        "| CPU (us/msg) | Machine CPU busy | Peak RSS (MB) | Stored or counted | Lost "
-        "| Redelivered after stop |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| CPU (us/msg) | Broker CPU (us/msg) | PostgreSQL CPU (us/msg) | Machine CPU busy "
+        "| Peak RSS (MB) | Stored or counted | Lost | Redelivered after stop |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for consumer, label in LABELS.items():
         drains = [run[consumer] for run in runs]
@@ -242,6 +312,8 @@ def summarise(runs: list[dict[str, Drain]]) -> str:
             f"| {statistics.median(to_a):.2f} | {statistics.median(to_b):.2f} "
             f"| {fmt(statistics.median(d.seconds for d in drains), 2)} "
             f"| {fmt(statistics.median(d.cpu_s / d.messages * 1e6 for d in drains))} "
+            f"| {fmt(statistics.median(d.servers_cpu_s[0] / d.messages * 1e6 for d in drains))} "
+            f"| {fmt(statistics.median(d.servers_cpu_s[1] / d.messages * 1e6 for d in drains))} "
             f"| {statistics.median(d.machine_busy for d in drains):.0%} "
             f"| {fmt(max(d.peak_rss_mb for d in drains))} "
             f"| {'/'.join(f'{k:,}' for k in kept)} | {max(d.lost for d in drains):,} "
@@ -254,7 +326,8 @@ def run_line(number: int, drain: Drain) -> str:
     load = " -> ".join(", ".join(f"{v:.2f}" for v in la) for la in drain.load)
     return (
         f"- run {number}, {drain.consumer}: {fmt(drain.rate)} msg/s, {fmt(drain.seconds, 2)} s, "
-        f"CPU {fmt(drain.cpu_s, 1)} s, machine busy {drain.machine_busy:.0%}, "
+        f"CPU {fmt(drain.cpu_s, 1)} s (broker {fmt(drain.servers_cpu_s[0], 1)} s, "
+        f"PostgreSQL {fmt(drain.servers_cpu_s[1], 1)} s), machine busy {drain.machine_busy:.0%}, "
         f"stored/counted {drain.stored:,}, dead letters {drain.dead_letters}, "
         f"redelivered {drain.redelivered}, exits {drain.exits}, load {load}"
         + (f"; {'; '.join(drain.notes)}" if drain.notes else "")
@@ -298,10 +371,16 @@ def main(argv: list[str] | None = None) -> int:
                     scenario = ingest.Scenario(
                         args, workdir, "127.0.0.1", broker.port, device_of, payloads
                     )
+                    broker_pid = broker.process.pid
                     if consumer == "subscriber":
-                        run[consumer] = drain_subscriber(scenario)
+                        run[consumer] = drain_subscriber(scenario, broker_pid)
                     else:
-                        run[consumer] = drain_ingesters(scenario, int(consumer[-1]))
+                        run[consumer] = drain_ingesters(
+                            scenario,
+                            int(consumer[-1]),
+                            broker_pid,
+                            sharded=consumer.startswith("sharded"),
+                        )
                     print(run_line(number, run[consumer]), flush=True)
                 runs.append(run)
         finally:
@@ -324,11 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         for drain in run.values():
             print(run_line(number, drain))
     ratio = statistics.median(r["ingesters x2"].rate / r["subscriber"].rate for r in runs)
+    sharded = statistics.median(r["sharded x2"].rate / r["subscriber"].rate for r in runs)
     ok = all(
         d.lost == 0 and d.redelivered == 0 and d.dead_letters == 0 for r in runs for d in r.values()
     )
     print(
-        f"\ntwo ingesters / counting subscriber: median {ratio:.2f} (goal >= {TARGET_RATIO}); "
+        f"\ntwo ingesters / counting subscriber: median {ratio:.2f} shared group, "
+        f"{sharded:.2f} sharded (goal >= {TARGET_RATIO}); "
         f"{'nothing lost' if ok else 'LOSSES, DEAD LETTERS OR REDELIVERIES'}"
     )
     return 0 if ok else 1

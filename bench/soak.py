@@ -1,7 +1,8 @@
 """Soak under faults (issue 14, item 5): a fleet through Mosquitto into PostgreSQL with two
 ingesters, a broker restart, a `kill -9` of an ingester and a PostgreSQL restart.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--devices 2000] [--every-s 10] [--out DIR]
+    .venv/bin/python bench/soak.py [--minutes 10] [--devices 2000] [--every-s 10]
+        [--mode sharded|shared] [--out DIR]
 
 Not part of the test suite. Everything runs on servers of its own, so that restarting them
 disturbs nothing else: a private Mosquitto on a free loopback port (persistence on,
@@ -12,8 +13,11 @@ made with initdb in a temporary folder (run as the `postgres` user when started 
   devices every 10 s: 200 messages/s), each with the time it is sent, at QoS 1 on a
   persistent session (so that it resends what the broker had not acknowledged across the
   broker's restart), and counts the PUBACKs it receives.
-- Two ingesters (`ingest_mqtt.py`, shared group, default settings, metrics on) store them
-  in one database with the 25 demo hot spots.
+- Two ingesters (`ingest_mqtt.py`, default settings, metrics on) store them in one
+  database with the 25 demo hot spots and the devices registered (as `tracker devices load`
+  does): by default sharded (`--shard K --shards 2`: each subscribes by name to its half of
+  the devices' topics), or with --mode shared in one shared group (`--shared-group`), which
+  loses the messages published while a restarted Mosquitto 2.0.11 has forgotten the group.
 - Faults, at a quarter, half and three quarters of the run: the broker is stopped (SIGTERM,
   it saves its persistence file) and started again; ingester 1 is killed with SIGKILL and
   started again 5 s later (as systemd's Restart= would); PostgreSQL is restarted (fast
@@ -104,6 +108,10 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def device_id(n: int) -> str:
+    return f"soak-{n:04d}"
+
+
 # --- the publisher (a child process) ------------------------------------------------------------
 
 
@@ -156,7 +164,7 @@ def publisher_main(host: str, port: int, devices: int, every_s: float, run: str)
         due = int((time.monotonic() - started) * rate)
         while sent < due and len(pending) < PUBLISH_WINDOW:
             n = sent % devices
-            device = f"soak-{n:04d}"
+            device = device_id(n)
             pos = positions[n]
             pos[0] += rng.uniform(-0.0002, 0.0002)
             pos[1] += rng.uniform(-0.0003, 0.0003)
@@ -337,6 +345,7 @@ class Soak:
         from tracker.dosage.geofence import load_hot_spots
         from tracker.dosage.recompute import replace_hot_spots
         from tracker.foundation.database import make_engine, session_factory, upgrade
+        from tracker.foundation.models import Device
 
         args = self.args
         engine = make_engine(postgres.url)
@@ -344,6 +353,7 @@ class Soak:
         with session_factory(engine).begin() as session:
             demo = load_hot_spots(ROOT / "geofences" / "leicestershire_demo.geojson")
             replace_hot_spots(session, demo, DosageParams())
+            session.add_all(Device(id=device_id(n)) for n in range(args.devices))
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
         env["TRACKER_MQTT_SESSION_EXPIRY_S"] = "3600"
         ingesters = []
@@ -358,8 +368,11 @@ class Soak:
                 postgres.url,
                 "--client-id",
                 f"soak-ingest-{number}",
-                "--shared-group",
-                "soak",
+                *(
+                    ("--shard", str(number), "--shards", "2")
+                    if args.mode == "sharded"
+                    else ("--shared-group", "soak")
+                ),
                 "--metrics-port",
                 str(port),
             ]
@@ -590,7 +603,7 @@ def write_outputs(soak: Soak, out: Path) -> None:
         lag.annotate(name, (at / 60, lag.get_ylim()[1] * 0.9), fontsize=7, rotation=90)
     figure.suptitle(
         f"Soak: {soak.args.devices} devices every {soak.args.every_s:g} s, "
-        f"two ingesters -> PostgreSQL, {soak.args.minutes:g} min"
+        f"two ingesters ({soak.args.mode}) -> PostgreSQL, {soak.args.minutes:g} min"
     )
     figure.tight_layout()
     figure.savefig(out / "soak.png", dpi=110)
@@ -601,6 +614,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--every-s", type=float, default=10.0)
+    parser.add_argument(
+        "--mode",
+        choices=("sharded", "shared"),
+        default="sharded",
+        help="how the two ingesters split the devices (default sharded)",
+    )
     parser.add_argument("--out", default=str(ROOT / "instance" / "soak"))
     parser.add_argument("--publisher", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

@@ -198,9 +198,12 @@ def test_the_systemd_units_run_commands_with_options_that_exist():
     assert ingest[0][1] == "/opt/tracker/ingest_mqtt.py"
     ingest_help = help_text("ingest_mqtt.py")
     assert options_of(ingest[0]) <= set(re.findall(r"--[a-z-]+", ingest_help))
-    assert "--shared-group" in ingest[0] and "tracker-ingest-%i" in ingest[0]
+    # Instance N is shard N (of TRACKER_MQTT_SHARDS), under client id tracker-ingest-N.
+    assert ingest[0][ingest[0].index("--shard") + 1] == "%i" and "tracker-ingest-%i" in ingest[0]
 
     env = (DEPLOY / "tracker.env").read_text()
+    assert re.search(r"^TRACKER_MQTT_SHARDS=[1-9]$", env, re.MULTILINE)
+    assert not re.search(r"^TRACKER_MQTT_SHARED_GROUP=", env, re.MULTILINE)  # it excludes shards
     names = re.findall(r"^#? ?(TRACKER_[A-Z_]+)=", env, re.MULTILINE)
     settings_table = (ROOT / "README.md").read_text()
     assert names and all(f"`{name}`" in settings_table for name in names)

@@ -10,10 +10,11 @@ import gc
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracker.cli import broker, dosage, harm, partnership, plan, stops, users, validity
+from tracker.cli import broker, dosage, harm, partnership, plan, stops, storage, users, validity
 from tracker.cli.options import db_option, open_database
+from tracker.dosage.partitions import ensure_partitions
 from tracker.foundation import settings
-from tracker.foundation.database import make_engine, upgrade
+from tracker.foundation.database import make_engine, session_factory, upgrade
 
 
 @click.group()
@@ -32,6 +33,8 @@ def init(db_url) -> None:
         engine = make_engine(url)
         try:
             upgrade(engine)
+            with session_factory(engine).begin() as session:
+                ensure_partitions(session)  # this month's and the next (PostgreSQL)
         finally:
             engine.dispose()  # or PostgreSQL sees the pooled connection dropped at exit
     except (SQLAlchemyError, CommandError, OSError) as exc:
@@ -80,6 +83,7 @@ for command in (
     partnership.report_group(dosage.report),
     dosage.dead_letters,
     dosage.purge,
+    storage.storage,
     plan.plan,
     stops.stops,
     users.users,

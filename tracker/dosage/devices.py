@@ -158,3 +158,8 @@ def _describe(assignment: Assignment) -> dict:
         "starts": assignment.starts.isoformat(),
         "ends": assignment.ends.isoformat() if assignment.ends else None,
     }
+
+
+def device_ids(session: Session) -> list[str]:
+    """Every device id in the devices table, sorted (a sharded ingester's subscriptions)."""
+    return list(session.scalars(select(Device.id).order_by(Device.id)))

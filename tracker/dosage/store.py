@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from tracker.dosage.engine import INTERPOLATE, DosageParams
 from tracker.dosage.geofence import HotSpot, HotSpotSet
+from tracker.dosage.partitions import drop_months_before
 from tracker.dosage.pings import Ping
 from tracker.foundation.clock import (
     US_PER_MINUTE,
@@ -363,6 +364,10 @@ def purge_pings(
     before it (they hold positions too); aggregates and spans stay. Returns the number of
     pings deleted.
 
+    On PostgreSQL the month partitions wholly before the period are dropped, and only the
+    older rows of the month it starts in (and of the default partition) are deleted one by
+    one (tracker.dosage.partitions).
+
     Queued device-days inside the purged period are dropped too: rebuilding them from
     what is left would erase the spans that the purged pings had credited.
     """
@@ -374,8 +379,9 @@ def purge_pings(
     # a day never works from half of them (see tracker.dosage.recompute).
     first_kept = local_day(now, zone) - timedelta(days=retention_days)
     cutoff_us = local_midnight_us(first_kept, zone)
+    dropped = drop_months_before(session, cutoff_us)
     result = session.execute(delete(PingRow).where(PingRow.t_us < cutoff_us))
     session.execute(delete(DirtyDeviceDay).where(DirtyDeviceDay.day < first_kept))
     cutoff = datetime.fromtimestamp(cutoff_us / US_PER_S, tz=UTC)
     session.execute(delete(DeadLetter).where(DeadLetter.received_at < cutoff))
-    return result.rowcount or 0
+    return dropped + (result.rowcount or 0)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -107,10 +108,18 @@ class Assignment(Base):
 
 
 class PingRow(Base):
-    """One GPS position as received; unique by (device, timestamp)."""
+    """One GPS position as received; unique by (device, timestamp).
+
+    On PostgreSQL the table is partitioned by month of `t_us` (tracker.dosage.partitions),
+    and a key of a partitioned table must hold `t_us`: hence the primary key (t_us, id),
+    which also serves the retention purge's range of `t_us`. SQLite keeps `id` alone as its
+    key (migration 0001), which makes (t_us, id) unique all the same.
+    """
 
     __tablename__ = "pings"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), autoincrement=True
+    )
     device_id: Mapped[str] = mapped_column(String(128))
     t_us: Mapped[int] = mapped_column(BigInteger)  # UTC microseconds since the epoch
     lat: Mapped[float] = mapped_column(Float)
@@ -119,7 +128,7 @@ class PingRow(Base):
     speed_kmh: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), default="mqtt")
     received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
-    __table_args__ = (UniqueConstraint("device_id", "t_us"),)
+    __table_args__ = (PrimaryKeyConstraint("t_us", "id"), UniqueConstraint("device_id", "t_us"))
 
 
 class DeadLetter(Base):

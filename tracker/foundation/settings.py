@@ -111,6 +111,13 @@ SETTINGS: tuple[Setting, ...] = (
         "(MQTT v5 brokers).",
     ),
     Setting(
+        "TRACKER_MQTT_SHARDS",
+        0,
+        "If N > 0, ingester --shard K of N subscribes by name to the topics of its share of "
+        "the devices table's devices (subscriptions that survive a broker restart); 0: off.",
+        int,
+    ),
+    Setting(
         "TRACKER_MQTT_SESSION_EXPIRY_S",
         7 * 24 * 3600,
         "How long the broker keeps the ingester's session and queued messages.",
@@ -150,17 +157,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Address the ingester's metrics listen on (0.0.0.0: every interface).",
     ),
     Setting(
-        "TRACKER_METRICS_TOKEN",
-        "",
-        "Bearer token for the web app's /metrics; empty: only requests made on this machine, "
-        "not through a proxy.",
-    ),
-    Setting(
         "TRACKER_PROXY_HOPS",
         0,
         "Reverse proxies in front of the web app whose X-Forwarded-For and X-Forwarded-Proto "
         "are believed (1 behind deploy/'s nginx); 0 believes none, as any client can send them.",
         int,
+    ),
+    Setting(
+        "TRACKER_METRICS_TOKEN",
+        "",
+        "Bearer token for the web app's /metrics; empty: only requests made on this machine, "
+        "not through a proxy.",
     ),
     Setting(
         "TRACKER_RETENTION_DAYS",

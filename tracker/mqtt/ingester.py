@@ -39,6 +39,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from tracker.foundation import settings
 from tracker.mqtt.metrics import IngestMetrics, MetricsServer, Readiness
+from tracker.mqtt.shards import Shard, shard_filters
 
 log = logging.getLogger("tracker.ingest")
 
@@ -63,6 +64,9 @@ BATCH_BYTES = 2 * 1024 * 1024
 # process; tests/mqtt/test_oversized_messages.py checks that they agree.
 DEAD_LETTER_BYTES = 2048
 MAX_TOPIC_LENGTH = 256
+# Topic filters per SUBSCRIBE packet: a shard of thousands of devices is subscribed in
+# several packets, each well under any broker's packet size limit.
+SUBSCRIBE_CHUNK = 500
 
 
 class WriterError(RuntimeError):
@@ -138,6 +142,8 @@ class IngestConfig:
     topics: Sequence[str]
     protocol: str = "5"
     shared_group: str = ""
+    shard: Shard | None = None  # subscribe by name to this shard's devices' topics
+    drop_other_shards: bool = False  # and unsubscribe from every other shard's (after a change)
     ca_file: str = ""
     session_expiry_s: int = 7 * 24 * 3600
     batch_size: int = 500
@@ -153,12 +159,22 @@ class IngestConfig:
     )
 
     def subscriptions(self) -> list[str]:
-        """Return the topic filters, as shared subscriptions when a group is set."""
+        """Return the topic filters, as shared subscriptions when a group is set.
+
+        Empty when sharded: the shard's filters follow the devices table (`shard_filters`).
+        """
+        if self.shared_group and self.shard:
+            raise ValueError(
+                "a shard (--shard, TRACKER_MQTT_SHARDS) and a shared group (--shared-group, "
+                "TRACKER_MQTT_SHARED_GROUP) exclude each other: set one of them"
+            )
         if self.shared_group and self.protocol != "5":
             raise ValueError(
                 "shared subscriptions ($share/...) need an MQTT v5 broker such as "
                 "Mosquitto 2; the embedded broker speaks MQTT 3.1.1 only"
             )
+        if self.shard:
+            return []
         if self.shared_group:
             return [f"$share/{self.shared_group}/{topic}" for topic in self.topics]
         return list(self.topics)
@@ -300,6 +316,7 @@ class _WriterProcess:
                     "log_level": log.getEffectiveLevel(),
                     "recompute_every_s": config.recompute_every_s,
                     "max_payload_bytes": config.max_payload_bytes,
+                    "devices": config.shard is not None,  # send the device ids, for the shard
                 }
             )
             reply = self.replies.recv() if self.replies.poll(WRITER_START_S) else ("silent",)
@@ -353,6 +370,21 @@ class Ingester:
         self._writer_failed = False
         self._database_reachable = True  # the writer says when this changes
         self._pending_subscriptions: dict[int, list[str]] = {}
+        self._pending_unsubscriptions: dict[int, int] = {}  # mid -> how many filters
+        # Held from sending a (UN)SUBSCRIBE until its filters are noted, so that an
+        # acknowledgement that comes back first (paho's thread) still finds them.
+        self._pending_lock = threading.Lock()
+        # What to subscribe to on every connection: the configured filters, or when sharded
+        # the shard's devices' topics, which the writer's device lists update (from the
+        # acknowledging thread, while paho's thread may be connecting: hence the lock).
+        self._filters_lock = threading.Lock()
+        self._filters: list[str] = config.subscriptions()
+        # Filters to unsubscribe from on every connection: those of devices gone from the
+        # table, and with drop_other_shards those of every other shard's devices.
+        self._dropped: set[str] = set()
+        self._subscribing = False  # connected, so a change of filters is sent at once
+        self._unusable: set[str] = set()  # device ids already logged as unusable
+        self._said_empty = False  # "no device in this shard" said once
         self.client = self._make_client()
         self.metrics = IngestMetrics(
             lambda: len(self._inbox),
@@ -360,6 +392,7 @@ class Ingester:
             self.readiness,
             alive=lambda: not self._writer_failed,
         )
+        self.metrics.shards.set(config.shard.count if config.shard else 0)
 
     def _make_client(self) -> mqtt.Client:
         config = self.config
@@ -381,6 +414,7 @@ class Ingester:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         return client
 
     # paho callbacks (network thread) ---------------------------------------------------
@@ -397,13 +431,85 @@ class Ingester:
             "resumed" if resumed else "new",
         )
         # Subscribing here re-subscribes after every reconnect.
-        filters = self.config.subscriptions()
-        if self.config.protocol == "5":
-            _result, mid = client.subscribe([(t, SubscribeOptions(qos=1)) for t in filters])
-        else:
-            _result, mid = client.subscribe([(t, 1) for t in filters])
-        self._pending_subscriptions[mid] = filters
+        with self._filters_lock:
+            filters, dropped = list(self._filters), sorted(self._dropped)
+            self._subscribing = True
+        if filters:
+            self._subscribe(filters)
+        if dropped:
+            self._unsubscribe(dropped)
         self._connected.set()
+
+    def _subscribe(self, filters: list[str]) -> None:
+        """Subscribe at QoS 1, SUBSCRIBE_CHUNK filters per packet (a shard may have thousands).
+
+        Not connected (paho refuses), nothing is sent: the next connection subscribes to all.
+        """
+        for start in range(0, len(filters), SUBSCRIBE_CHUNK):
+            chunk = filters[start : start + SUBSCRIBE_CHUNK]
+            options = [SubscribeOptions(qos=1) if self.config.protocol == "5" else 1] * len(chunk)
+            with self._pending_lock:
+                result, mid = self.client.subscribe(list(zip(chunk, options, strict=True)))
+                if result != mqtt.MQTT_ERR_SUCCESS:
+                    return
+                self._pending_subscriptions[mid] = chunk
+
+    def _unsubscribe(self, filters: list[str]) -> None:
+        for start in range(0, len(filters), SUBSCRIBE_CHUNK):
+            chunk = filters[start : start + SUBSCRIBE_CHUNK]
+            with self._pending_lock:
+                result, mid = self.client.unsubscribe(chunk)
+                if result != mqtt.MQTT_ERR_SUCCESS:
+                    return
+                self._pending_unsubscriptions[mid] = len(chunk)
+
+    def update_devices(self, device_ids: list[str]) -> None:
+        """Follow the devices table (sharded): subscribe to new devices' topics, drop gone ones.
+
+        A device of another shard is never unsubscribed from unless asked (drop_other_shards):
+        after a change of the number of shards its new ingester may not have subscribed yet,
+        and a message published in between would be lost. Until then it reaches both.
+        """
+        shard = self.config.shard
+        filters, unusable = shard_filters(device_ids, self.config.topics, shard)
+        others: set[str] = set()
+        if self.config.drop_other_shards:
+            everyone, _unusable = shard_filters(device_ids, self.config.topics, Shard(1, 1))
+            others = set(everyone).difference(filters)
+        with self._filters_lock:
+            before = set(self._filters)
+            added = [f for f in filters if f not in before]
+            removed = sorted(before.difference(filters))
+            to_drop = sorted(others.union(removed).difference(self._dropped))
+            self._filters = filters
+            self._dropped = self._dropped.union(removed, others).difference(filters)
+            subscribing = self._subscribing
+        for device_id in sorted(set(unusable) - self._unusable):
+            log.warning(
+                "shard %s: device id %r cannot be a topic; not subscribed", shard, device_id
+            )
+        self._unusable.update(unusable)
+        self.metrics.device_topics.set(len(filters))
+        if added or removed:
+            log.info(
+                "shard %s: %d topic filters for its devices (%d new, %d removed)",
+                shard,
+                len(filters),
+                len(added),
+                len(removed),
+            )
+        elif not filters and not self._said_empty:
+            log.warning(
+                "shard %s: no device of the devices table is in this shard; its devices' "
+                "topics are subscribed to once `tracker devices load` adds them",
+                shard,
+            )
+        self._said_empty = not filters
+        if subscribing:
+            if added:
+                self._subscribe(added)
+            if to_drop:
+                self._unsubscribe(to_drop)
 
     def _on_connect_fail(self, _client, _userdata) -> None:
         # paho retries on its own and says why only at debug level; a broker that cannot
@@ -417,7 +523,9 @@ class Ingester:
     def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
         # A refused filter (an ACL, a broker without shared subscriptions) would otherwise
         # leave the ingester connected and silently receiving nothing.
-        filters = self._pending_subscriptions.pop(mid, [])
+        with self._pending_lock:
+            filters = self._pending_subscriptions.pop(mid, [])
+        granted = []
         for topic, reason_code in zip(filters, reason_codes, strict=False):
             if reason_code.is_failure:
                 log.error(
@@ -427,9 +535,28 @@ class Ingester:
                     reason_code,
                 )
             else:
-                log.info("subscribed to %s (QoS %d)", topic, reason_code.value)
+                granted.append((topic, reason_code.value))
+        if self.config.shard and granted:  # a shard's devices: one line, not one per device
+            log.info(
+                "subscribed to %d topic filters, %s to %s (QoS %s)",
+                len(granted),
+                granted[0][0],
+                granted[-1][0],
+                "/".join(str(q) for q in sorted({q for _t, q in granted})),
+            )
+        else:
+            for topic, qos in granted:
+                log.info("subscribed to %s (QoS %d)", topic, qos)
+
+    def _on_unsubscribe(self, _client, _userdata, mid, _reason_codes, _properties) -> None:
+        with self._pending_lock:
+            count = self._pending_unsubscriptions.pop(mid, 0)
+        # "No subscription existed" is no failure: a filter dropped on every connection.
+        log.info("unsubscribed from %d topic filters", count)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        with self._filters_lock:
+            self._subscribing = False
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from %s (%s); reconnecting", self.config.broker, reason_code)
@@ -612,6 +739,10 @@ class Ingester:
                 continue
             if reply[0] == "database":
                 self._database_reachable = reply[1]
+                continue
+            if reply[0] == "devices":
+                if self.config.shard:
+                    self.update_devices(reply[1])
                 continue
             batch = self._sent.popleft()
             if reply[0] == "stored":

@@ -128,6 +128,16 @@ class IngestMetrics:
             "1 while the writer's last database operation succeeded.",
             registry=registry,
         ).set_function(lambda: float(readiness().database_reachable))
+        self.shards = Gauge(
+            "tracker_ingest_shards",
+            "N for ingester K of N (--shard K, TRACKER_MQTT_SHARDS); 0 when not sharded.",
+            registry=registry,
+        )
+        self.device_topics = Gauge(
+            "tracker_ingest_device_topics",
+            "Topic filters of this shard's devices subscribed to (0 when not sharded).",
+            registry=registry,
+        )
         self.figures = _DatabaseFigures()
         registry.register(self.figures)
 

@@ -16,6 +16,7 @@ from tracker.mqtt.ingester import (
     WriterError,
     install_signal_handlers,
 )
+from tracker.mqtt.shards import Shard
 
 EMBEDDED_PORT = 1884
 
@@ -40,6 +41,9 @@ def build_config(
     db_url: str | None,
     metrics_port: int | None = None,
     metrics_address: str | None = None,
+    shard: int | None = None,
+    shards: int | None = None,
+    drop_other_shards: bool = False,
 ) -> IngestConfig:
     """Return the ingester configuration: flags first, then TRACKER_ settings."""
     try:
@@ -53,6 +57,10 @@ def build_config(
                 if shared_group is not None
                 else settings.get("TRACKER_MQTT_SHARED_GROUP")
             ),
+            shard=sharding(
+                shard, shards if shards is not None else settings.get("TRACKER_MQTT_SHARDS")
+            ),
+            drop_other_shards=drop_other_shards,
             ca_file=ca_file or settings.get("TRACKER_MQTT_CA_FILE"),
             session_expiry_s=settings.get("TRACKER_MQTT_SESSION_EXPIRY_S"),
             batch_size=settings.get("TRACKER_INGEST_BATCH"),
@@ -67,10 +75,28 @@ def build_config(
             ),
             metrics_address=metrics_address or settings.get("TRACKER_INGEST_METRICS_ADDRESS"),
         )
-        config.subscriptions()  # validates the shared group against the protocol
+        config.subscriptions()  # validates the shared group against the protocol and shard
+        if drop_other_shards and config.shard is None:
+            raise ValueError("--drop-other-shards needs --shard")
     except (ValueError, settings.SettingsError) as exc:
         raise click.UsageError(str(exc)) from exc
     return config
+
+
+def sharding(shard: int | None, shards: int) -> Shard | None:
+    """Return this ingester's shard: --shard K of N (TRACKER_MQTT_SHARDS), or None when N is 0."""
+    if not shards:
+        if shard is not None:
+            raise ValueError(
+                "--shard needs the number of shards: --shards N or TRACKER_MQTT_SHARDS"
+            )
+        return None
+    if shard is None:
+        raise ValueError(
+            f"sharded ({shards} shards: --shards or TRACKER_MQTT_SHARDS): give this "
+            f"ingester's --shard, 1 to {shards}"
+        )
+    return Shard(shard, shards)
 
 
 @click.command()
@@ -92,6 +118,27 @@ def build_config(
     "--shared-group",
     default=None,
     help="Share the subscription with other ingesters (MQTT v5 brokers).",
+)
+@click.option(
+    "--shard",
+    type=click.IntRange(1),
+    default=None,
+    metavar="K",
+    help="Subscribe by name to the topics of shard K of the devices table's devices "
+    "(1 to --shards).",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help="Number of shards, one ingester each (TRACKER_MQTT_SHARDS; 0: not sharded).",
+)
+@click.option(
+    "--drop-other-shards",
+    is_flag=True,
+    help="Also unsubscribe from other shards' devices' topics: once after changing --shards, "
+    "when every shard's ingester has subscribed (docs/operations.md).",
 )
 @click.option("--ca-file", default=None, help="CA certificate for mqtts:// (TRACKER_MQTT_CA_FILE).")
 @click.option(
@@ -118,6 +165,9 @@ def main(
     client_id,
     topics,
     shared_group,
+    shard,
+    shards,
+    drop_other_shards,
     ca_file,
     protocol,
     metrics_port,
@@ -154,6 +204,9 @@ def main(
         db_url,
         metrics_port,
         metrics_address,
+        shard,
+        shards,
+        drop_other_shards,
     )
     ingester = Ingester(config)
     install_signal_handlers(ingester)

@@ -15,7 +15,8 @@ when the receiver stopped while the database was unavailable. Before the first b
 ("ready",) or ("error", message); after the final `None`: ("finished",). Between them, for
 the receiver's metrics and readiness (tracker.mqtt.metrics): ("figures", samples) from the
 database every FIGURES_EVERY_S, and ("database", reachable) when reaching it fails or
-works again.
+works again; for a sharded receiver, ("devices", ids): every device id of the devices
+table, when serving starts and whenever they change (read every DEVICES_EVERY_S).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from multiprocessing.connection import Connection
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tracker.dosage.devices import device_ids
 from tracker.dosage.engine import DosageParams, configured_params
 from tracker.dosage.ingest import (
     SOURCE,
@@ -40,6 +42,7 @@ from tracker.dosage.ingest import (
     store_messages,
 )
 from tracker.dosage.monitoring import ingest_figures
+from tracker.dosage.partitions import ensure_partitions
 from tracker.dosage.payloads import Limits, configured_limits
 from tracker.dosage.recompute import rebuild_device_days, rebuild_hot_spot_days
 from tracker.dosage.store import (
@@ -58,6 +61,8 @@ PURGE_EVERY_S = 3600
 RECOMPUTE_SHARE = 0.25  # the most of this process's time that dosage passes may take
 RECOMPUTE_MAX_DEFER = 15  # while backlogged, a pass at least every this many intervals
 FIGURES_EVERY_S = 10.0  # queue depths and ping ages for the metrics: three small queries
+# A sharded receiver's device list: how soon a device added to the table is subscribed to.
+DEVICES_EVERY_S = 10.0
 # Errors in the data, not in reaching the database: retrying the same batch cannot help.
 DATA_ERRORS = (DataError, IntegrityError)
 
@@ -65,9 +70,9 @@ DATA_ERRORS = (DataError, IntegrityError)
 def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
     """The writer process: open the database, then commit batches until told to end.
 
-    The first message on `batches` gives db_url, recompute_every_s, log_level and
-    max_payload_bytes (the limit the receiver applies); `stop` becomes readable when the
-    receiver asks to stop, or dies.
+    The first message on `batches` gives db_url, recompute_every_s, log_level,
+    max_payload_bytes (the limit the receiver applies) and devices (whether to send the
+    device ids); `stop` becomes readable when the receiver asks to stop, or dies.
     """
     # Ctrl-C reaches the whole process group; the receiver decides when this process ends,
     # after it has sent the batches it still holds.
@@ -87,6 +92,7 @@ def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
         # The receiver's payload limit, read from the same setting, so that the two agree.
         limits = replace(configured_limits(), max_payload_bytes=options["max_payload_bytes"])
         writer = Writer(factory, configured_params(), limits, options["recompute_every_s"], stop)
+        writer.send_devices = options.get("devices", False)
     except DatabaseNotReady as exc:
         replies.send(("error", str(exc)))
         return
@@ -125,9 +131,17 @@ class Writer:
         self._replies: Connection | None = None  # set by serve
         self._database_reachable = True
         self._next_figures = 0.0
+        self.send_devices = False  # a sharded receiver wants the device ids
+        self._devices_sent: list[str] | None = None
+        self._next_devices = 0.0
 
     def serve(self, batches: Connection, replies: Connection) -> None:
         self._replies = replies
+        if self.send_devices:
+            try:
+                self._report_devices()
+            except SQLAlchemyError as exc:  # sent by a later pass
+                log.error("cannot read the devices table, will retry: %s", exc)
         next_recompute = time.monotonic() + self.recompute_every_s
         last_recompute = time.monotonic()
         while True:
@@ -263,20 +277,38 @@ class Writer:
             with self.factory.begin() as session:
                 rebuild_hot_spot_days(session, self.params, limit=200)
             retention_days = self.limits.max_age_days
-            if retention_days and time.monotonic() >= self._next_purge:
+            if time.monotonic() >= self._next_purge:
+                # Hourly, from the first pass on: the coming months' partitions (PostgreSQL),
+                # then the retention purge.
                 with self.factory.begin() as session:
-                    purged = purge_pings(session, retention_days, self.params)
-                log.info("purged %d pings older than %d days", purged, retention_days)
+                    made = ensure_partitions(session)
+                if made:
+                    log.info("made partitions of pings: %s", ", ".join(made))
+                if retention_days:
+                    with self.factory.begin() as session:
+                        purged = purge_pings(session, retention_days, self.params)
+                    log.info("purged %d pings older than %d days", purged, retention_days)
                 self._next_purge = time.monotonic() + PURGE_EVERY_S
             if time.monotonic() >= self._next_figures:
                 with self.factory() as session:
                     samples = ingest_figures(session).samples()
                 self._send(("figures", samples))
                 self._next_figures = time.monotonic() + FIGURES_EVERY_S
+            if self.send_devices and time.monotonic() >= self._next_devices:
+                self._report_devices()
             self._database(reachable=True)
         except SQLAlchemyError as exc:
             log.error("dosage recompute failed, will retry: %s", exc)
             self._database(reachable=False)
+
+    def _report_devices(self) -> None:
+        """Send the device ids when they differ from those last sent."""
+        with self.factory() as session:
+            ids = device_ids(session)
+        if ids != self._devices_sent:
+            self._send(("devices", ids))
+            self._devices_sent = ids
+        self._next_devices = time.monotonic() + DEVICES_EVERY_S
 
     def _database(self, reachable: bool) -> None:
         """Tell the receiver when the database stops or starts answering (its readiness)."""

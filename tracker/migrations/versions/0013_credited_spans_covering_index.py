@@ -5,13 +5,13 @@ query of some hot spots' spans over a period (tasking, the hot spot pages) then 
 index alone instead of each row it points to, which halves its time on SQLite.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
