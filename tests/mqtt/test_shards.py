@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy import func, select
 
+from tests.mqtt import test_ingest_mqtt
 from tests.mqtt.test_ingest_mqtt import (
     WAIT_S,
     Harness,
@@ -40,6 +41,9 @@ from tracker.mqtt import shards
 from tracker.mqtt.broker import free_tcp_port
 from tracker.mqtt.run import build_config
 from tracker.mqtt.shards import Shard, device_topic, narrow, shard_filters
+
+# The ingest tests' fixture: an ingester harness on each broker and database asked for.
+harness = test_ingest_mqtt.harness
 
 DEFAULT_TOPICS = ("patrol/+/location", "owntracks/+/+")
 
@@ -421,15 +425,6 @@ def test_mosquitto_forgets_shared_subscriptions_over_a_restart(persistent_broker
         for client in clients:
             client.disconnect()
             client.loop_stop()
-
-
-@pytest.fixture
-def harness(mqtt_broker, database_url, tmp_path):
-    running = Harness(mqtt_broker, database_url, tmp_path)
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 @pytest.mark.parametrize("mqtt_broker", ["embedded"], indirect=True)

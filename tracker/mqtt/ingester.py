@@ -370,7 +370,7 @@ class Ingester:
         self._writer_failed = False
         self._database_reachable = True  # the writer says when this changes
         self._pending_subscriptions: dict[int, list[str]] = {}
-        self._pending_unsubscriptions: dict[int, int] = {}  # mid -> how many filters
+        self._pending_unsubscriptions: dict[int, list[str]] = {}
         # Held from sending a (UN)SUBSCRIBE until its filters are noted, so that an
         # acknowledgement that comes back first (paho's thread) still finds them.
         self._pending_lock = threading.Lock()
@@ -441,27 +441,29 @@ class Ingester:
         self._connected.set()
 
     def _subscribe(self, filters: list[str]) -> None:
-        """Subscribe at QoS 1, SUBSCRIBE_CHUNK filters per packet (a shard may have thousands).
+        qos = SubscribeOptions(qos=1) if self.config.protocol == "5" else 1
+        self._in_packets(
+            filters,
+            lambda chunk: self.client.subscribe([(t, qos) for t in chunk]),
+            self._pending_subscriptions,
+        )
 
-        Not connected (paho refuses), nothing is sent: the next connection subscribes to all.
+    def _unsubscribe(self, filters: list[str]) -> None:
+        self._in_packets(filters, self.client.unsubscribe, self._pending_unsubscriptions)
+
+    def _in_packets(self, filters: list[str], send, pending: dict[int, list[str]]) -> None:
+        """(Un)subscribe SUBSCRIBE_CHUNK filters per packet (a shard may have thousands),
+        each packet's filters noted under its mid before its acknowledgement can come back.
+
+        Not connected (paho refuses), nothing is sent: the next connection sends them all.
         """
         for start in range(0, len(filters), SUBSCRIBE_CHUNK):
             chunk = filters[start : start + SUBSCRIBE_CHUNK]
-            options = [SubscribeOptions(qos=1) if self.config.protocol == "5" else 1] * len(chunk)
             with self._pending_lock:
-                result, mid = self.client.subscribe(list(zip(chunk, options, strict=True)))
+                result, mid = send(chunk)
                 if result != mqtt.MQTT_ERR_SUCCESS:
                     return
-                self._pending_subscriptions[mid] = chunk
-
-    def _unsubscribe(self, filters: list[str]) -> None:
-        for start in range(0, len(filters), SUBSCRIBE_CHUNK):
-            chunk = filters[start : start + SUBSCRIBE_CHUNK]
-            with self._pending_lock:
-                result, mid = self.client.unsubscribe(chunk)
-                if result != mqtt.MQTT_ERR_SUCCESS:
-                    return
-                self._pending_unsubscriptions[mid] = len(chunk)
+                pending[mid] = chunk
 
     def update_devices(self, device_ids: list[str]) -> None:
         """Follow the devices table (sharded): subscribe to new devices' topics, drop gone ones.
@@ -550,9 +552,9 @@ class Ingester:
 
     def _on_unsubscribe(self, _client, _userdata, mid, _reason_codes, _properties) -> None:
         with self._pending_lock:
-            count = self._pending_unsubscriptions.pop(mid, 0)
+            filters = self._pending_unsubscriptions.pop(mid, [])
         # "No subscription existed" is no failure: a filter dropped on every connection.
-        log.info("unsubscribed from %d topic filters", count)
+        log.info("unsubscribed from %d topic filters", len(filters))
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         with self._filters_lock:

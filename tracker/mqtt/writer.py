@@ -91,8 +91,14 @@ def main(batches_fd: int, replies_fd: int, stop_fd: int) -> None:
         factory = open_database(options["db_url"])
         # The receiver's payload limit, read from the same setting, so that the two agree.
         limits = replace(configured_limits(), max_payload_bytes=options["max_payload_bytes"])
-        writer = Writer(factory, configured_params(), limits, options["recompute_every_s"], stop)
-        writer.send_devices = options.get("devices", False)
+        writer = Writer(
+            factory,
+            configured_params(),
+            limits,
+            options["recompute_every_s"],
+            stop,
+            send_devices=options.get("devices", False),
+        )
     except DatabaseNotReady as exc:
         replies.send(("error", str(exc)))
         return
@@ -119,6 +125,7 @@ class Writer:
         limits: Limits,
         recompute_every_s: float,
         stop: Connection,
+        send_devices: bool = False,
     ) -> None:
         self.factory = factory
         self.params = params
@@ -131,7 +138,7 @@ class Writer:
         self._replies: Connection | None = None  # set by serve
         self._database_reachable = True
         self._next_figures = 0.0
-        self.send_devices = False  # a sharded receiver wants the device ids
+        self.send_devices = send_devices  # a sharded receiver wants the device ids
         self._devices_sent: list[str] | None = None
         self._next_devices = 0.0
 

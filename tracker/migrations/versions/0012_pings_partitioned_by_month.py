@@ -48,14 +48,10 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    sequence = bind.scalar(text("SELECT pg_get_serial_sequence('pings', 'id')"))
-    # The old table's key and index names go first: they are the new table's.
-    op.execute("ALTER TABLE pings RENAME TO pings_unpartitioned")
-    op.execute("ALTER TABLE pings_unpartitioned DROP CONSTRAINT pk_pings")
-    op.execute("ALTER TABLE pings_unpartitioned DROP CONSTRAINT uq_pings_device_id")
-    op.execute("DROP INDEX ix_pings_received_at")
-    columns = COLUMNS.format(sequence=sequence)
-    op.execute(f"CREATE TABLE pings ({columns}) PARTITION BY RANGE (t_us)")
+    sequence = _set_aside("pings_unpartitioned")
+    op.execute(
+        f"CREATE TABLE pings ({COLUMNS.format(sequence=sequence)}) PARTITION BY RANGE (t_us)"
+    )
     months = set(
         bind.scalars(
             text(
@@ -74,28 +70,35 @@ def upgrade() -> None:
             f"FOR VALUES FROM ({_month_us(month)}) TO ({_month_us(_next_month(month))})"
         )
     op.execute("CREATE TABLE pings_default PARTITION OF pings DEFAULT")
-    op.execute(f"INSERT INTO pings ({NAMES}) SELECT {NAMES} FROM pings_unpartitioned")  # noqa: S608 (constants)
-    # Keys and index after the copy: building them once is faster than row by row.
-    op.execute("ALTER TABLE pings ADD CONSTRAINT pk_pings PRIMARY KEY (t_us, id)")
-    op.execute("ALTER TABLE pings ADD CONSTRAINT uq_pings_device_id UNIQUE (device_id, t_us)")
-    op.execute("CREATE INDEX ix_pings_received_at ON pings (received_at)")
-    op.execute(f"ALTER SEQUENCE {sequence} OWNED BY pings.id")  # or it goes with the old table
-    op.execute("DROP TABLE pings_unpartitioned")
+    _move_into_pings("pings_unpartitioned", "t_us, id", sequence)
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
+    if op.get_bind().dialect.name != "postgresql":
         return
-    sequence = bind.scalar(text("SELECT pg_get_serial_sequence('pings', 'id')"))
-    op.execute("ALTER TABLE pings RENAME TO pings_partitioned")
-    op.execute("ALTER TABLE pings_partitioned DROP CONSTRAINT pk_pings")
-    op.execute("ALTER TABLE pings_partitioned DROP CONSTRAINT uq_pings_device_id")
-    op.execute("DROP INDEX ix_pings_received_at")
+    sequence = _set_aside("pings_partitioned")
     op.execute(f"CREATE TABLE pings ({COLUMNS.format(sequence=sequence)})")
-    op.execute(f"INSERT INTO pings ({NAMES}) SELECT {NAMES} FROM pings_partitioned")  # noqa: S608
-    op.execute("ALTER TABLE pings ADD CONSTRAINT pk_pings PRIMARY KEY (id)")
+    _move_into_pings("pings_partitioned", "id", sequence)  # its partitions go with it
+
+
+def _set_aside(name: str) -> str:
+    """Rename pings to `name` without its key and index (their names are the new table's);
+    return the id sequence."""
+    sequence = op.get_bind().scalar(text("SELECT pg_get_serial_sequence('pings', 'id')"))
+    op.execute(f"ALTER TABLE pings RENAME TO {name}")
+    op.execute(f"ALTER TABLE {name} DROP CONSTRAINT pk_pings")
+    op.execute(f"ALTER TABLE {name} DROP CONSTRAINT uq_pings_device_id")
+    op.execute("DROP INDEX ix_pings_received_at")
+    return sequence
+
+
+def _move_into_pings(old: str, primary_key: str, sequence: str) -> None:
+    """Copy the rows of `old` into the new pings, then give it its key, unique constraint,
+    index and the id sequence, and drop `old`."""
+    op.execute(f"INSERT INTO pings ({NAMES}) SELECT {NAMES} FROM {old}")  # noqa: S608 (constants)
+    # Keys and index after the copy: building them once is faster than row by row.
+    op.execute(f"ALTER TABLE pings ADD CONSTRAINT pk_pings PRIMARY KEY ({primary_key})")
     op.execute("ALTER TABLE pings ADD CONSTRAINT uq_pings_device_id UNIQUE (device_id, t_us)")
     op.execute("CREATE INDEX ix_pings_received_at ON pings (received_at)")
-    op.execute(f"ALTER SEQUENCE {sequence} OWNED BY pings.id")
-    op.execute("DROP TABLE pings_partitioned")  # and its partitions
+    op.execute(f"ALTER SEQUENCE {sequence} OWNED BY pings.id")  # or it goes with the old table
+    op.execute(f"DROP TABLE {old}")
